@@ -1,0 +1,5 @@
+"""Thin shim: the package metadata lives in setup.cfg."""
+
+from setuptools import setup
+
+setup()
