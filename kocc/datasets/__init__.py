@@ -1,0 +1,6 @@
+"""Data sets: synthetic toys, ODDS/ADBench tabular files, images.
+
+Real data are read from a directory given by the caller or by the environment
+variable ``KOCC_DATA_DIR`` (see :func:`kocc.datasets.paths.data_dir`); nothing is
+downloaded at run time.
+"""
