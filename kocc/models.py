@@ -305,7 +305,9 @@ class OCSDF(tf.keras.Model):
             [
                 (g, v)
                 for g, v in zip(
-                    [*kernel_grads, *direct_grads], [*kernels, *direct_vars]
+                    [*kernel_grads, *direct_grads],
+                    [*kernels, *direct_vars],
+                    strict=True,
                 )
                 if g is not None
             ]

@@ -242,7 +242,7 @@ class Ball(Domain):
 
 
 def as_score_fn(model: Callable) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Wrap a Keras model (inference mode) or a callable as ``z -> f(z)`` of shape (n,)."""
+    """Wrap a Keras model (inference mode) or a callable as ``z -> f(z)``, (n,)."""
     if isinstance(model, tf.keras.layers.Layer):
 
         def fn(z):
@@ -266,7 +266,7 @@ def newton_raphson_steps(
 ) -> tf.Tensor:
     """The Newton-Raphson kernel of Algorithm 1, graph-compatible, batched.
 
-    ``z <- project(z - (eta / T) * grad f(z) / (||grad f(z)||^2 + eps) * (f(z) - level))``
+    ``z <- project(z - (eta/T) * grad f(z) / (||grad f(z)||^2 + eps) * (f(z) - l))``
     repeated ``T = steps`` times, for all samples at once. ``steps`` may be a
     tensor (0 leaves ``z`` unchanged), so one trace serves warm-up and training.
 
