@@ -62,7 +62,8 @@ def reference_step_fn(backbone, domain, loss_fn, optimizer, margin, nr_steps):
             y = tf.concat([tf.ones_like(f_pos), -tf.ones_like(f_neg)], 0)
             loss = loss_fn(y, tf.concat([f_pos, f_neg], 0))
         variables = backbone.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
     return step
