@@ -58,6 +58,7 @@ from kocc.datasets.images import (
     load_image_arrays,
 )
 from kocc.generation import save_image_grid, synthesize
+from kocc.image_prior import GradedBox
 from kocc.models import OCSDF
 from kocc.sampling import Box
 
@@ -210,6 +211,38 @@ class ModelSettings:
         if any(not stage for stage in settings.widths):
             raise ValueError(f"model.widths has an empty stage: {widths!r}")
         return settings
+
+
+DOMAIN_KINDS = {"box": Box, "graded_box": GradedBox}
+
+
+@dataclass
+class DomainSettings:
+    """Recipe section ``domain``: how negatives are drawn in ``B = [-1, 1]^d``.
+
+    Attributes:
+        kind: ``box`` (uniform in B, the paper's sampler) or ``graded_box``
+            (:class:`kocc.image_prior.GradedBox`: B with a random intensity per
+            negative, a deviation used by the CPU profiles).
+    """
+
+    kind: str = "box"
+
+    @classmethod
+    def from_dict(cls, section: Mapping[str, Any] | None) -> DomainSettings:
+        section = dict(section or {})
+        _check_keys(section, set(cls.__dataclass_fields__), "domain")
+        settings = cls(**section)
+        if settings.kind not in DOMAIN_KINDS:
+            raise ValueError(
+                f"domain.kind must be one of {sorted(DOMAIN_KINDS)}, got "
+                f"{settings.kind!r}"
+            )
+        return settings
+
+    def build(self, image_shape: Sequence[int]) -> Box:
+        """The domain over images of ``image_shape``."""
+        return DOMAIN_KINDS[self.kind](*PIXEL_DOMAIN_BOUNDS, shape=tuple(image_shape))
 
 
 @dataclass
@@ -401,7 +434,7 @@ class ImageBenchmarkConfig:
 
     Top-level keys: ``kind`` / ``benchmark`` / ``name`` / ``description`` (free
     text), ``seed`` (class ``k`` trains with seed ``seed + k``), ``data``,
-    ``model``, ``training``, ``evaluation``, ``baselines`` (a mapping from
+    ``model``, ``domain``, ``training``, ``evaluation``, ``baselines`` (a mapping from
     ``ocsvm`` / ``isolation_forest`` / ``deep_svdd`` to its options; absent key =
     default set of all three, an empty mapping = none), ``synthesis``.
     """
@@ -410,6 +443,7 @@ class ImageBenchmarkConfig:
     seed: int = 0
     data: DataSettings = field(default_factory=DataSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
+    domain: DomainSettings = field(default_factory=DomainSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     baselines: dict[str, dict[str, Any]] = field(
@@ -428,7 +462,7 @@ class ImageBenchmarkConfig:
         """
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
-        sections = {"data", "model", "training", "evaluation", "baselines"}
+        sections = {"data", "model", "domain", "training", "evaluation", "baselines"}
         _check_keys(config, sections | {"synthesis", "seed"} | _META_KEYS, "the recipe")
         baselines = config.get("baselines")
         if baselines is None:
@@ -443,6 +477,7 @@ class ImageBenchmarkConfig:
             seed=_int(config.get("seed", 0), "seed", minimum=0),
             data=DataSettings.from_dict(config.get("data")),
             model=ModelSettings.from_dict(config.get("model")),
+            domain=DomainSettings.from_dict(config.get("domain")),
             training=TrainingSettings.from_dict(config.get("training")),
             evaluation=EvaluationSettings.from_dict(config.get("evaluation")),
             baselines=baselines,
@@ -581,6 +616,7 @@ def build_ocsdf(
     training: TrainingSettings,
     steps_per_epoch: int,
     seed: int,
+    domain: DomainSettings | None = None,
 ) -> OCSDF:
     """The OCSDF of a recipe, compiled with the linearly decaying optimizer.
 
@@ -591,10 +627,10 @@ def build_ocsdf(
     backbone = lipschitz_vgg(
         image_shape, widths=model.widths, activation=model.activation, seed=seed
     )
-    domain = Box(*PIXEL_DOMAIN_BOUNDS, shape=tuple(image_shape))
+    domain = domain or DomainSettings()
     ocsdf = OCSDF(
         backbone,
-        domain,
+        domain.build(image_shape),
         margin=training.margin,
         lam=training.lam,
         nr_steps=training.nr_steps,
@@ -622,11 +658,14 @@ def train_ocsdf(
     model: ModelSettings,
     training: TrainingSettings,
     seed: int,
+    domain: DomainSettings | None = None,
 ) -> OCSDF:
     """Build (:func:`build_ocsdf`) and fit OCSDF on the normal images."""
     batch_size = min(training.batch_size, len(x_train))
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
-    ocsdf = build_ocsdf(x_train.shape[1:], model, training, steps_per_epoch, seed)
+    ocsdf = build_ocsdf(
+        x_train.shape[1:], model, training, steps_per_epoch, seed, domain
+    )
     ocsdf.fit(
         x_train, batch_size=batch_size, epochs=training.epochs, shuffle=True, verbose=0
     )
@@ -777,7 +816,9 @@ def _evaluate_class(
     eps = config.evaluation.epsilons
 
     tic = time.perf_counter()
-    model = train_ocsdf(split.x_train, config.model, config.training, seed)
+    model = train_ocsdf(
+        split.x_train, config.model, config.training, seed, config.domain
+    )
     seconds["ocsdf_train"] = time.perf_counter() - tic
     final = {
         name: float(value[-1])

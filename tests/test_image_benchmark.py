@@ -52,6 +52,7 @@ def _tiny_recipe(data_root, tfds_dir):
             "max_test": 300,
         },
         "model": {"widths": [[4], [8]]},
+        "domain": {"kind": "graded_box"},
         "training": {
             "epochs": 2,
             "warmup_epochs": 1,
@@ -119,11 +120,13 @@ def test_recipes_validate_and_state_the_paper_settings():
     assert paper.model.widths == [[64] * 4, [128] * 4, [256] * 3]
     assert paper.evaluation.epsilons_255 == [8, 16, 36, 72]
     assert paper.data.normal_class == list(range(10))
+    assert paper.domain.kind == "box"
     for name in ("mnist_one_class_cpu.yaml", "fashion_mnist_one_class_cpu.yaml"):
         cpu = ImageBenchmarkConfig.from_dict(
             yaml.safe_load((RECIPES / name).read_text())
         )
         assert cpu.data.normal_class == list(range(10))
+        assert cpu.domain.kind == "graded_box"
         assert sum(map(len, cpu.model.widths)) < sum(map(len, paper.model.widths))
 
 
@@ -144,6 +147,7 @@ def test_recipes_validate_and_state_the_paper_settings():
         ({"baselines": {"lof": {}}}, "unknown key"),
         ({"baselines": {"ocsvm": {"bogus": 1}}}, "bad option"),
         ({"synthesis": {"n": -1}}, "synthesis.n"),
+        ({"domain": {"kind": "ball"}}, "domain.kind"),
     ],
 )
 def test_invalid_recipes_name_the_problem(patch, message):
