@@ -20,10 +20,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import kocc  # noqa: E402,F401
 from kocc.architectures import lipschitz_mlp  # noqa: E402
 from kocc.datasets.toys import annulus, disk  # noqa: E402
 from kocc.diagnostics import local_lipschitz  # noqa: E402
