@@ -39,7 +39,7 @@ class ToyDataConfig:
 class MLPConfig:
     """:func:`kocc.architectures.lipschitz_mlp` settings."""
 
-    widths: list[int] = field(default_factory=lambda: [256, 256, 256])
+    widths: list[int] = field(default_factory=lambda: [128, 128, 128])
     activation: str = "fullsort"
 
 
