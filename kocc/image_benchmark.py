@@ -708,7 +708,9 @@ class ClassResult:
         n_attack_normal, n_attack_anomalous: sizes of the attack subset.
         baselines: AUROC per baseline.
         seconds: wall-clock seconds per stage (``ocsdf_train``, ``attack``,
-            one per baseline, ``total``).
+            one per baseline, ``total``) and the process CPU seconds of the
+            class (``cpu_total``; with one thread, the wall time on an idle
+            core).
         synthesis_png: path of the synthesized grid, if any.
     """
 
@@ -811,6 +813,7 @@ def _evaluate_class(
     seed = config.seed + k
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    cpu_start = time.process_time()
     normal = split.is_normal
     keys = _eps_keys(config)
     eps = config.evaluation.epsilons
@@ -898,6 +901,7 @@ def _evaluate_class(
         seconds[name] = time.perf_counter() - tic
         log(f"class {k}: {name} AUROC {baselines[name]:.4f} ({seconds[name]:.0f} s)")
     seconds["total"] = time.perf_counter() - start
+    seconds["cpu_total"] = time.process_time() - cpu_start
     return ClassResult(
         normal_class=k,
         class_name=spec.class_names[k],
