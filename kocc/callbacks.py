@@ -223,7 +223,9 @@ class CertifiedAUROC(tf.keras.callbacks.Callback):
         values = certified_auroc(
             scores_normal, scores_anomalous, self.epsilons, self.lipschitz
         )
-        return {metric_name(e): float(v) for e, v in zip(self.epsilons, values)}
+        return {
+            metric_name(e): float(v) for e, v in zip(self.epsilons, values, strict=True)
+        }
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if (epoch + 1) % self.every_n_epochs != 0:

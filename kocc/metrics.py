@@ -72,9 +72,7 @@ def _as_epsilons(epsilons: Any) -> np.ndarray:
 def _check_lipschitz(lipschitz: float) -> float:
     value = float(lipschitz)
     if not np.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"lipschitz must be a finite constant > 0, got {lipschitz!r}."
-        )
+        raise ValueError(f"lipschitz must be a finite constant > 0, got {lipschitz!r}.")
     return value
 
 
@@ -211,12 +209,12 @@ class CertifiedAUROCMetric(tf.keras.metrics.Metric):
         name: str | None = None,
         dtype: Any = None,
     ) -> None:
-        eps = float(_as_epsilons(epsilon))
         if np.ndim(epsilon) != 0:
             raise ValueError(
                 f"CertifiedAUROCMetric takes one radius; got {epsilon!r}. Create "
                 "one metric per radius."
             )
+        eps = float(_as_epsilons(epsilon))
         super().__init__(name=name or metric_name(eps), dtype=dtype)
         self.epsilon = eps
         self.lipschitz = _check_lipschitz(lipschitz)
@@ -233,9 +231,7 @@ class CertifiedAUROCMetric(tf.keras.metrics.Metric):
             name="anomalous_scores",
         )
 
-    def update_state(
-        self, y_true: Any, y_pred: Any, sample_weight: Any = None
-    ) -> None:
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Appends the scores of a batch.
 
         Args:
@@ -264,9 +260,7 @@ class CertifiedAUROCMetric(tf.keras.metrics.Metric):
             tf.concat([self._normal, tf.boolean_mask(scores, is_normal)], axis=0)
         )
         self._anomalous.assign(
-            tf.concat(
-                [self._anomalous, tf.boolean_mask(scores, ~is_normal)], axis=0
-            )
+            tf.concat([self._anomalous, tf.boolean_mask(scores, ~is_normal)], axis=0)
         )
 
     def result(self) -> tf.Tensor:
