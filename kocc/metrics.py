@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from kocc.sampling import as_score_fn
+
 __all__ = [
     "CertifiedAUROCMetric",
     "certified_accuracy",
@@ -36,6 +38,7 @@ __all__ = [
     "hkr_multiclass_radius",
     "metric_name",
     "model_scores",
+    "score_function",
 ]
 
 
@@ -276,6 +279,27 @@ class CertifiedAUROCMetric(tf.keras.metrics.Metric):
         config = super().get_config()
         config.update({"epsilon": self.epsilon, "lipschitz": self.lipschitz})
         return config
+
+
+def score_function(
+    model: Callable[..., Any] | tf.keras.Model,
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The model as a differentiable function ``x -> f(x)`` of shape ``(n,)``.
+
+    Keras models are called in inference mode; for kocc's OCSDF the cached
+    constrained kernels are first synchronised with the current parameters
+    (``sync_constrained_kernels``), so the function is the model that
+    ``predict`` evaluates. Any other callable is used as is.
+
+    Args:
+        model: a kocc model, a Keras model or a callable on a batch.
+
+    Returns:
+        A function mapping a float32 batch ``(n, ...)`` to scores ``(n,)``.
+    """
+    if hasattr(model, "sync_constrained_kernels"):
+        model.sync_constrained_kernels()
+    return as_score_fn(model)
 
 
 def model_scores(
