@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from kocc.metrics import _as_epsilons, _check_lipschitz, certified_auroc, metric_name
+from kocc.validation import check_batch
 
 __all__ = ["CertifiedAUROC", "write_scalar"]
 
@@ -57,18 +58,6 @@ def write_scalar(tag: str, value: float, step: int) -> None:
         step=step,
         metadata=_scalar_metadata(),
     )
-
-
-def _as_inputs(values: Any, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float32)
-    if array.ndim < 2 or array.shape[0] == 0:
-        raise ValueError(
-            f"{name} must be a non-empty batch of inputs with shape "
-            f"(n, *feature_shape), got shape {array.shape}."
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains non-finite values (NaN or inf).")
-    return array
 
 
 def _calling_callback_list(max_depth: int = 8) -> Any:
@@ -142,9 +131,11 @@ class CertifiedAUROC(tf.keras.callbacks.Callback):
         tensorboard: tf.keras.callbacks.TensorBoard | str | None = None,
     ) -> None:
         super().__init__()
-        self.validation_normal = _as_inputs(validation_normal, "validation_normal")
-        self.validation_anomalous = _as_inputs(
-            validation_anomalous, "validation_anomalous"
+        self.validation_normal = check_batch(
+            validation_normal, name="validation_normal"
+        )
+        self.validation_anomalous = check_batch(
+            validation_anomalous, name="validation_anomalous"
         )
         if self.validation_normal.shape[1:] != self.validation_anomalous.shape[1:]:
             raise ValueError(

@@ -175,10 +175,10 @@ def test_certified_auroc_callback_with_real_tensorboard_callback(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"validation_normal": np.zeros((0, 2))}, "validation_normal must be a non"),
-        ({"validation_anomalous": np.zeros(5)}, "validation_anomalous must be a non"),
+        ({"validation_normal": np.zeros((0, 2))}, "validation_normal is empty"),
+        ({"validation_anomalous": np.zeros(5)}, "validation_anomalous must be a batch"),
         ({"validation_anomalous": np.zeros((4, 3))}, "same feature shape"),
-        ({"validation_normal": np.full((4, 2), np.nan)}, "non-finite"),
+        ({"validation_normal": np.full((4, 2), np.nan)}, "NaN"),
         ({"epsilons": [-0.1]}, "epsilons must be finite and >= 0"),
         ({"every_n_epochs": 0}, "every_n_epochs must be an integer >= 1"),
         ({"every_n_epochs": 1.5}, "every_n_epochs must be an integer >= 1"),
