@@ -8,50 +8,40 @@ unconstrained BCE network it drives the AUROC well below its clean value).
 
 from __future__ import annotations
 
-import kocc  # noqa: F401  (selects tf-keras; must run before TensorFlow loads)
-
-# isort: split
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.datasets import make_moons
 
 from kocc.architectures import lipschitz_mlp
 from kocc.attacks import attacked_auroc, attacked_scores
 from kocc.baselines import bce_network, fit_bce_network
+from kocc.datasets.toys import make_toy
 from kocc.diagnostics import local_lipschitz
 from kocc.metrics import certified_auroc, model_scores
 from kocc.models import OCSDF
-from kocc.sampling import Box
+from kocc.sampling import Ball, Box
 
 RADII = (0.05, 0.1, 0.25, 0.5)
-DOMAIN = Box(-3.0, 3.0, shape=(2,))
-
-
-def two_moons(n, seed):
-    x, _ = make_moons(n, noise=0.05, random_state=seed)
-    return ((x - [0.5, 0.25]) / [0.9, 0.5]).astype(np.float32)
-
-
-def unit_disk(n, seed):
-    rng = np.random.default_rng(seed)
-    angle = rng.uniform(0.0, 2.0 * np.pi, n)
-    radius = np.sqrt(rng.uniform(0.0, 1.0, n))
-    return np.c_[radius * np.cos(angle), radius * np.sin(angle)].astype(np.float32)
-
-
-DATASETS = {"two_moons": two_moons, "unit_disk": unit_disk}
+# Negatives from the ball of radius 5 around the standardized data (appendix E).
+DOMAIN = Ball(5.0, shape=(2,))
+DATASETS = ("two_moons", "two_blobs")
 
 
 def _split(name):
-    normal_train = DATASETS[name](512, 0)
-    normal_test = DATASETS[name](256, 1)
-    anomalous = np.asarray(DOMAIN.sample(256, seed=5))
+    """Standardized toy (train, fresh test draw) and uniform anomalies.
+
+    The anomalies are uniform in [-3, 3]^2 (not only far from the data), so
+    that some lie near the support and small radii matter.
+    """
+    normal_train, scaler = make_toy(name, 512, seed=0)
+    test_std, test_scaler = make_toy(name, 256, seed=1)
+    normal_test = scaler.transform(test_scaler.inverse_transform(test_std))
+    rng = np.random.default_rng(2)
+    anomalous = rng.uniform(-3.0, 3.0, size=(256, 2)).astype(np.float32)
     return normal_train, normal_test, anomalous
 
 
-@pytest.fixture(scope="module", params=sorted(DATASETS))
+@pytest.fixture(scope="module", params=DATASETS)
 def trained_ocsdf(request):
     normal_train, normal_test, anomalous = _split(request.param)
     # deel-lip draws its power-iteration vectors from the global seed.
@@ -177,7 +167,7 @@ def test_certificate_is_never_beaten_on_trained_ocsdf(trained_ocsdf):
     )
     clean = certified_auroc(clean_normal, clean_anomalous, 0.0)
     print(f"{name}: clean {clean:.4f} certified {certified} attacked {attacked}")
-    assert clean > 0.85, f"{name}: OCSDF did not train (AUROC {clean})"
+    assert clean > 0.8, f"{name}: OCSDF did not train (AUROC {clean})"
     assert np.all(attacked >= certified), (name, attacked, certified)
     assert np.all(attacked <= clean)
     # The attack does something: at the largest radius it lowers the AUROC.

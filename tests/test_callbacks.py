@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import kocc  # noqa: F401  (selects tf-keras; must run before TensorFlow loads)
-
-# isort: split
-
 import glob
 import importlib.util
 import os

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import kocc  # noqa: F401  (selects tf-keras; must run before TensorFlow loads)
-
-# isort: split
-
 from fractions import Fraction
 
 import numpy as np
