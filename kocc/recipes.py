@@ -133,6 +133,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise RecipeError(f"recipe key {key!r} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecipeError(f"recipe key {key!r} must be a number, got {value!r}")
         return float(value)
