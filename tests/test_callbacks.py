@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 
 import numpy as np
@@ -153,10 +152,6 @@ def test_certified_auroc_callback_writes_nothing_without_tensorboard(
     assert not glob.glob(os.path.join(str(tmp_path), "**", "events*"), recursive=True)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tensorboard") is None,
-    reason="Keras' TensorBoard callback needs the tensorboard package",
-)
 def test_certified_auroc_callback_with_real_tensorboard_callback(tmp_path):
     normal, anomalous, x, y = _data(5)
     board = tf.keras.callbacks.TensorBoard(log_dir=str(tmp_path), write_graph=False)
