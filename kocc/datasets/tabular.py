@@ -263,6 +263,6 @@ def streamed_dataset(
                 return
 
     signature = tf.TensorSpec(shape=(None, x.shape[1]), dtype=tf.float32)
-    return tf.data.Dataset.from_generator(
-        batches, output_signature=signature
-    ).prefetch(2)
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(
+        2
+    )
