@@ -1,0 +1,395 @@
+"""The OCSDF model: a 1-Lipschitz network trained with ``model.fit`` on normal data.
+
+See Béthune, Novello, Coiffier, Boissin, Serrurier, Vincenot, Picard, "Robust
+One-Class Classification with Signed Distance Function using 1-Lipschitz Neural
+Networks", ICML 2023.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from kocc.losses import OneClassHKR
+from kocc.orthogonalization import (
+    constrained_layers,
+    orthogonalize,
+    sync_constrained_kernels,
+)
+from kocc.sampling import Domain, as_score_fn, draw_eta, newton_raphson_steps
+from kocc.validation import check_batch
+
+
+@tf.keras.utils.register_keras_serializable("kocc")
+class OCSDF(tf.keras.Model):
+    r"""One-Class Signed Distance Function (paper Algorithm 3, "lazy" training).
+
+    Wraps a 1-Lipschitz ``backbone`` f. ``fit`` takes normal samples only; each
+    training step
+
+    1. orthogonalizes the constrained kernels once (:mod:`kocc.orthogonalization`);
+    2. draws negatives ``z0 ~ U(domain)`` and moves them by ``nr_steps``
+       Newton-Raphson steps toward ``f = -margin`` (Algorithm 1; 0 steps during
+       the first ``warmup_epochs`` epochs). With ``updates_per_sampling = K > 1``
+       the negatives are redrawn every K steps only and reused in between;
+    3. updates the parameters on the hinge-KR loss
+       :math:`\lambda\max(0, m - yf) - yf` of the batch (y = +1) and the
+       negatives (y = -1), in one forward pass.
+
+    The trained f approximates :math:`S + m`, with S the signed distance to the
+    support of the data (positive inside): a normality score. Because f is
+    1-Lipschitz, an l2 perturbation of size :math:`\epsilon` changes it by at most
+    :math:`\epsilon`, which is what makes the scores certifiable.
+
+    Logged per epoch: ``loss``, ``f_pos`` (mean f on the batch), ``f_neg`` (mean f
+    on the negatives) and ``grad_norm_neg`` (mean :math:`\|\nabla f\|` on the
+    negatives; close to 1 for a gradient-norm-preserving network).
+
+    Args:
+        backbone: a built Keras model with one output, made of deel-lip layers
+            (e.g. :func:`kocc.architectures.lipschitz_mlp`).
+        domain: where negatives are drawn (:class:`kocc.sampling.Box` or
+            :class:`kocc.sampling.Ball`).
+        margin: the hinge margin m > 0 (also the level ``-m`` negatives target).
+        lam: the hinge weight :math:`\lambda > 0`.
+        nr_steps: Newton-Raphson steps T >= 0 per sampling.
+        warmup_epochs: epochs at the start with T = 0 (plain uniform negatives).
+        updates_per_sampling: parameter updates K >= 1 per negative sampling.
+        negatives_per_batch: negatives per step; ``None`` = as many as the batch
+            holds positives. Must be an int when ``updates_per_sampling > 1``.
+        seed: seed of the negatives' draws (stateless; combined with the step).
+        **kwargs: passed to ``tf.keras.Model`` (e.g. ``name``).
+
+    Raises:
+        ValueError: on invalid hyper-parameters or a backbone that is not built,
+            does not have one output, or contains training-dependent layers.
+    """
+
+    def __init__(
+        self,
+        backbone: tf.keras.Model,
+        domain: Domain,
+        margin: float = 0.05,
+        lam: float = 100.0,
+        nr_steps: int = 4,
+        warmup_epochs: int = 0,
+        updates_per_sampling: int = 1,
+        negatives_per_batch: int | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(domain, Domain):
+            raise ValueError(f"domain must be a kocc.sampling Domain, got {domain!r}")
+        if int(nr_steps) < 0:
+            raise ValueError(f"nr_steps must be >= 0, got {nr_steps!r}")
+        if int(warmup_epochs) < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+        if int(updates_per_sampling) < 1:
+            raise ValueError(
+                f"updates_per_sampling must be >= 1, got {updates_per_sampling!r}"
+            )
+        if negatives_per_batch is not None and int(negatives_per_batch) < 1:
+            raise ValueError(
+                f"negatives_per_batch must be >= 1 or None, got {negatives_per_batch!r}"
+            )
+        if int(updates_per_sampling) > 1 and negatives_per_batch is None:
+            raise ValueError(
+                "updates_per_sampling > 1 reuses a fixed set of negatives: give "
+                "negatives_per_batch as an int"
+            )
+        if not getattr(backbone, "built", False) or not backbone.inputs:
+            raise ValueError(
+                "backbone must be a built Keras model with a known input shape "
+                "(e.g. start it with tf.keras.layers.Input(shape))"
+            )
+        out_shape = tuple(backbone.output_shape[1:])
+        if out_shape not in ((1,), ()):
+            raise ValueError(
+                f"backbone must have a single output (n, 1), got (n, {out_shape})"
+            )
+        self.backbone = backbone
+        self.domain = domain
+        self.hkr = OneClassHKR(margin=margin, lam=lam)
+        self.nr_steps = int(nr_steps)
+        self.warmup_epochs = int(warmup_epochs)
+        self.updates_per_sampling = int(updates_per_sampling)
+        self.negatives_per_batch = (
+            None if negatives_per_batch is None else int(negatives_per_batch)
+        )
+        self.seed = int(seed)
+        self.feature_shape = tuple(int(s) for s in backbone.input_shape[1:])
+        self.domain.resolve_shape(self.feature_shape)  # fail early on a mismatch
+        self._constrained = constrained_layers(backbone)
+        self._constrained_ids = {id(layer.kernel) for layer in self._constrained}
+        # the epoch counter drives the warm-up; a callback added by fit() sets it
+        self._epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
+        self._negatives = None
+        if self.updates_per_sampling > 1:
+            self._negatives = tf.Variable(
+                tf.zeros((self.negatives_per_batch, *self.feature_shape)),
+                trainable=False,
+                name="negatives",
+            )
+        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+        self.f_pos_tracker = tf.keras.metrics.Mean(name="f_pos")
+        self.f_neg_tracker = tf.keras.metrics.Mean(name="f_neg")
+        self.grad_norm_tracker = tf.keras.metrics.Mean(name="grad_norm_neg")
+        self.build((None, *self.feature_shape))
+
+    # ------------------------------------------------------------------ config
+    @property
+    def margin(self) -> float:
+        return self.hkr.margin
+
+    @property
+    def lam(self) -> float:
+        return self.hkr.lam
+
+    def get_config(self) -> dict:
+        return {
+            "backbone": tf.keras.utils.serialize_keras_object(self.backbone),
+            "domain": tf.keras.utils.serialize_keras_object(self.domain),
+            "margin": self.margin,
+            "lam": self.lam,
+            "nr_steps": self.nr_steps,
+            "warmup_epochs": self.warmup_epochs,
+            "updates_per_sampling": self.updates_per_sampling,
+            "negatives_per_batch": self.negatives_per_batch,
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> OCSDF:
+        config = dict(config)
+        config["backbone"] = tf.keras.utils.deserialize_keras_object(
+            config["backbone"], custom_objects=custom_objects
+        )
+        config["domain"] = tf.keras.utils.deserialize_keras_object(
+            config["domain"], custom_objects=custom_objects
+        )
+        return cls(**config)
+
+    # ----------------------------------------------------------------- compile
+    def compile(self, optimizer: Any = "rmsprop", **kwargs: Any) -> None:
+        """Keras ``compile``; the loss is the model's own :class:`OneClassHKR`.
+
+        Raises:
+            ValueError: if a ``loss`` is given (set ``margin`` and ``lam`` on
+                the model instead).
+        """
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "OCSDF trains with its own OneClassHKR(margin, lam) loss: pass "
+                "margin= and lam= to OCSDF(...) instead of loss= to compile()"
+            )
+        kwargs.pop("loss", None)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self) -> list:
+        return [
+            self.loss_tracker,
+            self.f_pos_tracker,
+            self.f_neg_tracker,
+            self.grad_norm_tracker,
+        ]
+
+    # --------------------------------------------------------------- forward
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """Normality score f(x), shape ``(n, 1)`` (positive = normal)."""
+        return self.backbone(inputs, training=training)
+
+    def sync_constrained_kernels(self) -> None:
+        """Recompute the cached constrained kernels from the current parameters.
+
+        Inference-mode calls (``predict``, ``evaluate``, serving) read the cached
+        kernels; after an optimizer update they are one step behind until this
+        runs. ``fit``, ``evaluate`` and ``predict`` call it themselves.
+        """
+        if self._constrained:
+            self._sync_graph()
+
+    @tf.function
+    def _sync_graph(self) -> None:
+        sync_constrained_kernels(self._constrained)
+
+    # ------------------------------------------------------------ negatives
+    def sample_negatives(self, n: int | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Draw ``n`` negatives: uniform in the domain, then Newton-Raphson.
+
+        Uses the cached constrained kernels (inference mode), so call it after
+        :meth:`sync_constrained_kernels` (the training step does).
+
+        Args:
+            n: number of negatives.
+            seed: ``[2]`` int seed; split into the draw's and the eta's seeds.
+        """
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        z0 = self.domain.sample(n, seeds[0], shape=self.feature_shape)
+        steps = tf.where(
+            self._epoch < self.warmup_epochs, 0, self.nr_steps
+        )  # T = 0 during warm-up
+        eta = draw_eta(n, seeds[1])
+        return newton_raphson_steps(
+            as_score_fn(self.backbone),
+            z0,
+            steps,
+            -self.margin,
+            eta,
+            self.domain.project,
+        )
+
+    def _step_seed(self) -> tf.Tensor:
+        return tf.stack(
+            [
+                tf.constant(self.seed, tf.int64),
+                tf.cast(self.optimizer.iterations, tf.int64),
+            ]
+        )
+
+    def _negatives_for_step(self, n_pos: tf.Tensor) -> tf.Tensor:
+        if self._negatives is None:
+            n = n_pos if self.negatives_per_batch is None else self.negatives_per_batch
+            return self.sample_negatives(n, self._step_seed())
+        refresh = tf.equal(self.optimizer.iterations % self.updates_per_sampling, 0)
+        return tf.cond(
+            refresh,
+            lambda: self._negatives.assign(
+                self.sample_negatives(self.negatives_per_batch, self._step_seed())
+            ).read_value(),
+            lambda: self._negatives.read_value(),
+        )
+
+    # ------------------------------------------------------------- training
+    def train_step(self, data: Any) -> dict:
+        x = data[0] if isinstance(data, tuple) else data
+        x = tf.cast(x, tf.float32)
+        x = tf.debugging.assert_all_finite(x, "training batch contains NaN or inf")
+        n_pos = tf.shape(x)[0]
+
+        # 1. one orthogonalization per step, recorded for the chain rule
+        with tf.GradientTape() as orth_tape:
+            orthos = [orthogonalize(layer) for layer in self._constrained]
+        for ortho in orthos:
+            ortho.assign()
+        # 2. negatives with the up-to-date constrained kernels
+        z = tf.stop_gradient(self._negatives_for_step(n_pos))
+        n_neg = tf.shape(z)[0]
+        # 3. positives and negatives in one forward pass
+        wbar_vars = [layer.wbar for layer in self._constrained]
+        direct_vars = [
+            v for v in self.trainable_variables if id(v) not in self._constrained_ids
+        ]
+        with tf.GradientTape() as tape:
+            tape.watch(wbar_vars)
+            tape.watch(z)
+            f = tf.reshape(self.backbone(tf.concat([x, z], 0), training=False), [-1])
+            y = tf.concat([tf.ones([n_pos]), -tf.ones([n_neg])], 0)
+            loss = self.hkr(y, f)
+            if self.backbone.losses:
+                loss += tf.add_n(self.backbone.losses)
+        grads = tape.gradient(loss, [*wbar_vars, *direct_vars, z, f])
+        n_wbar, n_direct = len(wbar_vars), len(direct_vars)
+        wbar_grads = grads[:n_wbar]
+        direct_grads = grads[n_wbar : n_wbar + n_direct]
+        grad_z, grad_f = grads[-2], grads[-1]
+        kernels = [layer.kernel for layer in self._constrained]
+        kernel_grads = orth_tape.gradient(
+            [o.wbar for o in orthos], kernels, output_gradients=wbar_grads
+        )
+        self.optimizer.apply_gradients(
+            [
+                (g, v)
+                for g, v in zip(
+                    [*kernel_grads, *direct_grads],
+                    [*kernels, *direct_vars],
+                    strict=True,
+                )
+                if g is not None
+            ]
+        )
+
+        # dL/dz_i = dL/df_i * grad f(z_i), and dL/df_i > 0 for every negative
+        axes = list(range(1, len(z.shape)))
+        grad_norm = tf.sqrt(tf.reduce_sum(grad_z * grad_z, axis=axes)) / grad_f[n_pos:]
+        self.loss_tracker.update_state(loss)
+        self.f_pos_tracker.update_state(f[:n_pos])
+        self.f_neg_tracker.update_state(f[n_pos:])
+        self.grad_norm_tracker.update_state(grad_norm)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data: Any) -> dict:
+        """Evaluate on normal samples, or on labelled samples ``(x, y)``, y = ±1."""
+        if isinstance(data, tuple) and len(data) > 1 and data[1] is not None:
+            x, y = data[0], data[1]
+        else:
+            x = data[0] if isinstance(data, tuple) else data
+            y = tf.ones(tf.shape(x)[:1])
+        f = tf.reshape(self.backbone(tf.cast(x, tf.float32), training=False), [-1])
+        y = tf.reshape(tf.cast(y, tf.float32), [-1])
+        self.loss_tracker.update_state(self.hkr(y, f))
+        positive = y > 0
+        self.f_pos_tracker.update_state(tf.boolean_mask(f, positive))
+        self.f_neg_tracker.update_state(tf.boolean_mask(f, tf.logical_not(positive)))
+        return {m.name: m.result() for m in self.metrics[:3]}
+
+    # ----------------------------------------------------- Keras entry points
+    def _checked(self, x: Any, name: str) -> Any:
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) else spec
+            if tuple(spec.shape[1:]) != self.feature_shape:
+                raise ValueError(
+                    f"{name} yields samples of shape {tuple(spec.shape[1:])} but the "
+                    f"model was built for {self.feature_shape}"
+                )
+            return x
+        if isinstance(x, (np.ndarray, list, tf.Tensor)):
+            return check_batch(x, self.feature_shape, name)
+        return x
+
+    def fit(self, x: Any = None, y: Any = None, **kwargs: Any):
+        """Keras ``fit`` on normal samples ``x`` (no labels needed).
+
+        Validates ``x`` (rank, feature shape, emptiness, NaN/inf), keeps the epoch
+        counter for the warm-up, and leaves the cached constrained kernels in
+        sync with the final parameters.
+
+        Raises:
+            ValueError: for invalid ``x`` (the message names the problem).
+        """
+        x = self._checked(x, "x")
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks.append(_EpochCounter(self._epoch))
+        try:
+            return super().fit(x, y, callbacks=callbacks, **kwargs)
+        finally:
+            self.sync_constrained_kernels()
+
+    def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any):
+        self.sync_constrained_kernels()
+        return super().evaluate(self._checked(x, "x"), y, **kwargs)
+
+    def predict(self, x: Any, **kwargs: Any) -> np.ndarray:
+        """Normality scores ``f(x)``, shape ``(n, 1)``, from the current weights."""
+        self.sync_constrained_kernels()
+        return super().predict(self._checked(x, "x"), **kwargs)
+
+    def score_samples(self, x: Any, batch_size: int = 4096) -> np.ndarray:
+        """Normality scores ``f(x)`` as a 1-D array (higher = more normal)."""
+        return self.predict(x, batch_size=batch_size, verbose=0).reshape(-1)
+
+
+class _EpochCounter(tf.keras.callbacks.Callback):
+    """Keeps the model's epoch variable equal to the epoch being trained."""
+
+    def __init__(self, variable: tf.Variable) -> None:
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.variable.assign(epoch)
