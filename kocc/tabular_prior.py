@@ -11,8 +11,8 @@ data, on standardized features, two priors are offered:
   ``z_j ~ N(mean_j, (scale * std_j)^2)`` fitted on the training rows. Its support is
   the whole space, so :meth:`GaussianPrior.project` is the identity.
 
-Both expose the domain contract of :mod:`kocc.sampling`: ``sample(n, seed)`` returns
-a float32 tensor ``(n, d)`` and ``project(z)`` maps points back into the domain;
+Both are :class:`kocc.sampling.Domain` objects: ``sample(n, seed)`` returns a
+float32 tensor ``(n, d)``, ``project(z)`` maps points back into the domain, and
 both serialize with ``get_config``/``from_config``.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from kocc.sampling import Box
+from kocc.sampling import Box, Domain
 
 
 def _as_rows(x: np.ndarray | tf.Tensor, what: str) -> np.ndarray:
@@ -70,11 +70,13 @@ def data_box(x: np.ndarray | tf.Tensor, pad: float = 1.0) -> Box:
 
 
 @tf.keras.utils.register_keras_serializable("kocc")
-class GaussianPrior:
+class GaussianPrior(Domain):
     """Per-feature (diagonal) Gaussian prior ``z_j ~ N(mean_j, (scale * std_j)^2)``.
 
-    Samples are drawn with :func:`tf.random.stateless_normal`, so ``sample(n, seed)``
-    is reproducible. The support is all of ``R^d``: ``project`` is the identity.
+    A :class:`kocc.sampling.Domain`, so :class:`kocc.models.OCSDF` accepts it as its
+    ``domain``. Samples are drawn with :func:`tf.random.stateless_normal`, so
+    ``sample(n, seed)`` is reproducible (and graph-compatible inside the training
+    step). The support is all of ``R^d``: ``project`` is the identity.
 
     Args:
         mean: per-feature means, shape ``(d,)``.
@@ -110,6 +112,7 @@ class GaussianPrior:
         self.mean = mean_arr
         self.std = std_arr
         self.scale = float(scale)
+        self.shape = (int(mean_arr.shape[0]),)
 
     @classmethod
     def from_data(
@@ -129,27 +132,9 @@ class GaussianPrior:
         std = np.maximum(rows.std(axis=0), min_std)
         return cls(rows.mean(axis=0), std, scale=scale)
 
-    @property
-    def feature_shape(self) -> tuple[int, ...]:
-        """Shape of one sample, ``(d,)``."""
-        return (int(self.mean.shape[0]),)
-
-    def sample(self, n: int, seed: int = 0) -> tf.Tensor:
-        """Draw ``n`` points, reproducibly for a given ``seed``.
-
-        Args:
-            n: number of points, ``>= 1``.
-            seed: integer seed.
-
-        Returns:
-            float32 tensor ``(n, d)``.
-        """
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}.")
-        noise = tf.random.stateless_normal(
-            (int(n), self.mean.shape[0]), seed=[int(seed), 0], dtype=tf.float32
-        )
-        return tf.constant(self.mean) + noise * tf.constant(self.scale * self.std)
+    def _sample(self, n, seed, shape):
+        noise = tf.random.stateless_normal((n, *shape), seed=seed, dtype=tf.float32)
+        return self.mean + noise * (self.scale * self.std)
 
     def project(self, z: tf.Tensor) -> tf.Tensor:
         """Identity: the Gaussian has full support.
@@ -169,11 +154,6 @@ class GaussianPrior:
             "std": self.std.tolist(),
             "scale": self.scale,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> GaussianPrior:
-        """Rebuild from :meth:`get_config`."""
-        return cls(**config)
 
     def __repr__(self) -> str:
         return f"GaussianPrior(d={self.mean.shape[0]}, scale={self.scale})"
