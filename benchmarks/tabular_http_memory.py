@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -24,7 +25,6 @@ import kocc  # noqa: F401  (selects tf-keras before TensorFlow is imported)
 
 # isort: split
 import numpy as np
-import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from kocc.datasets.tabular import fit_standardizer, load_tabular
@@ -64,7 +64,7 @@ def main() -> None:
         "widths": [int(w) for w in args.widths.split(",")],
         "margin": args.margin,
         "prior": args.prior,
-        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "env_TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
         "rss_after_imports_mib": round(_rss_mib(), 1),
     }
     start = time.perf_counter()
