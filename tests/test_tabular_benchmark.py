@@ -198,3 +198,38 @@ def test_benchmark_end_to_end_on_wbc_and_glass_writes_sane_tables(tmp_path):
         assert len(list(csv.DictReader(handle))) == 2 * 5  # 2 sets x 5 methods
     text = results.markdown_path.read_text()
     assert "| wbc |" in text and "| glass |" in text and "average rank" in text
+
+
+@pytest.mark.slow
+def test_one_class_protocol_with_gaussian_prior_and_label_free_margin(tmp_path):
+    # A synthetic ADBench-style file: the one-class path, the Gaussian prior and the
+    # knn_scale rule end to end, on a table where every baseline is exact.
+    x, y = _cluster_with_far_outliers(seed=1)
+    np.savez(tmp_path / "99_toy.npz", X=x, y=y)
+    config = {
+        "data_dir": str(tmp_path),
+        "datasets": ["toy"],
+        "protocol": "one_class",
+        "test_fraction": 0.25,
+        "runs": 2,
+        "prior": {"kind": "gaussian", "scale": 2.0},
+        "ocsdf": {
+            "widths": [16],
+            "steps": 30,
+            "batch_size": 64,
+            "margin_selection": "knn_scale",
+        },
+        "baselines": ["isolation_forest", "knn"],
+        "output_name": "toy",
+    }
+    results = run_tabular_benchmark(config, tmp_path / "out", log=None)
+    (toy,) = results.datasets
+    assert toy.auroc["knn"] == [1.0, 1.0]
+    assert toy.auroc["isolation_forest"] == [1.0, 1.0]
+    assert len(toy.auroc["ocsdf"]) == 2
+    assert toy.margin_rule.startswith("knn_scale")
+    # knn_scale trains only its pick: one OCSDF row per run in the runs file.
+    with results.runs_csv_path.open() as handle:
+        ocsdf_rows = [r for r in csv.DictReader(handle) if r["method"] == "ocsdf"]
+    assert [int(r["run"]) for r in ocsdf_rows] == [0, 1]
+    assert results.average_ranks["knn"] <= results.average_ranks["ocsdf"]
