@@ -749,7 +749,8 @@ def run_tabular_benchmark(
     Writes ``<out_dir>/<output_name>.csv`` (one row per data set: mean/std AUROC of
     every method, rank, paper figures), ``<output_name>_runs.csv`` (every run) and
     ``<output_name>.md`` (the table, average ranks, the paper's Table 2 beside ours,
-    OCSDF per margin).
+    OCSDF per margin). The files are rewritten after every data set, so an
+    interrupted run keeps the data sets it finished.
 
     Args:
         config: recipe dictionary (``recipes/tabular_odds.yaml``) or a validated
@@ -767,19 +768,21 @@ def run_tabular_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     results: list[DatasetResult] = []
     all_rows: list[dict[str, Any]] = []
+    methods = config.methods
+    csv_path = out / f"{config.output_name}.csv"
+    runs_path = out / f"{config.output_name}_runs.csv"
+    md_path = out / f"{config.output_name}.md"
     for name in config.datasets:
         result, rows = _run_dataset(name, config, log)
         results.append(result)
         all_rows.extend(rows)
-    methods = config.methods
-    ranks = average_ranks([{m: r.mean(m) for m in methods} for r in results], methods)
-    csv_path = out / f"{config.output_name}.csv"
-    runs_path = out / f"{config.output_name}_runs.csv"
-    md_path = out / f"{config.output_name}.md"
-    write_results_csv(results, methods, config, csv_path)
-    write_runs_csv(all_rows, runs_path)
-    md_path.write_text(results_markdown(results, methods, ranks, config))
-    log(f"wrote {csv_path}, {runs_path}, {md_path}")
+        # Rewritten after every data set: a long run leaves its finished part.
+        means = [{m: r.mean(m) for m in methods} for r in results]
+        ranks = average_ranks(means, methods)
+        write_results_csv(results, methods, config, csv_path)
+        write_runs_csv(all_rows, runs_path)
+        md_path.write_text(results_markdown(results, methods, ranks, config))
+        log(f"{name} done; wrote {csv_path}, {runs_path}, {md_path}")
     return TabularBenchmarkResults(config, results, ranks, csv_path, runs_path, md_path)
 
 
