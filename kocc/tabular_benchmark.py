@@ -358,6 +358,10 @@ class _Baseline:
 
     randomized = False
 
+    def is_randomized(self, n_fit: int) -> bool:
+        """Whether the scores depend on the seed when fitting ``n_fit`` rows."""
+        return self.randomized
+
     def anomaly_scores(
         self, x_fit: np.ndarray, x_score: np.ndarray, seed: int, same_rows: bool
     ) -> np.ndarray:
@@ -381,6 +385,9 @@ class _OneClassSVM(_Baseline):
         self.max_fit_rows = _positive_int(max_fit_rows, "one_class_svm.max_fit_rows")
         self.options = options
         OneClassSVM(**options)
+
+    def is_randomized(self, n_fit: int) -> bool:
+        return n_fit > self.max_fit_rows  # the seeded subsample
 
     def anomaly_scores(self, x_fit, x_score, seed, same_rows):
         if x_fit.shape[0] > self.max_fit_rows:  # kernel SVM is O(n^2): subsample
@@ -692,7 +699,8 @@ def _run_dataset(
             del model
             tf.keras.backend.clear_session()
         for method, baseline in baselines.items():
-            reuse = same_rows and not baseline.randomized and method in cache
+            fixed_scores = same_rows and not baseline.is_randomized(len(x_train))
+            reuse = fixed_scores and method in cache
             if reuse:
                 value = cache[method]
             else:
@@ -700,7 +708,7 @@ def _run_dataset(
                 scores = baseline.anomaly_scores(x_train, x_test, seed, same_rows)
                 seconds[method] += time.perf_counter() - start
                 value = float(roc_auc_score(y_test, scores))
-                if same_rows and not baseline.randomized:
+                if fixed_scores:
                     cache[method] = value
                     deterministic.append(method)
                 log(f"{name} run {run} {METHOD_LABELS[method]}: AUROC {value:.4f}")

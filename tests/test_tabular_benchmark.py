@@ -87,6 +87,15 @@ def test_knn_detector_on_the_same_rows_does_not_count_a_row_as_its_own_neighbour
     np.testing.assert_allclose(scores, [1.0, 1.0, 2.0])
 
 
+def test_one_class_svm_is_seeded_only_when_it_subsamples():
+    svm = _make_baseline("one_class_svm", {"max_fit_rows": 50})
+    x, _ = _cluster_with_far_outliers()
+    assert not svm.is_randomized(50) and svm.is_randomized(51)
+    first = svm.anomaly_scores(x, x, seed=0, same_rows=True)
+    np.testing.assert_array_equal(first, svm.anomaly_scores(x, x, 0, True))
+    assert not np.array_equal(first, svm.anomaly_scores(x, x, 1, True))
+
+
 def test_one_class_split_tests_on_held_out_normals_and_every_anomaly():
     y = np.r_[np.zeros(100, int), np.ones(7, int)]
     train, test = _split(y, "one_class", test_fraction=0.3, seed=1)
