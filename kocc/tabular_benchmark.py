@@ -96,7 +96,7 @@ METHOD_LABELS = {
     "local_outlier_factor": "LOF",
     "knn": "kNN",
 }
-_META_KEYS = {"benchmark", "name", "description"}
+_META_KEYS = {"kind", "description"}
 
 
 # --------------------------------------------------------------------------- config
@@ -236,7 +236,7 @@ class TabularBenchmarkConfig:
         baselines: baseline name -> keyword arguments (``max_fit_rows`` for
             ``one_class_svm`` caps the rows it is fitted on; ``n_neighbors`` for
             ``local_outlier_factor`` and ``knn``).
-        output_name: stem of the written files.
+        name: recipe name, the stem of the written files.
         paper_reference: print the paper's Table 2 figures beside ours.
     """
 
@@ -253,7 +253,7 @@ class TabularBenchmarkConfig:
     baselines: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {name: {} for name in BASELINES}
     )
-    output_name: str = "tabular"
+    name: str = "tabular"
     paper_reference: bool = True
 
     @classmethod
@@ -275,7 +275,7 @@ class TabularBenchmarkConfig:
             "prior",
             "ocsdf",
             "baselines",
-            "output_name",
+            "name",
             "paper_reference",
         }
         _check_keys(config, allowed | _META_KEYS, "the tabular benchmark recipe")
@@ -335,8 +335,10 @@ class TabularBenchmarkConfig:
             }
             for name, options in kwargs["baselines"].items():
                 _make_baseline(name, options)  # validates the options early
-        if "output_name" in config:
-            kwargs["output_name"] = str(config["output_name"])
+        if "kind" in config and config["kind"] != "tabular":
+            raise ValueError(f"kind must be 'tabular', got {config['kind']!r}.")
+        if "name" in config:
+            kwargs["name"] = str(config["name"])
         if "paper_reference" in config:
             kwargs["paper_reference"] = bool(config["paper_reference"])
         return cls(**kwargs)
@@ -754,9 +756,9 @@ def run_tabular_benchmark(
 ) -> TabularBenchmarkResults:
     """Run the tabular benchmark of a recipe and write its tables.
 
-    Writes ``<out_dir>/<output_name>.csv`` (one row per data set: mean/std AUROC of
-    every method, rank, paper figures), ``<output_name>_runs.csv`` (every run) and
-    ``<output_name>.md`` (the table, average ranks, the paper's Table 2 beside ours,
+    Writes ``<out_dir>/<name>.csv`` (one row per data set: mean/std AUROC of
+    every method, rank, paper figures), ``<name>_runs.csv`` (every run) and
+    ``<name>.md`` (the table, average ranks, the paper's Table 2 beside ours,
     OCSDF per margin). The files are rewritten after every data set, so an
     interrupted run keeps the data sets it finished.
 
@@ -777,9 +779,9 @@ def run_tabular_benchmark(
     results: list[DatasetResult] = []
     all_rows: list[dict[str, Any]] = []
     methods = config.methods
-    csv_path = out / f"{config.output_name}.csv"
-    runs_path = out / f"{config.output_name}_runs.csv"
-    md_path = out / f"{config.output_name}.md"
+    csv_path = out / f"{config.name}.csv"
+    runs_path = out / f"{config.name}_runs.csv"
+    md_path = out / f"{config.name}.md"
     for name in config.datasets:
         result, rows = _run_dataset(name, config, log)
         results.append(result)
@@ -846,7 +848,7 @@ def results_markdown(
     """The markdown report: main table, average ranks, per-margin OCSDF table."""
     s = config.ocsdf
     lines = [
-        f"# Tabular anomaly detection: {config.output_name}",
+        f"# Tabular anomaly detection: {config.name}",
         "",
         f"Protocol `{config.protocol}`"
         + (

@@ -42,6 +42,7 @@ def test_shipped_recipe_is_valid_and_covers_the_18_table2_datasets():
         ({"runs": 0}, "runs must be a positive integer"),
         ({"test_fraction": 1.0}, "test_fraction must be in"),
         ({"epochs": 3}, "unknown key"),
+        ({"kind": "toy"}, "kind must be 'tabular'"),
         ({"prior": {"kind": "laplace"}}, "prior.kind"),
         ({"ocsdf": {"margins": [0.05, -1]}}, "margins"),
         ({"ocsdf": {"margin_selection": "oracle"}}, "margin_selection"),
@@ -186,7 +187,7 @@ def test_benchmark_end_to_end_on_wbc_and_glass_writes_sane_tables(tmp_path):
             "local_outlier_factor": {},
             "knn": {},
         },
-        "output_name": "smoke",
+        "name": "smoke",
     }
     results = run_tabular_benchmark(config, tmp_path, log=None)
     assert results.csv_path.exists() and results.markdown_path.exists()
@@ -229,7 +230,7 @@ def test_one_class_protocol_with_gaussian_prior_and_label_free_margin(tmp_path):
             "margin_selection": "knn_scale",
         },
         "baselines": ["isolation_forest", "knn"],
-        "output_name": "toy",
+        "name": "toy",
     }
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     (toy,) = results.datasets

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import kocc  # noqa: F401  (selects tf-keras before TensorFlow is imported)
-
-# isort: split
 import numpy as np
 import pytest
 import tensorflow as tf
