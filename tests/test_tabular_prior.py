@@ -90,6 +90,7 @@ def test_tabular_prior_rejects_unknown_kind():
         tabular_prior(np.zeros((2, 2)), kind="laplace")
 
 
+@pytest.mark.slow
 def test_gaussian_prior_serves_as_ocsdf_domain_in_training():
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
     model = OCSDF(
