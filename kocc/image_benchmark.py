@@ -50,6 +50,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
 from kocc.architectures import PAPER_VGG_WIDTHS, lipschitz_vgg
+from kocc.attacks import attacked_auroc
 from kocc.baselines.deep_svdd import DeepSVDD
 from kocc.datasets.images import (
     PIXEL_DOMAIN_BOUNDS,
@@ -59,6 +60,7 @@ from kocc.datasets.images import (
 )
 from kocc.generation import save_image_grid, synthesize
 from kocc.image_prior import GradedBox
+from kocc.metrics import certified_auroc
 from kocc.models import OCSDF
 from kocc.sampling import Box
 
@@ -806,9 +808,6 @@ def _evaluate_class(
     out: Path,
     log: Callable[[str], None],
 ) -> ClassResult:
-    from kocc.attacks import attacked_auroc
-    from kocc.metrics import certified_auroc
-
     k = split.normal_class
     seed = config.seed + k
     seconds: dict[str, float] = {}
