@@ -1,0 +1,63 @@
+"""The `kocc train` command: end-to-end run, exit codes, error messages."""
+
+import json
+
+import pytest
+
+from kocc.cli import EXIT_OK, EXIT_USAGE, main
+
+DEFAULT = "recipes/toy2d_two_moons.yaml"
+
+
+def test_train_writes_metrics_plot_and_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            DEFAULT,
+            "--out",
+            str(out),
+            "--set",
+            "training.steps=40",
+            "--set",
+            "training.epochs=2",
+            "--set",
+            "model.widths=[32, 32]",
+            "--set",
+            "evaluation.grid_size=30",
+        ]
+    )
+    assert code == EXIT_OK
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["auroc"] <= 1.0
+    assert metrics["train_steps"] == 40
+    assert metrics["steps_per_second"] > 0
+    assert (out / "level_sets.png").stat().st_size > 10_000
+    assert (out / "model.keras").is_file()
+    assert "AUROC" in capsys.readouterr().out
+
+
+def test_unknown_recipe_key_exits_2_and_names_the_key(capsys):
+    assert main(["train", DEFAULT, "--set", "training.stepz=3"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "training.stepz" in err and "valid keys" in err
+
+
+def test_missing_recipe_file_exits_2(capsys):
+    assert main(["train", "nope.yaml"]) == EXIT_USAGE
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    assert "--set" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_default_recipe_separates_two_moons_from_far_uniform_points(tmp_path):
+    out = tmp_path / "default"
+    assert main(["train", DEFAULT, "--out", str(out)]) == EXIT_OK
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["auroc"] >= 0.99
