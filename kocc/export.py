@@ -285,6 +285,51 @@ def save_for_serving(
     return metadata
 
 
+#: File name of the trained model in a run directory (``kocc train --out DIR``).
+RUN_MODEL_FILE = "model.keras"
+
+
+def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
+    """Load a trained model from a run directory or a ``.keras`` file.
+
+    Args:
+        path: a run directory written by ``kocc train`` (holding
+            ``model.keras``) or a ``.keras`` file.
+
+    Raises:
+        FileNotFoundError: if there is no such model.
+    """
+    path = Path(path)
+    file = path / RUN_MODEL_FILE if path.is_dir() else path
+    if not file.is_file() or file.suffix != ".keras":
+        raise FileNotFoundError(
+            f"{path} is neither a run directory holding {RUN_MODEL_FILE} nor a "
+            ".keras file"
+        )
+    return tf.keras.models.load_model(file, compile=False)
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    threshold: float | None = None,
+    lipschitz_tolerance: float = 1e-3,
+) -> ServingMetadata:
+    """``kocc export``: the trained model of a run as a serving SavedModel.
+
+    Args:
+        run_dir: a run directory (``model.keras`` inside) or a ``.keras`` file.
+        out: the SavedModel directory to write.
+        threshold: decision threshold (``None`` = 0).
+        lipschitz_tolerance: see :func:`certify_network`.
+
+    Returns:
+        The metadata written.
+    """
+    model = load_trained_model(run_dir)
+    return save_for_serving(model, out, threshold, lipschitz_tolerance)
+
+
 def read_serving_metadata(path: str | os.PathLike) -> ServingMetadata:
     """The metadata of a SavedModel written by :func:`save_for_serving`.
 
