@@ -39,7 +39,7 @@ class ToyDataConfig:
 class MLPConfig:
     """:func:`kocc.architectures.lipschitz_mlp` settings."""
 
-    widths: list[int] = field(default_factory=lambda: [256, 256, 256])
+    widths: list[int] = field(default_factory=lambda: [128, 128, 128])
     activation: str = "fullsort"
 
 
@@ -66,6 +66,8 @@ class TrainingConfig:
     warmup_epochs: int = 0
     updates_per_sampling: int = 1
     learning_rate: float = 1e-3
+    #: if set, the learning rate decays linearly to this value over ``steps``
+    final_learning_rate: float | None = None
     optimizer: str = "rmsprop"
 
 
