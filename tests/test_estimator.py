@@ -216,3 +216,9 @@ def test_export_serves_the_fitted_threshold(fitted, tmp_path):
     np.testing.assert_array_equal(
         np.where(out["is_normal"].numpy(), 1, -1), fitted.predict(x)
     )
+
+
+def test_estimator_is_exported_lazily_at_top_level():
+    import kocc
+
+    assert kocc.OneClassSDF is OneClassSDF
