@@ -71,8 +71,9 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
         learning_rate: Adam learning rate ``> 0``.
         domain: where negatives are drawn: ``"box"``, the bounding box of the
             training data enlarged by ``domain_margin`` times its extent on each
-            side, or ``"ball"``, the ball around the data mean whose radius is
-            ``1 + domain_margin`` times the largest distance to the mean.
+            side (a constant feature: its value +- 0.5), or ``"ball"``, the
+            ball around the data mean whose radius is ``1 + domain_margin``
+            times the largest distance to the mean.
         domain_margin: enlargement of the domain, ``>= 0``.
         contamination: fraction in ``(0, 0.5]`` of training samples to call
             outliers: the threshold is that quantile of the training scores.
@@ -199,10 +200,9 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
     def _build_domain(self, x: np.ndarray) -> Domain:
         if self.domain == "box":
             low, high = x.min(axis=0), x.max(axis=0)
-            extent = np.where(high > low, high - low, 1.0)
-            pad = self.domain_margin * extent
-            # a zero-width feature still needs a box with high > low
-            pad = np.where(pad > 0, pad, 0.5 * extent)
+            width = high - low
+            # a constant feature gets the unit interval around its value
+            pad = np.where(width > 0, self.domain_margin * width, 0.5)
             return Box(low - pad, high + pad)
         center = x.mean(axis=0)
         spread = float(np.sqrt(((x - center) ** 2).sum(axis=1)).max())

@@ -140,6 +140,9 @@ def test_box_domain_enlarges_the_bounding_box():
     estimator = OneClassSDF(**FAST, domain_margin=0.5).fit(x)
     np.testing.assert_allclose(estimator.domain_.low, [-1.0, 4.5])
     np.testing.assert_allclose(estimator.domain_.high, [3.0, 5.5])
+    tight = OneClassSDF(**FAST, domain_margin=0.0).fit(x)
+    np.testing.assert_allclose(tight.domain_.low, [0.0, 4.5])
+    np.testing.assert_allclose(tight.domain_.high, [2.0, 5.5])
 
 
 def test_works_in_a_pipeline_with_grid_search():
