@@ -1,8 +1,9 @@
 """The ``kocc`` command.
 
-Commands: ``train`` a recipe; ``export`` a trained run as a serving SavedModel
-with certified radii; ``predict`` scores of a file with an export or a run;
-``evaluate`` AUROC and certified AUROC on normal and anomalous files.
+Commands: ``train`` a recipe; ``benchmark`` a benchmark recipe; ``export`` a
+trained run as a serving SavedModel with certified radii; ``predict`` scores of
+a file with an export or a run; ``evaluate`` AUROC and certified AUROC on normal
+and anomalous files.
 
 Exit codes (stable, for scripts): 0 success; 2 bad usage, recipe or input (the
 message names the problem: unknown recipe key, missing file, NaN, shape); 3 the
