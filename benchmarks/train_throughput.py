@@ -22,10 +22,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import kocc  # noqa: E402,F401  (selects tf-keras)
 from kocc.architectures import lipschitz_mlp  # noqa: E402
 from kocc.datasets.toys import make_toy  # noqa: E402
 from kocc.losses import OneClassHKR  # noqa: E402

@@ -47,7 +47,42 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out", default=None, help="run directory (default: runs/<recipe name>)"
     )
+    bench = sub.add_parser(
+        "benchmark",
+        help="run a benchmark recipe (kind: tabular) and write its tables",
+        description="Run a benchmark recipe: OCSDF and its baselines on every data "
+        "set of the recipe; writes CSV and markdown tables into the output "
+        "directory. Data sets are read from the recipe's data_dir or "
+        "$KOCC_DATA_DIR.",
+    )
+    _add_recipe_args(bench)
+    bench.add_argument(
+        "--out", default=None, help="output directory (default: runs/<recipe name>)"
+    )
     return parser
+
+
+def _benchmark_runners() -> dict:
+    from kocc.tabular_benchmark import run_tabular_benchmark
+
+    return {"tabular": run_tabular_benchmark}
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from kocc.recipes import RecipeError, load_recipe_data
+
+    data = load_recipe_data(args.recipe, args.overrides)
+    runners = _benchmark_runners()
+    kind = data.get("kind")
+    if kind not in runners:
+        raise RecipeError(
+            f"recipe kind {kind!r} is not a benchmark: expected one of "
+            f"{sorted(runners)}"
+        )
+    out = Path(args.out) if args.out else Path("runs") / str(data.get("name", kind))
+    runners[kind](data, out)
+    print(f"wrote the benchmark tables to {out}/")
+    return EXIT_OK
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -65,7 +100,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"train": _cmd_train}
+_COMMANDS = {"train": _cmd_train, "benchmark": _cmd_benchmark}
 
 
 def main(argv: list[str] | None = None) -> int:

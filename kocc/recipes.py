@@ -39,7 +39,7 @@ class ToyDataConfig:
 class MLPConfig:
     """:func:`kocc.architectures.lipschitz_mlp` settings."""
 
-    widths: list[int] = field(default_factory=lambda: [256, 256, 256])
+    widths: list[int] = field(default_factory=lambda: [128, 128, 128])
     activation: str = "fullsort"
 
 
@@ -66,6 +66,8 @@ class TrainingConfig:
     warmup_epochs: int = 0
     updates_per_sampling: int = 1
     learning_rate: float = 1e-3
+    #: if set, the learning rate decays linearly to this value over ``steps``
+    final_learning_rate: float | None = None
     optimizer: str = "rmsprop"
 
 
@@ -223,6 +225,26 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def load_recipe_data(
+    path: str | os.PathLike, overrides: list[str] | None = None
+) -> dict:
+    """Read a YAML recipe as a mapping and apply ``key=value`` overrides.
+
+    Raises:
+        RecipeError: missing or unreadable file, invalid YAML, not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {str(path)!r} must be a YAML mapping")
+    return _merge(data, parse_overrides(overrides))
+
+
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Any:
     """Read a YAML recipe, apply ``key=value`` overrides and validate it.
 
@@ -237,17 +259,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         RecipeError: missing or unreadable file, invalid YAML, unknown kind,
             unknown key or bad value.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe {str(path)!r} must be a YAML mapping")
-    data = _merge(data, parse_overrides(overrides))
-    return recipe_from_dict(data)
+    return recipe_from_dict(load_recipe_data(path, overrides))
 
 
 def recipe_from_dict(data: dict) -> Any:

@@ -29,7 +29,11 @@ def build_domain(config: DomainConfig, feature_shape: tuple[int, ...]) -> Domain
 
 
 def build_optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
-    """RMSprop (the paper's choice), Adam or SGD at ``learning_rate``."""
+    """RMSprop (the paper's choice), Adam or SGD at ``learning_rate``.
+
+    With ``final_learning_rate`` set, the rate decays linearly from
+    ``learning_rate`` to it over ``steps`` updates (the paper's MNIST schedule).
+    """
     optimizers = {
         "rmsprop": tf.keras.optimizers.RMSprop,
         "adam": tf.keras.optimizers.Adam,
@@ -40,7 +44,12 @@ def build_optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
             f"unknown optimizer {config.optimizer!r}: expected one of "
             f"{sorted(optimizers)}"
         )
-    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+    rate = config.learning_rate
+    if config.final_learning_rate is not None:
+        rate = tf.keras.optimizers.schedules.PolynomialDecay(
+            config.learning_rate, config.steps, config.final_learning_rate, power=1.0
+        )
+    return optimizers[config.optimizer](learning_rate=rate)
 
 
 def build_mlp_ocsdf(

@@ -61,3 +61,40 @@ def test_default_recipe_separates_two_moons_from_far_uniform_points(tmp_path):
     assert main(["train", DEFAULT, "--out", str(out)]) == EXIT_OK
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["auroc"] >= 0.99
+
+
+def test_benchmark_rejects_a_recipe_that_is_not_a_benchmark(capsys):
+    assert main(["benchmark", DEFAULT]) == EXIT_USAGE
+    assert "not a benchmark" in capsys.readouterr().err
+
+
+def test_benchmark_unknown_key_exits_2(capsys):
+    code = main(["benchmark", "recipes/tabular_odds.yaml", "--set", "ocsdf.widthz=[8]"])
+    assert code == EXIT_USAGE
+    assert "widthz" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_benchmark_runs_a_small_tabular_recipe_end_to_end(tmp_path):
+    out = tmp_path / "tab"
+    code = main(
+        [
+            "benchmark",
+            "recipes/tabular_odds.yaml",
+            "--out",
+            str(out),
+            "--set",
+            "datasets=[wbc]",
+            "--set",
+            "runs=1",
+            "--set",
+            "ocsdf.steps=30",
+            "--set",
+            "ocsdf.margins=[0.2]",
+            "--set",
+            "ocsdf.widths=[16]",
+        ]
+    )
+    assert code == EXIT_OK
+    table = (out / "tabular_odds.csv").read_text()
+    assert "wbc" in table

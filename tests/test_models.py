@@ -41,8 +41,9 @@ def _max_grad_norm(model, points) -> float:
     return float(tf.reduce_max(tf.norm(grad, axis=1)))
 
 
-def _train_sdf(x, epochs):
-    model = _model(widths=(128, 128, 128), seed=0, nr_steps=4)
+def _train_sdf(x, epochs, lr=2e-3):
+    model = _model(widths=(64, 64, 64), seed=0, nr_steps=4)
+    model.compile(tf.keras.optimizers.RMSprop(lr))
     ds = (
         tf.data.Dataset.from_tensor_slices(x)
         .shuffle(len(x), seed=0)
@@ -56,7 +57,7 @@ def _train_sdf(x, epochs):
 @pytest.fixture(scope="module")
 def disk_model():
     x, sdf = disk(4096, seed=0)
-    return _train_sdf(x, epochs=15), sdf
+    return _train_sdf(x, epochs=30), sdf
 
 
 @pytest.mark.slow
@@ -77,7 +78,7 @@ def test_trained_ocsdf_is_one_lipschitz_on_the_domain(disk_model):
 @pytest.mark.slow
 def test_ocsdf_learns_annulus_signed_distance():
     x, sdf = annulus(4096, inner=1.0, outer=2.0, seed=1)
-    model = _train_sdf(x, epochs=15)
+    model = _train_sdf(x, epochs=50)
     grid = _grid()
     err = np.abs(model.score_samples(grid) - sdf(grid) - MARGIN)
     assert err.mean() <= 0.1
