@@ -1,0 +1,255 @@
+"""Recipes: YAML run configurations mirrored by a dataclass schema.
+
+A recipe is a YAML mapping whose top-level ``kind`` selects a schema (a tree of
+dataclasses). Every field has its default here, in one place; unknown keys and
+values of the wrong type are errors that name the key and list the valid ones.
+Command-line overrides ``--set a.b=value`` are parsed as YAML scalars and go
+through the same validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be loaded: missing file, unknown key, bad value."""
+
+
+# ---------------------------------------------------------------- schemas
+@dataclass
+class ToyDataConfig:
+    """A scikit-learn 2-D toy (see :mod:`kocc.datasets.toys`)."""
+
+    name: str = "two_moons"
+    n_train: int = 2048
+    noise: float = 0.05
+    n_test: int = 1024
+
+
+@dataclass
+class MLPConfig:
+    """:func:`kocc.architectures.lipschitz_mlp` settings."""
+
+    widths: list[int] = field(default_factory=lambda: [256, 256, 256])
+    activation: str = "fullsort"
+
+
+@dataclass
+class DomainConfig:
+    """Where negatives are drawn: ``ball`` (radius, around 0) or ``box``."""
+
+    kind: str = "ball"
+    radius: float = 5.0
+    low: float = -5.0
+    high: float = 5.0
+
+
+@dataclass
+class TrainingConfig:
+    """OCSDF and optimizer settings (paper appendix E for the toys)."""
+
+    margin: float = 0.05
+    lam: float = 100.0
+    batch_size: int = 256
+    steps: int = 2000
+    epochs: int = 10
+    nr_steps: int = 4
+    warmup_epochs: int = 0
+    updates_per_sampling: int = 1
+    learning_rate: float = 1e-3
+    optimizer: str = "rmsprop"
+
+
+@dataclass
+class ToyEvaluationConfig:
+    """Anomalies = uniform points of ``[-box, box]^2`` farther than ``min_distance``
+    from every training point; ``grid_size`` is the contour plot's resolution."""
+
+    n_anomalies: int = 2048
+    box: float = 3.0
+    min_distance: float = 0.3
+    grid_size: int = 200
+
+
+@dataclass
+class ToyRecipe:
+    """``kind: toy``: train OCSDF on a 2-D toy, report AUROC and a contour plot."""
+
+    kind: str = "toy"
+    name: str = "toy"
+    seed: int = 0
+    data: ToyDataConfig = field(default_factory=ToyDataConfig)
+    model: MLPConfig = field(default_factory=MLPConfig)
+    domain: DomainConfig = field(default_factory=DomainConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: ToyEvaluationConfig = field(default_factory=ToyEvaluationConfig)
+
+
+#: Recipe kinds and their schemas.
+SCHEMAS: dict[str, type] = {"toy": ToyRecipe}
+
+_CHOICES = {
+    ("domain", "kind"): ("ball", "box"),
+    ("training", "optimizer"): ("rmsprop", "adam", "sgd"),
+}
+
+
+# ------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise RecipeError(f"recipe key {key!r} must be a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"recipe key {key!r} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"recipe key {key!r} must be true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"recipe key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RecipeError(f"recipe key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"recipe key {key!r} must be a string, got {value!r}")
+        return value
+    raise RecipeError(f"recipe key {key!r}: unsupported type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: dict | None, prefix: str = "") -> Any:
+    """Build the dataclass ``cls`` from a mapping, validating keys and types.
+
+    Raises:
+        RecipeError: on an unknown key (listing the valid ones) or a bad value.
+    """
+    data = {} if data is None else data
+    where = prefix.rstrip(".") or "the recipe"
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise RecipeError(
+            f"unknown recipe key {prefix + str(unknown[0])!r}; valid keys in "
+            f"{where}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        key = prefix + name
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(tp, value, key + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+            choices = _CHOICES.get(tuple(key.split(".")))
+            if choices and kwargs[name] not in choices:
+                raise RecipeError(
+                    f"recipe key {key!r} must be one of {list(choices)}, got "
+                    f"{kwargs[name]!r}"
+                )
+    return cls(**kwargs)
+
+
+def to_dict(recipe: Any) -> dict:
+    """The recipe as plain data (for YAML dumps and run reports)."""
+    return dataclasses.asdict(recipe)
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """Turn ``["a.b=1", "c=x"]`` into a nested mapping ``{"a": {"b": 1}, ...}``.
+
+    Values are YAML scalars (``1`` is an int, ``1e-3`` a float, ``[64, 64]`` a
+    list).
+
+    Raises:
+        RecipeError: for an override without ``=`` or with an empty key.
+    """
+    nested: dict = {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override {item!r} must look like key.sub=value")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {item!r} conflicts with another one")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Any:
+    """Read a YAML recipe, apply ``key=value`` overrides and validate it.
+
+    Args:
+        path: the recipe file.
+        overrides: ``["training.steps=500", ...]``.
+
+    Returns:
+        The recipe dataclass of its ``kind`` (e.g. :class:`ToyRecipe`).
+
+    Raises:
+        RecipeError: missing or unreadable file, invalid YAML, unknown kind,
+            unknown key or bad value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {str(path)!r} must be a YAML mapping")
+    data = _merge(data, parse_overrides(overrides))
+    return recipe_from_dict(data)
+
+
+def recipe_from_dict(data: dict) -> Any:
+    """Validate a recipe mapping against the schema of its ``kind``."""
+    kind = data.get("kind")
+    if kind not in SCHEMAS:
+        raise RecipeError(
+            f"recipe kind {kind!r} is not known: expected one of {sorted(SCHEMAS)}"
+        )
+    return from_dict(SCHEMAS[kind], data)

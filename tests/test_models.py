@@ -1,0 +1,242 @@
+"""OCSDF: training step, SDF learning (Theorem 1), Lipschitz bound, inputs."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kocc.architectures import lipschitz_mlp
+from kocc.datasets.toys import annulus, disk
+from kocc.losses import OneClassHKR
+from kocc.models import OCSDF
+from kocc.orthogonalization import orthogonalize
+from kocc.sampling import Ball, Box
+
+MARGIN = 0.05
+
+
+def _model(widths=(32, 32), seed=0, **kwargs) -> OCSDF:
+    tf.keras.utils.set_random_seed(seed)
+    model = OCSDF(
+        lipschitz_mlp(2, widths=widths, seed=seed),
+        Ball(5.0, shape=(2,)),
+        margin=MARGIN,
+        **kwargs,
+    )
+    model.compile(tf.keras.optimizers.RMSprop(1e-3))
+    return model
+
+
+def _grid(n=100, span=3.0):
+    g = np.linspace(-span, span, n, dtype=np.float32)
+    gx, gy = np.meshgrid(g, g)
+    return np.stack([gx.ravel(), gy.ravel()], 1)
+
+
+def _max_grad_norm(model, points) -> float:
+    x = tf.constant(points)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        f = model(x, training=False)
+    grad = tape.gradient(f, x)
+    return float(tf.reduce_max(tf.norm(grad, axis=1)))
+
+
+def _train_sdf(x, epochs):
+    model = _model(widths=(128, 128, 128), seed=0, nr_steps=4)
+    ds = (
+        tf.data.Dataset.from_tensor_slices(x)
+        .shuffle(len(x), seed=0)
+        .repeat()
+        .batch(256, drop_remainder=True)
+    )
+    model.fit(ds, epochs=epochs, steps_per_epoch=100, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def disk_model():
+    x, sdf = disk(4096, seed=0)
+    return _train_sdf(x, epochs=15), sdf
+
+
+@pytest.mark.slow
+def test_ocsdf_learns_disk_signed_distance(disk_model):
+    model, sdf = disk_model
+    grid = _grid()
+    err = np.abs(model.score_samples(grid) - sdf(grid) - MARGIN)
+    assert err.mean() <= 0.1
+
+
+@pytest.mark.slow
+def test_trained_ocsdf_is_one_lipschitz_on_the_domain(disk_model):
+    model, _ = disk_model
+    points = Ball(5.0, shape=(2,)).sample(10000, seed=123).numpy()
+    assert _max_grad_norm(model, points) <= 1.01
+
+
+@pytest.mark.slow
+def test_ocsdf_learns_annulus_signed_distance():
+    x, sdf = annulus(4096, inner=1.0, outer=2.0, seed=1)
+    model = _train_sdf(x, epochs=15)
+    grid = _grid()
+    err = np.abs(model.score_samples(grid) - sdf(grid) - MARGIN)
+    assert err.mean() <= 0.1
+
+
+def test_predict_after_fit_uses_the_updated_kernels():
+    model = _model()
+    x, _ = disk(512, seed=2)
+    model.fit(x, batch_size=64, epochs=1, verbose=0)
+    fresh = model.backbone(x, training=True).numpy().ravel()  # re-orthogonalizes
+    np.testing.assert_allclose(model.score_samples(x), fresh, atol=1e-5)
+    # the check can fail: the last update did move the kernels
+    model.optimizer.apply_gradients(
+        [(tf.ones_like(v), v) for v in model.backbone.trainable_variables]
+    )
+    stale = model.backbone(x, training=False).numpy().ravel()
+    assert np.abs(stale - model.score_samples(x)).max() > 1e-4
+
+
+def test_chain_rule_gradient_equals_deel_lip_training_mode_gradient():
+    """Once-per-step orthogonalization gives the gradient of deel-lip's own call."""
+    model = _model(widths=(16, 16))
+    backbone = model.backbone
+    x = tf.random.stateless_normal((64, 2), seed=[0, 1])
+    y = tf.concat([tf.ones(32), -tf.ones(32)], 0)
+    loss_fn = OneClassHKR(MARGIN, 100.0)
+    kernels = [layer.kernel for layer in model._constrained]
+    u_before = [layer.u.numpy() for layer in model._constrained if hasattr(layer, "u")]
+
+    with tf.GradientTape() as tape:
+        reference = loss_fn(y, tf.reshape(backbone(x, training=True), [-1]))
+    expected = tape.gradient(reference, kernels)
+
+    for layer, u in zip(
+        [la for la in model._constrained if hasattr(la, "u")], u_before, strict=True
+    ):
+        layer.u.assign(u)  # same power-iteration start as the reference call
+    with tf.GradientTape() as orth_tape:
+        orthos = [orthogonalize(layer) for layer in model._constrained]
+    for o in orthos:
+        o.assign()
+    wbars = [layer.wbar for layer in model._constrained]
+    with tf.GradientTape() as tape:
+        tape.watch(wbars)
+        loss = loss_fn(y, tf.reshape(backbone(x, training=False), [-1]))
+    grads = orth_tape.gradient(
+        [o.wbar for o in orthos], kernels, output_gradients=tape.gradient(loss, wbars)
+    )
+    assert float(loss) == pytest.approx(float(reference), rel=1e-5)
+    for g, e in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), atol=1e-5, rtol=1e-4)
+
+
+def test_fit_logs_losses_scores_and_true_gradient_norm_of_negatives():
+    model = _model(nr_steps=2)
+    x, _ = disk(256, seed=3)
+    model.sync_constrained_kernels()
+    # the negatives of the first step, reproduced from the seed
+    z = model.sample_negatives(256, tf.constant([0, 0], tf.int64))
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        f = model.backbone(z, training=False)
+    expected = float(tf.reduce_mean(tf.norm(tape.gradient(f, z), axis=1)))
+    logs = model.fit(x, batch_size=256, epochs=1, shuffle=False, verbose=0).history
+    assert set(logs) == {"loss", "f_pos", "f_neg", "grad_norm_neg"}
+    assert logs["grad_norm_neg"][0] == pytest.approx(expected, rel=1e-4)
+    assert logs["f_neg"][0] == pytest.approx(float(tf.reduce_mean(f)), rel=1e-4)
+
+
+def test_warmup_epochs_use_uniform_negatives():
+    model = _model(nr_steps=8, warmup_epochs=1)
+    seed = tf.constant([0, 7], tf.int64)
+    z = model.sample_negatives(100, seed)
+    draw_seed = tf.random.experimental.stateless_split(seed, 2)[0]
+    uniform = model.domain.sample(100, draw_seed, shape=(2,))
+    np.testing.assert_array_equal(z.numpy(), uniform.numpy())
+    model._epoch.assign(1)
+    assert not np.allclose(model.sample_negatives(100, seed).numpy(), uniform.numpy())
+
+
+def test_negatives_are_redrawn_every_k_updates():
+    model = _model(updates_per_sampling=3, negatives_per_batch=16)
+    x, _ = disk(16 * 6, seed=4)
+    seen = []
+
+    class Record(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(model._negatives.numpy().copy())
+
+    model.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[Record()])
+    changed = [not np.array_equal(a, b) for a, b in zip(seen, seen[1:], strict=False)]
+    assert changed == [False, False, True, False, False]
+
+
+def test_same_seed_gives_same_weights_after_a_short_fit():
+    x, _ = disk(512, seed=5)
+    weights = []
+    for _ in range(2):
+        model = _model(seed=11, nr_steps=3)
+        model.fit(x, batch_size=64, epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = _model(seed=12, nr_steps=3)
+    other.fit(x, batch_size=64, epochs=2, verbose=0)
+    assert not np.allclose(weights[0][0], other.get_weights()[0])
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.array([[0.0, np.nan], [1.0, 1.0]]), "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 1.0]]), "inf"),
+        (np.zeros((4, 3)), "3 features but the model was built for 2"),
+        (np.zeros((4, 2, 1)), "rank 2"),
+        (np.zeros((0, 2)), "empty"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_message_naming_the_problem(bad, message):
+    model = _model()
+    with pytest.raises(ValueError, match=message):
+        model.fit(bad, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        model.predict(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"nr_steps": -1}, "nr_steps"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"updates_per_sampling": 0}, "updates_per_sampling"),
+        ({"updates_per_sampling": 2}, "negatives_per_batch"),
+        ({"margin": 0.0}, "margin"),
+        ({"lam": -1.0}, "lam"),
+    ],
+)
+def test_invalid_hyperparameters_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        OCSDF(lipschitz_mlp(2, widths=(8,)), Ball(1.0, shape=(2,)), **kwargs)
+
+
+def test_domain_must_match_the_input_shape():
+    with pytest.raises(ValueError, match="shape"):
+        OCSDF(lipschitz_mlp(2, widths=(8,)), Box([0, 0, 0], [1, 1, 1]))
+
+
+def test_compile_rejects_a_foreign_loss():
+    model = OCSDF(lipschitz_mlp(2, widths=(8,)), Ball(1.0, shape=(2,)))
+    with pytest.raises(ValueError, match="margin"):
+        model.compile("rmsprop", loss="mse")
+
+
+def test_saved_model_file_reloads_with_identical_scores(tmp_path):
+    model = _model()
+    x, _ = disk(256, seed=6)
+    model.fit(x, batch_size=64, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = tf.keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(restored, OCSDF)
+    assert restored.get_config()["margin"] == MARGIN
+    np.testing.assert_allclose(restored.score_samples(x), model.score_samples(x), atol=1e-6)
