@@ -104,6 +104,13 @@ def hausdorff_distance(
     return float(max(d_ab.max(), d_ba.max()))
 
 
+def bounding_box_diagonal(geometry: Any) -> float:
+    """Length of the diagonal of the axis-aligned bounding box of a mesh or points."""
+    if isinstance(geometry, trimesh.Trimesh):
+        return float(np.linalg.norm(geometry.extents))
+    return float(np.linalg.norm(np.ptp(np.asarray(geometry, np.float64), axis=0)))
+
+
 @dataclass(frozen=True)
 class SurfaceComparison:
     """Distances from a reconstruction to a reference surface.
@@ -156,9 +163,7 @@ def compare_surfaces(
         cos_ab = np.abs(np.sum(sa.normals * sb.normals[i_ab], axis=1))
         cos_ba = np.abs(np.sum(sb.normals * sa.normals[i_ba], axis=1))
         consistency = float((cos_ab.mean() + cos_ba.mean()) / 2)
-    diagonal = float(np.linalg.norm(np.ptp(sb.points, axis=0)))
-    if isinstance(reference, trimesh.Trimesh):
-        diagonal = float(np.linalg.norm(reference.extents))
+    diagonal = bounding_box_diagonal(reference)
     if normalize:
         if diagonal <= 0:
             raise ValueError("the reference has a zero bounding-box diagonal")

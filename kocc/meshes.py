@@ -42,7 +42,9 @@ def check_points(points: Any, name: str = "points") -> np.ndarray:
     try:
         array = np.asarray(points, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array of shape (n, 3): {err}")
+        raise ValueError(
+            f"{name} must be a numeric array of shape (n, 3): {err}"
+        ) from err
     if array.ndim != 2 or array.shape[1] != 3:
         raise ValueError(
             f"{name} must be 3-D points of shape (n, 3), got shape {array.shape}"

@@ -33,7 +33,10 @@ from skimage.measure import marching_cubes
 from kocc.architectures import lipschitz_mlp
 from kocc.meshes import check_points
 from kocc.models import OCSDF
+from kocc.recipes import TrainingConfig
 from kocc.sampling import Ball, Box
+from kocc.training import build_optimizer, fit_for_steps
+from kocc.validation import check_batch
 
 #: Grid points evaluated per chunk by :func:`extract_mesh`. With the paper's
 #: 4x512 network one chunk's activations take about 32768 * 512 * 4 B = 64 MiB
@@ -107,7 +110,7 @@ class ImplicitSurface:
 
     def score(self, points: Any, batch_size: int = DEFAULT_GRID_BATCH) -> np.ndarray:
         """Scores of points given in original coordinates, as a 1-D array."""
-        points = check_points(points)
+        points = check_batch(points, (3,), "points")
         fn = tf.function(self.score_fn(), reduce_retracing=True)
         parts = [
             fn(tf.constant(points[i : i + batch_size])).numpy()
@@ -124,24 +127,12 @@ def padded_bounds(points: np.ndarray, padding: float) -> np.ndarray:
 
 
 def _check_recipe(
-    widths: Sequence[int],
-    domain: str,
-    padding: float,
-    batch_size: int,
-    steps: int,
-    learning_rate: float,
-    level_quantile: float,
+    widths: Sequence[int], domain: str, padding: float, level_quantile: float
 ) -> None:
     if domain not in ("box", "ball"):
         raise ValueError(f"domain must be 'box' or 'ball', got {domain!r}")
     if not padding >= 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps!r}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     if not 0.0 <= level_quantile <= 1.0:
         raise ValueError(f"level_quantile must be in [0, 1], got {level_quantile!r}")
     if len(widths) == 0:
@@ -151,7 +142,7 @@ def _check_recipe(
 def fit_point_cloud(
     points: Any,
     *,
-    widths: Sequence[int] = (512, 512, 512, 512),
+    widths: Sequence[int] = (128, 128, 128),
     activation: str = "fullsort",
     domain: str = "box",
     padding: float = 0.1,
@@ -160,8 +151,10 @@ def fit_point_cloud(
     nr_steps: int = 4,
     warmup_epochs: int = 0,
     batch_size: int = 256,
-    steps: int = 4000,
+    steps: int = 2000,
+    epochs: int = 10,
     learning_rate: float = 1e-3,
+    optimizer: str = "rmsprop",
     level_quantile: float = 0.01,
     seed: int = 0,
     verbose: int = 0,
@@ -173,8 +166,11 @@ def fit_point_cloud(
     its largest side (``domain="box"``) or in the ball of radius
     ``(1 + padding) * max ||x||`` (``domain="ball"``), then moved by
     ``nr_steps`` Newton-Raphson steps (Algorithm 1). Training minimizes the
-    hinge-KR loss (``margin``, ``lam``) for ``steps`` updates, rounded up to
-    whole passes over the points, with Adam and a cosine-decayed learning rate.
+    hinge-KR loss (``margin``, ``lam``) for ``steps`` updates
+    (:func:`kocc.training.fit_for_steps`). The defaults are the tabular
+    experiment's settings (paper: "same hyper-parameters"; recipe
+    ``recipes/tabular_odds.yaml``): a 3 x 128 FullSort network, RMSprop at
+    1e-3, batches of 256, 2,000 steps, T = 4, lambda = 100, m = 0.05.
 
     Args:
         points: ``(n, 3)`` points, ``n >= 4``, finite.
@@ -187,10 +183,14 @@ def fit_point_cloud(
         margin: hinge margin m, in standardized units.
         lam: hinge weight.
         nr_steps: Newton-Raphson steps per negative sampling.
-        warmup_epochs: first passes with uniform negatives (no NR steps).
+        warmup_epochs: first epochs with uniform negatives (no NR steps).
         batch_size: points per update (as many negatives).
-        steps: number of parameter updates (at least; whole passes).
-        learning_rate: initial Adam learning rate.
+        steps: number of parameter updates (rounded up to a multiple of
+            ``epochs``).
+        epochs: Keras epochs the steps are shown as (and counted by
+            ``warmup_epochs``).
+        learning_rate: optimizer learning rate.
+        optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
         level_quantile: quantile of the training points' scores used as the
             default extraction level (0.01: the paper's 1st percentile).
         seed: seeds the network initialization, the shuffling and the negatives.
@@ -204,8 +204,17 @@ def fit_point_cloud(
             hyper-parameters.
     """
     points = check_points(points)
-    _check_recipe(
-        widths, domain, padding, batch_size, steps, learning_rate, level_quantile
+    _check_recipe(widths, domain, padding, level_quantile)
+    training = TrainingConfig(
+        margin=margin,
+        lam=lam,
+        batch_size=int(batch_size),
+        steps=int(steps),
+        epochs=int(epochs),
+        nr_steps=int(nr_steps),
+        warmup_epochs=int(warmup_epochs),
+        learning_rate=learning_rate,
+        optimizer=optimizer,
     )
     standardization = IsotropicStandardization.fit(points)
     x = standardization.transform(points)
@@ -215,9 +224,6 @@ def fit_point_cloud(
     else:
         radius = (1.0 + float(padding)) * float(np.linalg.norm(x, axis=1).max())
         sampling_domain = Ball(radius, center=np.zeros(3, np.float32))
-    batch_size = min(int(batch_size), len(x))
-    steps_per_epoch = int(np.ceil(len(x) / batch_size))
-    epochs = int(np.ceil(int(steps) / steps_per_epoch))
 
     tf.keras.utils.set_random_seed(int(seed))
     backbone = lipschitz_mlp(3, widths=widths, activation=activation, seed=seed)
@@ -230,19 +236,8 @@ def fit_point_cloud(
         warmup_epochs=warmup_epochs,
         seed=seed,
     )
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        float(learning_rate), decay_steps=epochs * steps_per_epoch, alpha=0.01
-    )
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule))
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .shuffle(len(x), seed=int(seed), reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-    )
-    history = model.fit(
-        dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose
-    )
+    model.compile(optimizer=build_optimizer(training))
+    report = fit_for_steps(model, x, training, seed=int(seed), verbose=verbose)
     scores = model.score_samples(x)
     level = float(np.quantile(scores, level_quantile))
     return ImplicitSurface(
@@ -250,7 +245,7 @@ def fit_point_cloud(
         standardization=standardization,
         level=level,
         bounds=padded_bounds(points, padding),
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        history={k: [float(v) for v in vs] for k, vs in report.history.items()},
     )
 
 
@@ -340,7 +335,8 @@ def extract_mesh(
 
     f is evaluated on the ``resolution``\\ :sup:`3` grid by
     :func:`evaluate_grid`; the grid is padded by one cell of ``min(f)`` on every
-    side so that a surface reaching the box closes there; face normals point
+    side so that a surface reaching the box closes there (on the box face);
+    face normals point
     toward decreasing f (out of the region ``f > level``).
 
     Args:
@@ -391,7 +387,9 @@ def extract_mesh(
         method="lewiner",
         gradient_direction="ascent",
     )
-    vertices = vertices - spacing + bounds[0]  # undo the one-cell padding
+    # undo the one-cell padding; a cap closing a surface cut by the box lies in
+    # the padding cell: put it on the box face
+    vertices = np.clip(vertices - spacing + bounds[0], bounds[0], bounds[1])
     return trimesh.Trimesh(
         vertices=vertices, faces=faces, vertex_normals=normals, process=True
     )

@@ -167,7 +167,9 @@ def test_negatives_are_redrawn_every_k_updates():
         def on_train_batch_end(self, batch, logs=None):
             seen.append(model._negatives.numpy().copy())
 
-    model.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[Record()])
+    model.fit(
+        x, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[Record()]
+    )
     changed = [not np.array_equal(a, b) for a, b in zip(seen, seen[1:], strict=False)]
     assert changed == [False, False, True, False, False]
 
@@ -239,4 +241,6 @@ def test_saved_model_file_reloads_with_identical_scores(tmp_path):
     restored = tf.keras.models.load_model(tmp_path / "m.keras")
     assert isinstance(restored, OCSDF)
     assert restored.get_config()["margin"] == MARGIN
-    np.testing.assert_allclose(restored.score_samples(x), model.score_samples(x), atol=1e-6)
+    np.testing.assert_allclose(
+        restored.score_samples(x), model.score_samples(x), atol=1e-6
+    )

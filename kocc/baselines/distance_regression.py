@@ -8,13 +8,17 @@ regression on distances computed beforehand. Here the targets are the
 information (DeepSDF regresses *signed* distances to a watertight mesh; this
 baseline is its unsigned variant, as allowed for point clouds).
 
-Following DeepSDF (Park et al., 2019, eq. 4) the loss is the clamped L1,
+Following DeepSDF (Park et al., 2019, eq. 4) the loss is an L1 on distances
+clamped at :math:`\delta`, written here on the *score* :math:`s = -d` (higher on
+the surface, as OCSDF's f):
 
-.. math:: \mathcal{L} = |\mathrm{clamp}(g(q), \delta) - \mathrm{clamp}(s(q), \delta)|,
+.. math:: \mathcal{L} = |g(q) - \max(s(q), -\delta)| .
 
-written here on the *score* :math:`s = -d` (higher on the surface, as OCSDF's f),
-so ``clamp(v, delta) = max(v, -delta)``. Queries are drawn as in DeepSDF: mostly
-near the surface (the points plus Gaussian noise at two scales), the rest
+DeepSDF also clamps the prediction, which zeroes the gradient of any prediction
+below :math:`-\delta` (harmless with its tanh output initialized near 0, but it
+freezes a plain linear output that starts below it); only the target is clamped
+here, so far queries are regressed to :math:`-\delta`. Queries are drawn as in
+DeepSDF: mostly near the surface (the points plus Gaussian noise at two scales), the rest
 uniformly in the padded bounding box. The mesh is extracted exactly as for OCSDF
 (:func:`kocc.surfaces.extract_mesh`, level = 1st percentile of the score over the
 training points).
@@ -35,11 +39,12 @@ from kocc.surfaces import ImplicitSurface, IsotropicStandardization, padded_boun
 
 @tf.keras.utils.register_keras_serializable("kocc")
 class ClampedL1(tf.keras.losses.Loss):
-    r"""DeepSDF's clamped L1 on scores: :math:`|\max(p, -\delta) - \max(t, -\delta)|`.
+    r"""L1 to the clamped target score: :math:`|p - \max(t, -\delta)|`.
 
     Args:
         delta: clamp distance :math:`\delta > 0` (scores below ``-delta``, i.e.
-            points farther than ``delta`` from the surface, count as ``-delta``).
+            queries farther than ``delta`` from the surface, are regressed to
+            ``-delta``).
         reduction: Keras loss reduction.
         name: loss name.
 
@@ -62,7 +67,7 @@ class ClampedL1(tf.keras.losses.Loss):
         y_pred = tf.reshape(tf.convert_to_tensor(y_pred), [-1])
         y_true = tf.reshape(tf.cast(y_true, y_pred.dtype), [-1])
         floor = tf.constant(-self.delta, y_pred.dtype)
-        return tf.abs(tf.maximum(y_pred, floor) - tf.maximum(y_true, floor))
+        return tf.abs(y_pred - tf.maximum(y_true, floor))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -171,7 +176,9 @@ def fit_distance_regression(
     """
     points = check_points(points)
     if len(widths) == 0 or any(int(w) <= 0 for w in widths):
-        raise ValueError(f"widths must be a non-empty list of positive ints, got {widths}")
+        raise ValueError(
+            f"widths must be a non-empty list of positive ints, got {widths}"
+        )
     if not padding >= 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")
     if int(n_queries) < 1 or int(batch_size) < 1 or int(steps) < 1:
