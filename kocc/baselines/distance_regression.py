@@ -18,10 +18,10 @@ DeepSDF also clamps the prediction, which zeroes the gradient of any prediction
 below :math:`-\delta` (harmless with its tanh output initialized near 0, but it
 freezes a plain linear output that starts below it); only the target is clamped
 here, so far queries are regressed to :math:`-\delta`. Queries are drawn as in
-DeepSDF: mostly near the surface (the points plus Gaussian noise at two scales), the rest
-uniformly in the padded bounding box. The mesh is extracted exactly as for OCSDF
-(:func:`kocc.surfaces.extract_mesh`, level = 1st percentile of the score over the
-training points).
+DeepSDF: mostly near the surface (the points plus Gaussian noise at two
+scales), the rest uniformly in the padded bounding box. The mesh is extracted
+exactly as for OCSDF (:func:`kocc.surfaces.extract_mesh`, level = 1st
+percentile of the score over the training points).
 """
 
 from __future__ import annotations
