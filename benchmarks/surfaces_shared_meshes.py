@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="runs/surfaces_shared_meshes")
     parser.add_argument(
-        "--only", nargs="*", default=None, help="mesh file stems to run (default all)"
+        "--only",
+        nargs="*",
+        default=None,
+        help="mesh file stems to run, in this order (default: all, sorted)",
     )
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
@@ -91,11 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     elif log.exists():
         log.unlink()
 
+    paths = shared_meshes(data_dir(args.data_dir))
+    if args.only is not None:  # in the order given
+        by_stem = {p.stem: p for p in paths}
+        unknown = [stem for stem in args.only if stem not in by_stem]
+        if unknown:
+            raise SystemExit(f"unknown mesh(es) {unknown}; known: {sorted(by_stem)}")
+        paths = [by_stem[stem] for stem in args.only]
     rows = []
-    for path in shared_meshes(data_dir(args.data_dir)):
+    for path in paths:
         key = f"{path.parent.name}/{path.name}"
-        if args.only is not None and path.stem not in args.only:
-            continue
         if key in done:
             rows.append(done[key])
             continue

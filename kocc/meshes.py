@@ -198,20 +198,68 @@ def write_point_cloud(points: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
+def _view_rotation(elevation: float, azimuth: float) -> np.ndarray:
+    """Rows: the camera's right, up and viewing (depth) axes in world coordinates."""
+    el, az = np.radians(elevation), np.radians(azimuth)
+    toward_camera = np.array(
+        [np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)]
+    )
+    right = np.array([-np.sin(az), np.cos(az), 0.0])
+    up = np.cross(toward_camera, right)
+    return np.stack([right, up, toward_camera])
+
+
+def splat_image(
+    points: np.ndarray,
+    shade: np.ndarray,
+    rotation: np.ndarray,
+    center: np.ndarray,
+    half: float,
+    pixels: int,
+) -> np.ndarray:
+    """Z-buffered orthographic image of shaded points (NaN = background).
+
+    Each point lands in one pixel; the point nearest to the camera wins.
+    """
+    view = (points - center) @ rotation.T
+    ij = np.floor((view[:, :2] / half + 1) / 2 * pixels).astype(np.int64)
+    keep = np.all((ij >= 0) & (ij < pixels), axis=1)
+    ij, depth, shade = ij[keep], view[keep, 2], shade[keep]
+    flat = (pixels - 1 - ij[:, 1]) * pixels + ij[:, 0]  # row 0 at the top
+    order = np.lexsort((-depth, flat))  # per pixel, nearest to the camera first
+    flat, shade = flat[order], shade[order]
+    first = np.ones(len(flat), bool)
+    first[1:] = flat[1:] != flat[:-1]
+    image = np.full(pixels * pixels, np.nan)
+    image[flat[first]] = shade[first]
+    return image.reshape(pixels, pixels)
+
+
 def render_meshes(
     panels: list[tuple[str, Any]],
     path: str | os.PathLike,
-    max_faces: int = 60000,
+    samples: int = 400000,
+    pixels: int = 320,
     elevation: float = 20.0,
     azimuth: float = 45.0,
+    seed: int = 0,
 ) -> Path:
-    """Render meshes and point clouds side by side to a PNG (matplotlib 3-D).
+    """Render meshes and point clouds side by side to a PNG.
 
-    Each panel is ``(title, geometry)`` with a :class:`trimesh.Trimesh` (shaded
-    by the cosine between face normal and a fixed light) or an ``(n, 3)`` point
-    array (scatter). Meshes with more than ``max_faces`` faces are drawn from a
-    seeded random subset of faces (the picture is an illustration; metrics are
-    computed on the full mesh). All panels share the first panel's axis limits.
+    A mesh is drawn as ``samples`` points drawn on its surface, z-buffered into a
+    ``pixels`` x ``pixels`` orthographic image and shaded by
+    ``0.25 + 0.75 |n . light|`` with ``n`` the face normal (two-sided); a point
+    cloud is drawn as dots (3 x 3 pixels), z-buffered, in one shade. All panels
+    share the first panel's view box. Numpy only (no OpenGL needed).
+
+    Args:
+        panels: ``(title, geometry)`` pairs, geometry a :class:`trimesh.Trimesh`
+            or an ``(n, 3)`` array.
+        path: the PNG to write.
+        samples: surface points per mesh.
+        pixels: image side per panel.
+        elevation, azimuth: camera direction, degrees.
+        seed: surface sampling seed.
 
     Returns:
         The written path.
@@ -220,44 +268,43 @@ def render_meshes(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     if not panels:
         raise ValueError("render_meshes needs at least one (title, geometry) panel")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    first = panels[0][1]
-    ref = first.vertices if isinstance(first, trimesh.Trimesh) else np.asarray(first)
-    center = (ref.max(axis=0) + ref.min(axis=0)) / 2
-    half = np.ptp(ref, axis=0).max() / 2 * 1.05
-    light = np.array([0.3, -0.5, 0.8])
+    rotation = _view_rotation(elevation, azimuth)
+    light = rotation.T @ np.array([0.4, 0.6, 0.7])
     light /= np.linalg.norm(light)
-    fig = plt.figure(figsize=(4 * len(panels), 4))
-    for i, (title, geometry) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1, projection="3d")
+    first = panels[0][1]
+    ref = np.asarray(first.vertices if hasattr(first, "vertices") else first)
+    center = (ref.max(axis=0) + ref.min(axis=0)) / 2
+    half = float(np.linalg.norm(np.ptp(ref, axis=0))) / 2 * 1.05
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    axes = np.atleast_1d(axes)
+    cmap = plt.get_cmap("Blues").copy()
+    cmap.set_bad("white")
+    for ax, (title, geometry) in zip(axes, panels, strict=True):
         if isinstance(geometry, trimesh.Trimesh) and len(geometry.faces):
-            faces = np.arange(len(geometry.faces))
-            if len(faces) > max_faces:
-                rng = np.random.default_rng(0)
-                faces = np.sort(rng.choice(faces, max_faces, replace=False))
-            triangles = geometry.vertices[geometry.faces[faces]]
+            pts, faces = trimesh.sample.sample_surface(geometry, samples, seed=seed)
             shade = 0.25 + 0.75 * np.abs(geometry.face_normals[faces] @ light)
-            colors = plt.cm.Blues(0.35 + 0.6 * shade)
-            ax.add_collection3d(
-                Poly3DCollection(triangles, facecolors=colors, linewidths=0)
-            )
         else:
             pts = np.asarray(
                 geometry.vertices if hasattr(geometry, "vertices") else geometry
             )
-            ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=1, c="tab:blue")
-        ax.set_xlim(center[0] - half, center[0] + half)
-        ax.set_ylim(center[1] - half, center[1] + half)
-        ax.set_zlim(center[2] - half, center[2] + half)
-        ax.set_box_aspect((1, 1, 1))
-        ax.view_init(elev=elevation, azim=azimuth)
+            step = 2 * half / pixels
+            offsets = (
+                np.stack(
+                    np.meshgrid([-step, 0, step], [-step, 0, step], [0.0]), -1
+                ).reshape(-1, 3)
+                @ rotation
+            )
+            pts = (pts[:, None, :] + offsets[None]).reshape(-1, 3)
+            shade = np.full(len(pts), 0.8)
+        image = splat_image(pts, shade, rotation, center, half, pixels)
+        ax.imshow(np.ma.masked_invalid(image), cmap=cmap, vmin=0.0, vmax=1.1)
         ax.set_axis_off()
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

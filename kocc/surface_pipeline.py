@@ -101,10 +101,11 @@ class SurfaceMetricsConfig:
 
 @dataclass
 class RenderConfig:
-    """The PNG rendering (matplotlib 3-D)."""
+    """The PNG rendering (:func:`kocc.meshes.render_meshes`)."""
 
     enabled: bool = True
-    max_faces: int = 60000
+    samples: int = 400000  # surface points per mesh (z-buffered splats)
+    pixels: int = 320  # image side per panel
 
 
 def _surface_model() -> MLPConfig:
@@ -318,7 +319,13 @@ def run_surface(
             write_mesh(mesh, out / f"{name}.ply")
             panels.append((name, mesh))
     if recipe.render.enabled:
-        render_meshes(panels, out / "rendering.png", max_faces=recipe.render.max_faces)
+        render_meshes(
+            panels,
+            out / "rendering.png",
+            samples=recipe.render.samples,
+            pixels=recipe.render.pixels,
+            seed=recipe.seed,
+        )
         metrics["rendering"] = "rendering.png"
     metrics["config"] = to_dict(recipe)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
