@@ -299,8 +299,10 @@ def test_sphere_from_2048_points_gives_watertight_mesh_close_to_the_sphere():
     sphere = trimesh.creation.icosphere(5)
     mesh, surface, points = _ocsdf_mesh(sphere)
     assert mesh.is_watertight
-    # the level set encloses the training points (f >= level on 99% of them)
-    assert np.mean(surface.score(points) >= surface.level) >= 0.99
+    # the level set encloses the training points (f >= level on 99% of them,
+    # up to one point of the quantile's interpolation)
+    inside = np.mean(surface.score(points) >= surface.level)
+    assert inside >= 0.99 - 1.0 / len(points)
     result = compare_surfaces(mesh, sphere, n=30000)
     # Chamfer / D^2 < 5e-4 (D = 2 sqrt(3)): RMS nearest-neighbour distance
     # below ~0.055, 5.5% of the radius, each way
