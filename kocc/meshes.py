@@ -282,8 +282,7 @@ def render_meshes(
     half = float(np.linalg.norm(np.ptp(ref, axis=0))) / 2 * 1.05
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     axes = np.atleast_1d(axes)
-    cmap = plt.get_cmap("Blues").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("Blues").with_extremes(bad="white")
     for ax, (title, geometry) in zip(axes, panels, strict=True):
         if isinstance(geometry, trimesh.Trimesh) and len(geometry.faces):
             pts, faces = trimesh.sample.sample_surface(geometry, samples, seed=seed)

@@ -432,5 +432,5 @@ def test_every_shared_mesh_loads_and_gives_2048_surface_points():
         mesh = load_mesh(path)
         points = check_points(sample_surface(mesh, 2048, seed=0))
         assert points.shape == (2048, 3), path
-        distance, _, _ = trimesh.proximity.closest_point(mesh, points[:64])
+        _, distance, _ = trimesh.proximity.closest_point(mesh, points[:64])
         assert distance.max() < 1e-4 * np.linalg.norm(mesh.extents), path
