@@ -87,6 +87,23 @@ def test_fit_point_cloud_rejects_unknown_domain_and_bad_quantile():
         fit_point_cloud(points, level_quantile=1.5)
 
 
+def test_fit_point_cloud_with_ball_domain_sets_level_from_the_training_points():
+    points = unit_sphere_points(256) * 3.0 + 7.0  # off-centre, scaled
+    surface = fit_point_cloud(
+        points, widths=(16, 16), domain="ball", steps=20, epochs=2, batch_size=64
+    )
+    # level = 1st percentile of f over the points, in original coordinates
+    assert surface.level == pytest.approx(
+        np.quantile(surface.score(points), 0.01), abs=1e-5
+    )
+    np.testing.assert_allclose(surface.standardization.center, 7.0, atol=0.1)
+    assert surface.standardization.scale == pytest.approx(3.0 / np.sqrt(3), rel=0.01)
+    pad = 0.1 * np.ptp(points, axis=0).max()  # default padding 0.1
+    expected = [points.min(axis=0) - pad, points.max(axis=0) + pad]
+    np.testing.assert_allclose(surface.bounds, expected, atol=1e-4)
+    assert len(surface.history["loss"]) == 2
+
+
 # --------------------------------------------------------------------- file I/O
 def test_point_cloud_files_round_trip_in_npy_xyz_and_ply(tmp_path):
     points = unit_sphere_points(100).astype(np.float32)
