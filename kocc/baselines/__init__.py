@@ -1,9 +1,12 @@
-"""Conventional (non-Lipschitz) one-class baselines to compare OCSDF against.
+"""Conventional (non-Lipschitz) baselines to compare OCSDF against.
 
 * :func:`bce_network` / :func:`fit_bce_network`: an unconstrained ReLU MLP
   trained with binary cross-entropy against the same negatives as OCSDF.
+* :func:`fit_distance_regression`: the supervised "DeepSDF-style" regression of
+  nearest-neighbour distances (surfaces, paper Table 4).
 """
 
 from kocc.baselines.bce import bce_network, fit_bce_network
+from kocc.baselines.distance_regression import fit_distance_regression
 
-__all__ = ["bce_network", "fit_bce_network"]
+__all__ = ["bce_network", "fit_bce_network", "fit_distance_regression"]
