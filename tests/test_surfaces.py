@@ -298,10 +298,10 @@ def test_chamfer_is_symmetric_and_zero_for_identical_point_sets():
 # ------------------------------------------------------- OCSDF on sphere, torus
 # Budget: a 3 x 128 GroupSort2 1-Lipschitz network, 800 RMSprop steps of 256
 # points (100 passes over the 2,048 points), marching cubes at 56^3. Measured
-# with seed 0 (single thread): sphere Chamfer / D^2 = 3.0e-4, Hausdorff / D =
-# 0.028; torus Chamfer / D^2 = 4.1e-4, Hausdorff / D = 0.032. The bounds below
-# leave about 1.7x room. For scale: a sphere of radius 1.1 against the unit
-# sphere has Chamfer / D^2 = 1.7e-3.
+# with seed 0 (single thread): sphere Chamfer / D^2 = 4.1e-4, Hausdorff / D =
+# 0.038; torus Chamfer / D^2 = 4.0e-4, Hausdorff / D = 0.033 (at 48^3 and 64^3
+# the sphere gives 3.0e-4). The bounds below leave about 1.75x room. For scale:
+# a sphere of radius 1.1 against the unit sphere has Chamfer / D^2 = 1.7e-3.
 FAST_RECIPE = dict(widths=(128, 128, 128), activation="groupsort2", steps=800, epochs=4)
 
 
@@ -321,10 +321,10 @@ def test_sphere_from_2048_points_gives_watertight_mesh_close_to_the_sphere():
     inside = np.mean(surface.score(points) >= surface.level)
     assert inside >= 0.99 - 1.0 / len(points)
     result = compare_surfaces(mesh, sphere, n=30000)
-    # Chamfer / D^2 < 5e-4 (D = 2 sqrt(3)): RMS nearest-neighbour distance
-    # below ~0.055, 5.5% of the radius, each way
-    assert result.chamfer < 5e-4, result
-    assert result.hausdorff < 0.05, result
+    # Chamfer / D^2 < 7e-4 (D = 2 sqrt(3)): RMS nearest-neighbour distance
+    # below ~0.065, 6.5% of the radius, each way
+    assert result.chamfer < 7e-4, result
+    assert result.hausdorff < 0.065, result
 
 
 @pytest.mark.slow
