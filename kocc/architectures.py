@@ -7,10 +7,20 @@ from collections.abc import Sequence
 import tensorflow as tf
 from deel.lip.activations import FullSort, GroupSort, GroupSort2
 from deel.lip.initializers import SpectralInitializer
-from deel.lip.layers import FrobeniusDense, SpectralDense
+from deel.lip.layers import (
+    FrobeniusDense,
+    ScaledGlobalL2NormPooling2D,
+    ScaledL2NormPooling2D,
+    SpectralConv2D,
+    SpectralDense,
+)
 from deel.lip.model import Sequential as LipSequential
 
 from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
+
+#: The paper's image network (Table 5, "Mnist" column): channels of the 3x3
+#: convolutions, one tuple per stage; every stage ends with an l2-norm pooling.
+PAPER_VGG_WIDTHS = ((64, 64, 64, 64), (128, 128, 128, 128), (256, 256, 256))
 
 _ACTIVATIONS = {
     "fullsort": FullSort,
@@ -118,3 +128,87 @@ def _seed_power_iteration(network: tf.keras.Model, seed: int) -> None:
                 tf.random.stateless_normal(layer.u.shape, seed=(int(seed), index))
             )
     sync_constrained_kernels(layers)
+
+
+def lipschitz_vgg(
+    input_shape: Sequence[int],
+    widths: Sequence[Sequence[int]] = PAPER_VGG_WIDTHS,
+    activation: str = "groupsort2",
+    seed: int | None = None,
+    name: str = "lipschitz_vgg",
+) -> LipSequential:
+    """The paper's 1-Lipschitz VGG for images (Table 5, "Mnist" column).
+
+    For each stage ``s`` of ``widths``: ``SpectralConv2D(w, 3x3, padding="same")``
+    followed by ``activation`` for every width ``w`` of the stage, then a 2x2
+    ``ScaledL2NormPooling2D``; after the last stage a
+    ``ScaledGlobalL2NormPooling2D`` and a ``FrobeniusDense`` to one output. With
+    the default widths: conv3x3-64 x4, pool, conv3x3-128 x4, pool, conv3x3-256 x3,
+    pool, global l2-norm pooling, dense-1.
+
+    Every layer is 1-Lipschitz for the l2 norm (deel-lip's convolutions carry the
+    zero-padding correction factor; l2-norm poolings over disjoint windows are
+    1-Lipschitz; GroupSort is gradient-norm preserving), hence so is the network.
+    The cached constrained kernels are synchronised before returning, so the
+    network is 1-Lipschitz in inference mode right away.
+
+    Args:
+        input_shape: ``(H, W, C)``.
+        widths: conv channels per stage (at least one stage, each non-empty).
+            A spatial size of 1 is reached after ``log2(min(H, W))`` poolings;
+            the number of stages must not exceed that.
+        activation: see :func:`lipschitz_activation` (the paper: GroupSort2).
+        seed: seed of the orthogonal initializations (``None``: global seed).
+        name: model name.
+
+    Returns:
+        A deel-lip ``Sequential`` mapping ``(n, H, W, C)`` to ``(n, 1)``.
+
+    Raises:
+        ValueError: on an input shape that is not ``(H, W, C)`` with positive
+            sizes, empty or non-positive widths, too many stages for the image
+            size, or an unknown activation.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or any(s <= 0 for s in shape):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with positive sizes, "
+            f"got {tuple(input_shape)!r}"
+        )
+    stages = [[int(w) for w in stage] for stage in widths]
+    if not stages or any(not stage for stage in stages):
+        raise ValueError(f"widths must be non-empty stages of widths, got {widths!r}")
+    if any(w <= 0 for stage in stages for w in stage):
+        raise ValueError(f"widths must be positive, got {widths!r}")
+    size = min(shape[:2])
+    if size < 2 ** len(stages):
+        raise ValueError(
+            f"{len(stages)} stages of 2x2 pooling need images of at least "
+            f"{2 ** len(stages)} pixels per side, got {shape[:2]}"
+        )
+    lipschitz_activation(activation)  # validate early
+    layers: list[tf.keras.layers.Layer] = [tf.keras.layers.Input(shape)]
+    index = 0
+    for stage in stages:
+        for width in stage:
+            layers += [
+                SpectralConv2D(
+                    width,
+                    (3, 3),
+                    padding="same",
+                    kernel_initializer=_initializer(seed, index),
+                ),
+                lipschitz_activation(activation),
+            ]
+            index += 1
+        layers.append(ScaledL2NormPooling2D(pool_size=(2, 2)))
+    layers += [
+        ScaledGlobalL2NormPooling2D(),
+        FrobeniusDense(1, kernel_initializer=_initializer(seed, index)),
+    ]
+    model = LipSequential(layers, name=name)
+    if seed is not None:
+        _seed_power_iteration(model, int(seed))
+    else:
+        sync_constrained_kernels(constrained_layers(model))
+    return model

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench = sub.add_parser(
         "benchmark",
-        help="run a benchmark recipe (kind: tabular) and write its tables",
+        help="run a benchmark recipe (kind: tabular or images) and write its tables",
         description="Run a benchmark recipe: OCSDF and its baselines on every data "
         "set of the recipe; writes CSV and markdown tables into the output "
         "directory. Data sets are read from the recipe's data_dir or "
@@ -67,13 +67,57 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="output directory (default: runs/<recipe name>)"
     )
     _add_serving_commands(sub)
+    _add_surface_command(sub)
     return parser
 
 
+def _add_surface_command(sub: argparse._SubParsersAction) -> None:
+    surface = sub.add_parser(
+        "surface",
+        help="mesh a point cloud through the learned signed distance",
+        description="Sample a mesh's surface (or read a .ply/.xyz/.npy point "
+        "cloud), fit OCSDF, extract the level set with marching cubes and write "
+        "the mesh (.ply), a rendering (.png) and metrics.json (Chamfer, "
+        "Hausdorff, times) for OCSDF and the distance-regression baseline.",
+    )
+    surface.add_argument("input", help="mesh (.off/.stl/.obj/.ply) or points")
+    surface.add_argument("--out", required=True, help="run directory")
+    surface.add_argument(
+        "--recipe",
+        default=None,
+        help="a kind: surface recipe (default: built-in defaults, see "
+        "recipes/surface_modelnet.yaml)",
+    )
+    surface.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set training.steps=500",
+    )
+
+
+def _cmd_surface(args: argparse.Namespace) -> int:
+    import json
+
+    from kocc.recipes import load_recipe_data, parse_overrides
+    from kocc.surface_pipeline import run_surface
+
+    if args.recipe:
+        config = load_recipe_data(args.recipe, args.overrides)
+    else:
+        config = parse_overrides(args.overrides)
+    metrics = run_surface(args.input, args.out, config)
+    print(json.dumps(metrics, indent=2, default=str))
+    return EXIT_OK
+
+
 def _benchmark_runners() -> dict:
+    from kocc.image_benchmark import run_image_benchmark
     from kocc.tabular_benchmark import run_tabular_benchmark
 
-    return {"tabular": run_tabular_benchmark}
+    return {"tabular": run_tabular_benchmark, "images": run_image_benchmark}
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
@@ -232,6 +276,7 @@ _COMMANDS = {
     "export": _cmd_export,
     "predict": _cmd_predict,
     "evaluate": _cmd_evaluate,
+    "surface": _cmd_surface,
 }
 
 

@@ -1,0 +1,182 @@
+"""The one-class image benchmark (kocc.image_benchmark): protocol, recipe, tiny run."""
+
+import kocc  # noqa: F401  (selects tf-keras; must run before TensorFlow loads)
+
+# isort: split
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+import yaml
+
+from kocc.image_benchmark import (
+    ImageBenchmarkConfig,
+    ImageData,
+    _seeded_subset,
+    run_image_benchmark,
+)
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+tfds.disable_progress_bar()
+
+
+@pytest.fixture(scope="session")
+def shared_tfds_dir(tmp_path_factory):
+    """Same path as in test_datasets_images.py: MNIST is prepared once a session."""
+    return tmp_path_factory.getbasetemp() / "kocc_tfds"
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    root = os.environ.get("KOCC_DATA_DIR")
+    assert root, "KOCC_DATA_DIR must point to the shared data folder (../shared/data)"
+    return root
+
+
+def _tiny_recipe(data_root, tfds_dir):
+    return {
+        "kind": "images",
+        "name": "tiny",
+        "seed": 0,
+        "data": {
+            "dataset": "mnist",
+            "normal_class": 0,
+            "data_dir": str(data_root),
+            "tfds_dir": str(tfds_dir),
+            "max_train": 128,
+            "max_test": 300,
+        },
+        "model": {"widths": [[4], [8]]},
+        "domain": {"kind": "graded_box"},
+        "training": {
+            "epochs": 2,
+            "warmup_epochs": 1,
+            "nr_steps": 2,
+            "batch_size": 64,
+        },
+        "evaluation": {
+            "epsilons_255": [8, 16, 36, 72],
+            "attack": {
+                "steps": 3,
+                "restarts": 1,
+                "max_normal": 16,
+                "max_anomalous": 24,
+            },
+        },
+        "baselines": {
+            "ocsvm": {},
+            "isolation_forest": {"n_estimators": 25},
+            "deep_svdd": {"epochs": 1, "pretrain_epochs": 0, "batch_size": 64},
+        },
+        "synthesis": {"n": 4, "steps": 4},
+    }
+
+
+@pytest.mark.data
+def test_tiny_end_to_end_run_on_one_digit(data_root, shared_tfds_dir, tmp_path):
+    results = run_image_benchmark(
+        _tiny_recipe(data_root, shared_tfds_dir), tmp_path, log=None
+    )
+    (result,) = results.classes
+    assert result.n_train == 128
+    assert result.n_test_normal + result.n_test_anomalous == 300
+    assert 0.0 <= result.auroc <= 1.0
+    certified = list(result.certified.values())
+    assert list(result.certified) == ["8/255", "16/255", "36/255", "72/255"]
+    assert certified[0] <= result.auroc and np.all(np.diff(certified) <= 0)
+    # Proposition 1: no attack goes below the certificate, radius by radius
+    for key, attacked in result.attacked.items():
+        assert attacked >= result.certified_attack_subset[key] - 1e-12, key
+    assert (result.n_attack_normal, result.n_attack_anomalous) == (16, 24)
+    # the protocol's orientation: pixel baselines find digit 0 among the others
+    assert result.baselines["ocsvm"] > 0.8
+    assert result.baselines["isolation_forest"] > 0.8
+    assert 0.0 <= result.baselines["deep_svdd"] <= 1.0
+    assert Path(result.synthesis_png).is_file()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["classes"][0]["auroc"] == pytest.approx(result.auroc)
+    assert saved["config"]["training"]["epochs"] == 2
+    assert "| 0 (0) |" in (tmp_path / "results.md").read_text()
+
+
+def test_recipes_validate_and_state_the_paper_settings():
+    paper = ImageBenchmarkConfig.from_dict(
+        yaml.safe_load((RECIPES / "mnist_one_class.yaml").read_text())
+    )
+    assert paper.training.margin == pytest.approx(0.02 * np.sqrt(28 * 28 * 2), 1e-3)
+    assert (paper.training.lam, paper.training.batch_size) == (200.0, 128)
+    assert (paper.training.nr_steps, paper.training.epochs) == (16, 70)
+    assert paper.training.warmup_epochs == 10
+    assert paper.training.optimizer == "rmsprop"
+    assert (paper.training.learning_rate, paper.training.final_learning_rate) == (
+        1e-3,
+        1e-6,
+    )
+    assert paper.model.widths == [[64] * 4, [128] * 4, [256] * 3]
+    assert paper.evaluation.epsilons_255 == [8, 16, 36, 72]
+    assert paper.data.normal_class == list(range(10))
+    assert paper.domain.kind == "box"
+    for name in ("mnist_one_class_cpu.yaml", "fashion_mnist_one_class_cpu.yaml"):
+        cpu = ImageBenchmarkConfig.from_dict(
+            yaml.safe_load((RECIPES / name).read_text())
+        )
+        assert cpu.data.normal_class == list(range(10))
+        assert cpu.domain.kind == "graded_box"
+        assert sum(map(len, cpu.model.widths)) < sum(map(len, paper.model.widths))
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"traning": {}}, "unknown key"),
+        ({"data": {"dataset": "svhn"}}, "unknown image data set"),
+        ({"data": {"normal_class": 10}}, "does not exist"),
+        ({"data": {"normal_class": []}}, "empty list"),
+        ({"data": {"cifar_train_fraction": 1.0}}, "cifar_train_fraction"),
+        ({"training": {"epochs": 0}}, "training.epochs"),
+        ({"training": {"optimizer": "sgd"}}, "optimizer"),
+        ({"training": {"margin": -1}}, "training.margin"),
+        ({"model": {"widths": [[8], []]}}, "empty stage"),
+        ({"evaluation": {"epsilons_255": [-8]}}, "epsilons_255"),
+        ({"evaluation": {"attack": {"steps": 0}}}, "attack.steps"),
+        ({"baselines": {"lof": {}}}, "unknown key"),
+        ({"baselines": {"ocsvm": {"bogus": 1}}}, "bad option"),
+        ({"synthesis": {"n": -1}}, "synthesis.n"),
+        ({"domain": {"kind": "ball"}}, "domain.kind"),
+    ],
+)
+def test_invalid_recipes_name_the_problem(patch, message):
+    with pytest.raises(ValueError, match=message):
+        ImageBenchmarkConfig.from_dict(patch)
+
+
+def test_normal_class_accepts_an_int_a_list_or_a_class_name():
+    def classes(value, dataset="mnist"):
+        section = {"dataset": dataset, "normal_class": value}
+        return ImageBenchmarkConfig.from_dict({"data": section}).data.normal_class
+
+    assert classes(3) == [3]
+    assert classes([1, 7]) == [1, 7]
+    assert classes("Sneaker", "fashion_mnist") == [7]
+    assert classes(None) == list(range(10))
+
+
+def test_cifar_per_class_split_is_disjoint_seeded_and_proportional():
+    labels = np.repeat(np.arange(10), 100)
+    train = ImageData.per_class_split(labels, 0.3, seed=4)
+    assert np.bincount(labels[train]).tolist() == [30] * 10
+    np.testing.assert_array_equal(train, ImageData.per_class_split(labels, 0.3, 4))
+    assert not np.array_equal(train, ImageData.per_class_split(labels, 0.3, 5))
+
+
+def test_seeded_subset_keeps_class_proportions():
+    labels = np.r_[np.zeros(600, int), np.ones(300, int), np.full(100, 2)]
+    keep = _seeded_subset(labels, 100, seed=0)
+    assert len(keep) == 100 and len(np.unique(keep)) == 100
+    assert np.bincount(labels[keep]).tolist() == [60, 30, 10]
+    assert len(_seeded_subset(labels, None, 0)) == len(labels)
