@@ -254,3 +254,11 @@ def test_saved_model_file_reloads_with_identical_scores(tmp_path):
     np.testing.assert_allclose(
         restored.score_samples(x), model.score_samples(x), atol=1e-6
     )
+
+
+def test_repeated_predict_gives_identical_scores():
+    model = _model()
+    x, _ = disk(256, seed=7)
+    model.fit(x, batch_size=64, epochs=1, verbose=0)
+    first = model.score_samples(x)
+    np.testing.assert_array_equal(model.score_samples(x), first)
