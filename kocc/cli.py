@@ -24,10 +24,7 @@ EXIT_USAGE = 2
 EXIT_UNCERTIFIED = 3
 
 
-def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "recipe", help="a YAML recipe, e.g. recipes/toy2d_two_moons.yaml"
-    )
+def _add_overrides_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -36,6 +33,13 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a recipe value, e.g. --set training.steps=500 (repeatable)",
     )
+
+
+def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "recipe", help="a YAML recipe, e.g. recipes/toy2d_two_moons.yaml"
+    )
+    _add_overrides_arg(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,14 +92,7 @@ def _add_surface_command(sub: argparse._SubParsersAction) -> None:
         help="a kind: surface recipe (default: built-in defaults, see "
         "recipes/surface_modelnet.yaml)",
     )
-    surface.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value, e.g. --set training.steps=500",
-    )
+    _add_overrides_arg(surface)
 
 
 def _cmd_surface(args: argparse.Namespace) -> int:
