@@ -10,3 +10,12 @@ from kocc.backend import configure_keras
 configure_keras()
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Lazy top-level exports (PEP 562): ``kocc.OneClassSDF``."""
+    if name == "OneClassSDF":
+        from kocc.estimator import OneClassSDF
+
+        return OneClassSDF
+    raise AttributeError(f"module 'kocc' has no attribute {name!r}")

@@ -68,8 +68,10 @@ def lipschitz_mlp(
         input_dim: number of input features.
         widths: hidden layer widths (the paper: four layers of 512).
         activation: see :func:`lipschitz_activation`.
-        seed: seed of the (orthogonal) kernel initialization; ``None`` draws from
-            TensorFlow's global seed (``tf.keras.utils.set_random_seed``).
+        seed: seed of the (orthogonal) kernel initialization and of the
+            power-iteration vectors: the same seed builds the same network.
+            ``None`` draws from TensorFlow's global generator
+            (``tf.keras.utils.set_random_seed``).
         name: model name.
 
     Returns:
@@ -92,7 +94,40 @@ def lipschitz_mlp(
             lipschitz_activation(activation),
         ]
     layers.append(FrobeniusDense(1, kernel_initializer=_initializer(seed, len(widths))))
-    return LipSequential(layers, name=name)
+    network = LipSequential(layers, name=name)
+    if seed is not None:
+        _seed_power_iteration(network, int(seed))
+    return network
+
+
+def _initializer(
+    seed: int | None, index: int
+) -> SpectralInitializer | tf.keras.initializers.Orthogonal:
+    """A fresh orthogonal initializer per layer (deel-lip's default is shared).
+
+    With a seed, the plain seeded ``Orthogonal``: its kernels already have unit
+    singular values, and deel-lip's ``SpectralInitializer`` would re-normalize
+    them from an *unseeded* random power-iteration start, which made two
+    networks built with the same seed differ (by ~1e-6).
+    """
+    if seed is None:
+        return SpectralInitializer(base_initializer=tf.keras.initializers.Orthogonal())
+    return tf.keras.initializers.Orthogonal(seed=int(seed) * 1000 + index)
+
+
+def _seed_power_iteration(network: tf.keras.Model, seed: int) -> None:
+    """Redraw the spectral layers' power-iteration vectors ``u`` from ``seed``.
+
+    deel-lip draws them from TensorFlow's global generator; the constrained
+    kernels are then recomputed, so the network is a function of ``seed`` alone.
+    """
+    layers = constrained_layers(network)
+    for index, layer in enumerate(layers):
+        if getattr(layer, "u", None) is not None:
+            layer.u.assign(
+                tf.random.stateless_normal(layer.u.shape, seed=(int(seed), index))
+            )
+    sync_constrained_kernels(layers)
 
 
 def lipschitz_vgg(
@@ -172,13 +207,8 @@ def lipschitz_vgg(
         FrobeniusDense(1, kernel_initializer=_initializer(seed, index)),
     ]
     model = LipSequential(layers, name=name)
-    sync_constrained_kernels(constrained_layers(model))
+    if seed is not None:
+        _seed_power_iteration(model, int(seed))
+    else:
+        sync_constrained_kernels(constrained_layers(model))
     return model
-
-
-def _initializer(seed: int | None, index: int) -> SpectralInitializer:
-    """A fresh orthogonal initializer per layer (deel-lip's default is shared)."""
-    base = tf.keras.initializers.Orthogonal(
-        seed=None if seed is None else int(seed) * 1000 + index
-    )
-    return SpectralInitializer(base_initializer=base)

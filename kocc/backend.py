@@ -34,6 +34,9 @@ def configure_keras() -> None:
     """
     if "tensorflow" not in sys.modules:
         os.environ[LEGACY_KERAS_ENV] = "1"
+        # TensorFlow's C++ INFO lines (oneDNN, CPU features) are noise for a
+        # library's users; warnings and errors still show. Set it to override.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     import tensorflow as tf
 
     try:

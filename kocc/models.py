@@ -189,6 +189,32 @@ class OCSDF(tf.keras.Model):
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config: dict) -> None:
+        """Re-compile from a saved compile config (``tf.keras.models.load_model``).
+
+        Keras skips this step for models that override ``compile``; OCSDF's
+        override only rejects ``loss``, so the saved config (optimizer, metrics) is
+        replayed. The optimizer is then built on :meth:`optimized_variables`, in
+        the order :meth:`train_step` passes them, so that the saved optimizer
+        state (slot variables are saved and loaded by position) lands on the
+        right variables and ``fit`` resumes where it stopped.
+        """
+        self.compile(**tf.keras.saving.deserialize_keras_object(config))
+        if isinstance(self.optimizer, tf.keras.optimizers.Optimizer) and self.built:
+            self.optimizer.build(self.optimized_variables())
+
+    def optimized_variables(self) -> list[tf.Variable]:
+        """The variables the optimizer updates, in the order it sees them.
+
+        The constrained layers' kernels first, then the other trainable variables
+        (biases, unconstrained layers).
+        """
+        kernels = [layer.kernel for layer in self._constrained]
+        direct = [
+            v for v in self.trainable_variables if id(v) not in self._constrained_ids
+        ]
+        return [*kernels, *direct]
+
     @property
     def metrics(self) -> list:
         return [
@@ -281,9 +307,7 @@ class OCSDF(tf.keras.Model):
         n_neg = tf.shape(z)[0]
         # 3. positives and negatives in one forward pass
         wbar_vars = [layer.wbar for layer in self._constrained]
-        direct_vars = [
-            v for v in self.trainable_variables if id(v) not in self._constrained_ids
-        ]
+        direct_vars = self.optimized_variables()[len(self._constrained) :]
         with tf.GradientTape() as tape:
             tape.watch(wbar_vars)
             tape.watch(z)

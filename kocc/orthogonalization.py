@@ -52,10 +52,16 @@ class Orthogonalized:
     u: tf.Tensor | None = None
     sigma: tf.Tensor | None = None
 
-    def assign(self) -> None:
-        """Write ``wbar`` (and the power-iteration state) into the layer."""
+    def assign(self, update_power_iteration: bool = True) -> None:
+        """Write ``wbar`` (and, by default, the power-iteration state) into the layer.
+
+        Args:
+            update_power_iteration: also advance the layer's power-iteration
+                vector ``u`` and ``sigma`` (training does; re-synchronising
+                for inference does not, so repeated syncs give the same kernel).
+        """
         self.layer.wbar.assign(tf.stop_gradient(self.wbar))
-        if self.u is not None:
+        if self.u is not None and update_power_iteration:
             self.layer.u.assign(tf.stop_gradient(self.u))
             self.layer.sig.assign(tf.stop_gradient(self.sigma))
 
@@ -114,6 +120,10 @@ def orthogonalize(layer: tf.keras.layers.Layer) -> Orthogonalized:
 
 
 def sync_constrained_kernels(layers: list[tf.keras.layers.Layer]) -> None:
-    """Recompute every ``wbar`` from the current kernels (after an update)."""
+    """Recompute every ``wbar`` from the current kernels (after an update).
+
+    The power-iteration state is left as it is, so syncing twice without an
+    update in between gives bit-identical kernels (and scores).
+    """
     for layer in layers:
-        orthogonalize(layer).assign()
+        orthogonalize(layer).assign(update_power_iteration=False)

@@ -98,3 +98,46 @@ def test_benchmark_runs_a_small_tabular_recipe_end_to_end(tmp_path):
     assert code == EXIT_OK
     table = (out / "tabular_odds.csv").read_text()
     assert "wbc" in table
+
+
+def test_surface_missing_input_exits_2(tmp_path, capsys):
+    assert main(["surface", "nope.off", "--out", str(tmp_path / "s")]) == EXIT_USAGE
+    assert "nope.off" in capsys.readouterr().err
+
+
+def test_surface_meshes_a_sphere_point_cloud_end_to_end(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(512, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    np.save(tmp_path / "sphere.npy", points.astype("float32"))
+    out = tmp_path / "surf"
+    code = main(
+        [
+            "surface",
+            str(tmp_path / "sphere.npy"),
+            "--out",
+            str(out),
+            "--recipe",
+            "recipes/surface_modelnet.yaml",
+            "--set",
+            "model.widths=[32, 32]",
+            "--set",
+            "training.steps=100",
+            "--set",
+            "training.epochs=1",
+            "--set",
+            "extraction.resolution=24",
+            "--set",
+            "baseline.enabled=false",
+            "--set",
+            "render.enabled=false",
+            "--set",
+            "metrics.n_samples=2000",
+        ]
+    )
+    assert code == EXIT_OK
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "ocsdf" in metrics
+    assert list(out.glob("*.ply"))

@@ -189,6 +189,15 @@ def test_same_seed_gives_same_weights_after_a_short_fit():
     assert not np.allclose(weights[0][0], other.get_weights()[0])
 
 
+def test_lipschitz_mlp_seed_alone_fixes_every_weight():
+    # no global seed: kernels, power-iteration vectors and wbar follow the seed
+    a, b = (lipschitz_mlp(3, widths=(16, 16), seed=7) for _ in range(2))
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    c = lipschitz_mlp(3, widths=(16, 16), seed=8)
+    assert not np.allclose(a.get_weights()[0], c.get_weights()[0])
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -245,3 +254,11 @@ def test_saved_model_file_reloads_with_identical_scores(tmp_path):
     np.testing.assert_allclose(
         restored.score_samples(x), model.score_samples(x), atol=1e-6
     )
+
+
+def test_repeated_predict_gives_identical_scores():
+    model = _model()
+    x, _ = disk(256, seed=7)
+    model.fit(x, batch_size=64, epochs=1, verbose=0)
+    first = model.score_samples(x)
+    np.testing.assert_array_equal(model.score_samples(x), first)

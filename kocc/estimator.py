@@ -1,0 +1,406 @@
+r"""``OneClassSDF``: OCSDF as a scikit-learn outlier detector.
+
+Follows scikit-learn's outlier-detection conventions (as ``IsolationForest``):
+
+* ``score_samples(X)`` = :math:`f(x)`, the learnt signed-distance score: higher
+  = more normal;
+* ``decision_function(X)`` = :math:`f(x) - t` with ``t = offset_`` the
+  threshold: negative = outlier;
+* ``predict(X)`` = +1 (normal, :math:`f(x) \ge t`) or -1 (outlier);
+* ``certified_radius(X)`` = :math:`|f(x) - t| / L`: no l2 perturbation smaller
+  than this changes ``predict`` at ``x`` (Béthune et al., ICML 2023, Sec. 4).
+
+The threshold is the ``contamination`` quantile of the training scores (the
+fraction of training samples to call outliers), or the fixed ``threshold``.
+
+The estimator is safe to clone, pickle (its state is the parameters, the fitted
+attributes and the weights as numpy arrays: no TensorFlow object is pickled) and
+to :meth:`OneClassSDF.save` / :meth:`OneClassSDF.load` as a directory of JSON and
+``.npz`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+import kocc
+from kocc.architectures import lipschitz_activation, lipschitz_mlp
+from kocc.export import certify_network, save_for_serving, vanilla_network
+from kocc.models import OCSDF
+from kocc.sampling import Ball, Box, Domain
+
+#: Files of a saved estimator directory.
+PARAMS_FILE = "params.json"
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "weights.npz"
+#: Version of the saved-directory format.
+SAVE_FORMAT = 1
+#: Samples per forward pass when scoring.
+SCORE_BATCH = 8192
+_DOMAINS = ("box", "ball")
+
+
+class OneClassSDF(OutlierMixin, BaseEstimator):
+    r"""One-Class Signed Distance Function (OCSDF) outlier detector.
+
+    Trains a 1-Lipschitz network (:func:`kocc.architectures.lipschitz_mlp`) with
+    :class:`kocc.models.OCSDF` (hinge-KR loss against Newton-Raphson negatives,
+    paper Algorithms 1 and 3). Scale the inputs first (e.g. a ``Pipeline`` with a
+    ``StandardScaler``): ``margin`` and the certified radii are in input units.
+
+    Args:
+        widths: hidden layer widths of the network.
+        activation: ``"fullsort"``, ``"groupsort2"`` or ``"groupsort<k>"``.
+        margin: hinge margin ``m > 0`` (input units).
+        lam: hinge weight :math:`\lambda > 0`.
+        nr_steps: Newton-Raphson steps ``T >= 0`` per negative sampling.
+        warmup_epochs: first epochs trained with ``T = 0``.
+        epochs: training epochs ``>= 1``.
+        batch_size: samples per step ``>= 1``.
+        learning_rate: Adam learning rate ``> 0``.
+        domain: where negatives are drawn: ``"box"``, the bounding box of the
+            training data enlarged by ``domain_margin`` times its extent on each
+            side (a constant feature: its value +- 0.5), or ``"ball"``, the
+            ball around the data mean whose radius is ``1 + domain_margin``
+            times the largest distance to the mean.
+        domain_margin: enlargement of the domain, ``>= 0``.
+        contamination: fraction in ``(0, 0.5]`` of training samples to call
+            outliers: the threshold is that quantile of the training scores.
+            ``None`` to use ``threshold`` instead.
+        threshold: fixed threshold on the score, used when ``contamination`` is
+            ``None`` (``None`` then means 0, the level between the training
+            margins ``+m`` and ``-m``).
+        random_state: seed (int) of the initialization, the negatives and the
+            shuffling; ``None`` draws one from numpy's global generator.
+        verbose: Keras ``fit`` verbosity.
+
+    Attributes:
+        network_: the trained 1-Lipschitz Keras network.
+        domain_: the sampling domain used.
+        offset_: the threshold ``t`` (scikit-learn's name); also ``threshold_``.
+        lipschitz_constant_: ``L = max(1, bound)``, with ``bound`` proved on the
+            network's weights (:mod:`kocc.lipschitz_bound`).
+        n_features_in_: number of features seen in ``fit``.
+        feature_names_in_: names of those features (DataFrame inputs only).
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (128, 128, 128),
+        activation: str = "fullsort",
+        margin: float = 0.05,
+        lam: float = 100.0,
+        nr_steps: int = 4,
+        warmup_epochs: int = 0,
+        epochs: int = 30,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        domain: str = "box",
+        domain_margin: float = 0.5,
+        contamination: float | None = 0.1,
+        threshold: float | None = None,
+        random_state: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.widths = widths
+        self.activation = activation
+        self.margin = margin
+        self.lam = lam
+        self.nr_steps = nr_steps
+        self.warmup_epochs = warmup_epochs
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.domain = domain
+        self.domain_margin = domain_margin
+        self.contamination = contamination
+        self.threshold = threshold
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        """Validate the hyper-parameters (scikit-learn validates in ``fit``).
+
+        Raises:
+            ValueError: naming the parameter, what was expected and what was given.
+        """
+
+        def fail(name: str, expected: str) -> None:
+            raise ValueError(
+                f"OneClassSDF parameter {name!r} must be {expected}, "
+                f"got {getattr(self, name)!r}"
+            )
+
+        def is_int(value: Any) -> bool:
+            return isinstance(value, Integral) and not isinstance(value, bool)
+
+        def is_real(value: Any) -> bool:
+            return isinstance(value, Real) and not isinstance(value, bool)
+
+        widths = self.widths
+        if (
+            isinstance(widths, str | bytes)
+            or not isinstance(widths, Sequence)
+            or len(widths) == 0
+            or not all(is_int(w) and w > 0 for w in widths)
+        ):
+            fail("widths", "a non-empty sequence of positive ints")
+        if not isinstance(self.activation, str):
+            fail("activation", "a string")
+        try:
+            lipschitz_activation(self.activation)
+        except ValueError as err:
+            raise ValueError(f"OneClassSDF parameter 'activation': {err}") from None
+        for name in ("margin", "lam", "learning_rate"):
+            value = getattr(self, name)
+            if not (is_real(value) and np.isfinite(value) and value > 0):
+                fail(name, "a finite float > 0")
+        for name, low in (("nr_steps", 0), ("warmup_epochs", 0), ("verbose", 0)):
+            value = getattr(self, name)
+            if not (is_int(value) and value >= low):
+                fail(name, f"an int >= {low}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not (is_int(value) and value >= 1):
+                fail(name, "an int >= 1")
+        if self.domain not in _DOMAINS:
+            fail("domain", f"one of {_DOMAINS}")
+        dm = self.domain_margin
+        if not (is_real(dm) and np.isfinite(dm) and dm >= 0):
+            fail("domain_margin", "a finite float >= 0")
+        c = self.contamination
+        if c is not None and not (is_real(c) and 0 < c <= 0.5):
+            fail("contamination", "a float in (0, 0.5] or None")
+        t = self.threshold
+        if t is not None and not (is_real(t) and np.isfinite(t)):
+            fail("threshold", "a finite float or None")
+        if t is not None and c is not None:
+            raise ValueError(
+                "OneClassSDF got both contamination="
+                f"{c!r} and threshold={t!r}: the threshold comes from one of them. "
+                "Set contamination=None to use a fixed threshold."
+            )
+        rs = self.random_state
+        if rs is not None and not (is_int(rs) and 0 <= rs < 2**31):
+            fail("random_state", "None or an int in [0, 2**31)")
+
+    # ------------------------------------------------------------- building
+    def _build_domain(self, x: np.ndarray) -> Domain:
+        if self.domain == "box":
+            low, high = x.min(axis=0), x.max(axis=0)
+            width = high - low
+            # a constant feature gets the unit interval around its value
+            pad = np.where(width > 0, self.domain_margin * width, 0.5)
+            return Box(low - pad, high + pad)
+        center = x.mean(axis=0)
+        spread = float(np.sqrt(((x - center) ** 2).sum(axis=1)).max())
+        return Ball(
+            (1.0 + self.domain_margin) * (spread if spread > 0 else 1.0), center
+        )
+
+    # -------------------------------------------------------------- fitting
+    def fit(self, X: Any, y: Any = None) -> OneClassSDF:  # noqa: N803
+        """Train on (mostly normal) samples ``X``; ``y`` is ignored.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: on invalid hyper-parameters or ``X`` (NaN, inf, empty,
+                not 2-D).
+        """
+        self._check_params()
+        x = validate_data(self, X, dtype=np.float32, reset=True)
+        seed = (
+            int(check_random_state(None).randint(2**31 - 1))
+            if self.random_state is None
+            else int(self.random_state)
+        )
+        domain = self._build_domain(x)
+        network = lipschitz_mlp(x.shape[1], tuple(self.widths), self.activation, seed)
+        model = OCSDF(
+            network,
+            domain,
+            margin=float(self.margin),
+            lam=float(self.lam),
+            nr_steps=int(self.nr_steps),
+            warmup_epochs=int(self.warmup_epochs),
+            seed=seed,
+        )
+        model.compile(optimizer=tf.keras.optimizers.Adam(float(self.learning_rate)))
+        # creating the optimizer's variables inside the first traced step would
+        # make TensorFlow trace the training step twice
+        model.optimizer.build(model.optimized_variables())
+        data = (
+            tf.data.Dataset.from_tensor_slices(x)
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .batch(int(self.batch_size))
+        )
+        model.fit(data, epochs=int(self.epochs), verbose=int(self.verbose))
+        self.network_ = network
+        self.domain_ = domain
+        self.lipschitz_constant_ = _proven_lipschitz(network)
+        if self.contamination is None:
+            offset = 0.0 if self.threshold is None else float(self.threshold)
+        else:
+            scores = self._scores(x)
+            offset = float(np.percentile(scores, 100.0 * self.contamination))
+        self.offset_ = offset
+        self.threshold_ = offset
+        return self
+
+    # -------------------------------------------------------------- scoring
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        parts = [
+            self.network_(x[i : i + SCORE_BATCH], training=False).numpy().reshape(-1)
+            for i in range(0, len(x), SCORE_BATCH)
+        ]
+        return np.concatenate(parts).astype(np.float64)
+
+    def score_samples(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Normality scores :math:`f(x)`, shape ``(n,)``: higher = more normal."""
+        check_is_fitted(self)
+        x = validate_data(self, X, dtype=np.float32, reset=False)
+        return self._scores(x)
+
+    def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
+        """:math:`f(x) - t`, shape ``(n,)``: negative = outlier."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        """+1 for normal samples (:math:`f(x) \\ge t`), -1 for outliers."""
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def certified_radius(self, X: Any) -> np.ndarray:  # noqa: N803
+        """:math:`|f(x) - t| / L`: l2 radius within which ``predict`` cannot change."""
+        return np.abs(self.decision_function(X)) / self.lipschitz_constant_
+
+    # -------------------------------------------------------------- serving
+    def export(self, path: str | os.PathLike, **kwargs: Any) -> Any:
+        """Write a serving SavedModel with the fitted threshold.
+
+        See :func:`kocc.export.save_for_serving` (``kwargs`` go there).
+        """
+        check_is_fitted(self)
+        return save_for_serving(self.network_, path, threshold=self.offset_, **kwargs)
+
+    # ------------------------------------------------- state, save and load
+    def _fitted_state(self) -> dict[str, Any]:
+        state = {
+            "n_features_in_": int(self.n_features_in_),
+            "offset_": float(self.offset_),
+            "threshold_": float(self.threshold_),
+            "lipschitz_constant_": float(self.lipschitz_constant_),
+            "domain_": tf.keras.utils.serialize_keras_object(self.domain_),
+        }
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
+        return state
+
+    def _restore_fitted(self, state: dict[str, Any], weights: list[np.ndarray]) -> None:
+        self.n_features_in_ = int(state["n_features_in_"])
+        self.offset_ = float(state["offset_"])
+        self.threshold_ = float(state["threshold_"])
+        self.lipschitz_constant_ = float(state["lipschitz_constant_"])
+        self.domain_ = tf.keras.utils.deserialize_keras_object(state["domain_"])
+        if "feature_names_in_" in state:
+            self.feature_names_in_ = np.asarray(
+                state["feature_names_in_"], dtype=object
+            )
+        network = lipschitz_mlp(
+            self.n_features_in_, tuple(self.widths), self.activation
+        )
+        network.set_weights(weights)
+        self.network_ = network
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable state: parameters, fitted attributes and numpy weights."""
+        state = dict(super().__getstate__())  # object's may be __dict__ itself
+        for key in ("network_", "domain_"):
+            state.pop(key, None)
+        if hasattr(self, "network_"):
+            state["_kocc_fitted"] = self._fitted_state()
+            state["_kocc_weights"] = [
+                np.asarray(w) for w in self.network_.get_weights()
+            ]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        fitted = state.pop("_kocc_fitted", None)
+        weights = state.pop("_kocc_weights", None)
+        super().__setstate__(state)
+        if fitted is not None:
+            self._restore_fitted(fitted, weights)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save a fitted estimator to a directory (JSON + ``.npz``, no pickle).
+
+        Writes ``params.json`` (``get_params()``), ``state.json`` (fitted
+        attributes) and ``weights.npz`` (the network's weights).
+
+        Returns:
+            The directory.
+        """
+        check_is_fitted(self)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        params = self.get_params()
+        params["widths"] = [int(w) for w in params["widths"]]
+        (path / PARAMS_FILE).write_text(json.dumps(params, indent=2))
+        state = {
+            "format": SAVE_FORMAT,
+            "kocc_version": kocc.__version__,
+            **self._fitted_state(),
+        }
+        (path / STATE_FILE).write_text(json.dumps(state, indent=2))
+        weights = self.network_.get_weights()
+        np.savez(path / WEIGHTS_FILE, *weights)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> OneClassSDF:
+        """Load an estimator written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: if a file of the directory is missing.
+            ValueError: if the directory was written by an unknown format.
+        """
+        path = Path(path)
+        for name in (PARAMS_FILE, STATE_FILE, WEIGHTS_FILE):
+            if not (path / name).is_file():
+                raise FileNotFoundError(
+                    f"{path} is not a saved OneClassSDF: {name} is missing"
+                )
+        params = json.loads((path / PARAMS_FILE).read_text())
+        params["widths"] = tuple(params["widths"])
+        state = json.loads((path / STATE_FILE).read_text())
+        if state.get("format") != SAVE_FORMAT:
+            raise ValueError(
+                f"{path}: unknown save format {state.get('format')!r}, "
+                f"expected {SAVE_FORMAT}"
+            )
+        with np.load(path / WEIGHTS_FILE, allow_pickle=False) as archive:
+            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+        estimator = cls(**params)
+        estimator._check_params()
+        estimator._restore_fitted(state, weights)
+        return estimator
+
+
+def _proven_lipschitz(network: tf.keras.Model) -> float:
+    """``max(1, bound)`` with ``bound`` proved on the network's served weights."""
+    lipschitz, _ = certify_network(vanilla_network(network), np.inf)
+    return lipschitz

@@ -1,0 +1,345 @@
+r"""Export a trained OCSDF network as a TF SavedModel that serves certified scores.
+
+:func:`save_for_serving` writes a SavedModel whose ``serving_default`` signature
+maps a batch ``inputs`` of shape ``(n, *feature_shape)`` (float32) to
+
+* ``score``: :math:`f(x)`, the normality score (positive = normal side);
+* ``anomaly_score``: :math:`-f(x)` (higher = more anomalous);
+* ``certified_radius``: :math:`|f(x) - t| / L`: no l2 perturbation
+  :math:`\|\delta\|_2 <` this radius can change the decision at ``x``, because
+  ``f`` is ``L``-Lipschitz (Béthune et al., ICML 2023, Sec. 4);
+* ``is_normal``: :math:`f(x) \ge t`.
+
+The threshold ``t`` and the constant ``L`` are variables of the SavedModel.
+
+The network is exported with deel-lip's *vanilla export*
+(:func:`deel.lip.model.vanillaModel`): each constrained layer becomes a plain
+``Dense`` / ``Conv2D`` holding its constrained kernel, so serving costs what an
+unconstrained network of the same shape costs and the SavedModel loads with
+``tf.saved_model.load`` alone (no kocc, no deel-lip). Before anything is
+written, the Lipschitz constant of the exported network is bounded from its
+actual weights (:func:`kocc.lipschitz_bound.lipschitz_upper_bound`); a network
+whose bound exceeds ``1 + lipschitz_tolerance`` is refused, and the radius
+divides by :math:`L = \max(1, \text{bound})`, so a certificate is never larger
+than what the weights prove.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from deel.lip.model import vanillaModel
+
+import kocc
+from kocc.lipschitz_bound import LipschitzBoundError, lipschitz_upper_bound
+from kocc.models import OCSDF
+from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
+
+#: Name of the serving signature (TF Serving's default).
+SIGNATURE_KEY = "serving_default"
+#: Name of the signature's input tensor.
+INPUT_NAME = "inputs"
+#: The signature's outputs, in a fixed order.
+OUTPUT_KEYS = ("score", "anomaly_score", "certified_radius", "is_normal")
+#: Metadata written next to the SavedModel (``assets.extra`` is ignored by TF).
+METADATA_PATH = os.path.join("assets.extra", "kocc_serving.json")
+#: Largest relative gap allowed between the exported and the original network.
+EXPORT_FIDELITY_RTOL = 1e-5
+
+
+class CertificateError(ValueError):
+    """The network's certificates would not be sound: export refused."""
+
+
+@dataclass(frozen=True)
+class ServingMetadata:
+    """What :func:`save_for_serving` wrote, also stored as JSON in the SavedModel.
+
+    Attributes:
+        threshold: decision threshold ``t`` on the score.
+        lipschitz_constant: ``L`` used by ``certified_radius`` (``max(1, bound)``).
+        lipschitz_bound: the proven upper bound on the exported network.
+        feature_shape: shape of one input sample.
+        signature: name of the serving signature.
+        input_name: name of the signature's input.
+        outputs: names of the signature's outputs.
+        kocc_version: version of kocc that exported the model.
+    """
+
+    threshold: float
+    lipschitz_constant: float
+    lipschitz_bound: float
+    feature_shape: tuple[int, ...]
+    signature: str = SIGNATURE_KEY
+    input_name: str = INPUT_NAME
+    outputs: tuple[str, ...] = OUTPUT_KEYS
+    kocc_version: str = kocc.__version__
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServingMetadata:
+        data = json.loads(text)
+        data["feature_shape"] = tuple(data["feature_shape"])
+        data["outputs"] = tuple(data["outputs"])
+        return cls(**data)
+
+
+def backbone_of(model: tf.keras.Model) -> tf.keras.Model:
+    """The 1-Lipschitz network of an :class:`~kocc.models.OCSDF` (or the model)."""
+    return model.backbone if isinstance(model, OCSDF) else model
+
+
+def vanilla_network(model: tf.keras.Model) -> tf.keras.Model:
+    """Plain-Keras copy of the network: constrained layers -> ``Dense``/``Conv2D``.
+
+    The cached constrained kernels are first recomputed from the current
+    parameters (``sync_constrained_kernels``), so the copy computes exactly what
+    the model's inference-mode call computes.
+
+    Args:
+        model: an :class:`~kocc.models.OCSDF` or a deel-lip network.
+
+    Returns:
+        A new Keras model (deel-lip's ``vanillaModel``) sharing no variables with
+        ``model``.
+    """
+    if isinstance(model, OCSDF):
+        model.sync_constrained_kernels()
+    else:
+        sync_constrained_kernels(constrained_layers(model))
+    return vanillaModel(backbone_of(model))
+
+
+class CertifiedScorer(tf.Module):
+    """The serving module: scores, certified radii and decisions of a network.
+
+    Holds the network's variables, the threshold and ``L`` as tracked
+    variables; the network object itself is only called, so the SavedModel
+    contains graphs and variables but no Keras metadata.
+
+    Args:
+        network: a plain Keras network mapping ``(n, *feature_shape)`` to
+            ``(n, 1)`` or ``(n,)`` scores.
+        threshold: decision threshold ``t``.
+        lipschitz_constant: ``L > 0`` of ``network``.
+    """
+
+    def __init__(
+        self, network: tf.keras.Model, threshold: float, lipschitz_constant: float
+    ) -> None:
+        super().__init__(name="kocc_certified_scorer")
+        self.feature_shape = tuple(int(s) for s in network.input_shape[1:])
+        self.threshold = tf.Variable(
+            float(threshold), dtype=tf.float32, trainable=False, name="threshold"
+        )
+        self.lipschitz_constant = tf.Variable(
+            float(lipschitz_constant),
+            dtype=tf.float32,
+            trainable=False,
+            name="lipschitz_constant",
+        )
+        self.network_variables = list(network.variables)
+
+        def forward(x: tf.Tensor) -> tf.Tensor:
+            return tf.reshape(network(x, training=False), [-1])
+
+        self._forward = forward  # a plain function: not tracked, not saved
+        spec = tf.TensorSpec((None, *self.feature_shape), tf.float32, INPUT_NAME)
+        self.serve = tf.function(self._serve, input_signature=[spec])
+
+    def _serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        score = self._forward(inputs)
+        gap = score - self.threshold
+        return {
+            "score": score,
+            "anomaly_score": -score,
+            "certified_radius": tf.abs(gap) / self.lipschitz_constant,
+            "is_normal": gap >= 0.0,
+        }
+
+
+def certify_network(
+    network: tf.keras.Model, lipschitz_tolerance: float = 1e-3
+) -> tuple[float, float]:
+    """Prove the network is 1-Lipschitz up to ``lipschitz_tolerance``.
+
+    Args:
+        network: a plain Keras network (e.g. :func:`vanilla_network`'s output).
+        lipschitz_tolerance: slack allowed above 1 (Björck orthonormalization
+            stops at a finite precision).
+
+    Returns:
+        ``(L, bound)``: the proven ``bound`` and ``L = max(1, bound)``.
+
+    Raises:
+        CertificateError: if the bound exceeds ``1 + lipschitz_tolerance`` or
+            cannot be proved.
+    """
+    if not lipschitz_tolerance >= 0:
+        raise ValueError(
+            f"lipschitz_tolerance must be >= 0, got {lipschitz_tolerance!r}"
+        )
+    try:
+        bound = lipschitz_upper_bound(network)
+    except LipschitzBoundError as err:
+        raise CertificateError(
+            f"cannot prove a Lipschitz bound for the exported network: {err}"
+        ) from err
+    if not bound <= 1.0 + lipschitz_tolerance:
+        raise CertificateError(
+            f"the exported network is not 1-Lipschitz: its proven Lipschitz bound "
+            f"is {bound:.6g} > 1 + lipschitz_tolerance = {1 + lipschitz_tolerance:.6g}"
+            ". Certified radii |f - t| / L would be unsound with L = 1. Check that "
+            "every layer is a deel-lip constrained layer (SpectralDense, "
+            "SpectralConv2D, FrobeniusDense...) with k_coef_lip = 1 and that the "
+            "kernels were orthonormalized; or pass a larger lipschitz_tolerance to "
+            f"export with radii divided by L = {bound:.6g}."
+        )
+    return max(1.0, bound), bound
+
+
+def _probe_batch(model: tf.keras.Model, feature_shape: tuple[int, ...]) -> np.ndarray:
+    """A fixed batch covering the input domain, to check the export is faithful."""
+    if isinstance(model, OCSDF):
+        return model.domain.sample(64, seed=0, shape=feature_shape).numpy()
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(64, *feature_shape)).astype(np.float32)
+
+
+def save_for_serving(
+    model: tf.keras.Model,
+    path: str | os.PathLike,
+    threshold: float | None = None,
+    lipschitz_tolerance: float = 1e-3,
+) -> ServingMetadata:
+    """Write a SavedModel serving scores, certified radii and decisions.
+
+    Args:
+        model: a trained :class:`~kocc.models.OCSDF`, or a deel-lip network
+            with one output.
+        path: directory to write (created; must not already hold files).
+        threshold: decision threshold ``t`` on the score; ``None`` = 0, the
+            level between the training margins ``+m`` and ``-m``.
+        lipschitz_tolerance: see :func:`certify_network`.
+
+    Returns:
+        The :class:`ServingMetadata` written to ``assets.extra/kocc_serving.json``.
+
+    Raises:
+        ValueError: on a non-finite threshold, a model with several outputs, or a
+            non-empty ``path``.
+        CertificateError: if the exported network cannot be proved
+            1-Lipschitz, or does not compute what the model computes.
+    """
+    if threshold is None:
+        threshold = 0.0
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from err
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{path} already exists and is not an empty directory")
+    backbone = backbone_of(model)
+    if tuple(backbone.output_shape[1:]) not in ((1,), ()):
+        raise ValueError(
+            f"the network must have one output (n, 1), got {backbone.output_shape}"
+        )
+
+    network = vanilla_network(model)
+    lipschitz, bound = certify_network(network, lipschitz_tolerance)
+    feature_shape = tuple(int(s) for s in backbone.input_shape[1:])
+    probe = _probe_batch(model, feature_shape)
+    expected = backbone(probe, training=False).numpy().reshape(-1)
+    exported = network(probe, training=False).numpy().reshape(-1)
+    gap = np.max(np.abs(expected - exported))
+    if not gap <= EXPORT_FIDELITY_RTOL * max(1.0, np.max(np.abs(expected))):
+        raise CertificateError(
+            f"the vanilla export does not compute the model's scores (max gap "
+            f"{gap:.3g}): a layer was not converted faithfully"
+        )
+
+    scorer = CertifiedScorer(network, threshold, lipschitz)
+    tf.saved_model.save(
+        scorer,
+        str(path),
+        signatures={SIGNATURE_KEY: scorer.serve.get_concrete_function()},
+    )
+    metadata = ServingMetadata(
+        threshold=threshold,
+        lipschitz_constant=lipschitz,
+        lipschitz_bound=bound,
+        feature_shape=feature_shape,
+    )
+    (path / METADATA_PATH).parent.mkdir(parents=True, exist_ok=True)
+    (path / METADATA_PATH).write_text(metadata.to_json())
+    return metadata
+
+
+#: File name of the trained model in a run directory (``kocc train --out DIR``).
+RUN_MODEL_FILE = "model.keras"
+
+
+def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
+    """Load a trained model from a run directory or a ``.keras`` file.
+
+    Args:
+        path: a run directory written by ``kocc train`` (holding
+            ``model.keras``) or a ``.keras`` file.
+
+    Raises:
+        FileNotFoundError: if there is no such model.
+    """
+    path = Path(path)
+    file = path / RUN_MODEL_FILE if path.is_dir() else path
+    if not file.is_file() or file.suffix != ".keras":
+        raise FileNotFoundError(
+            f"{path} is neither a run directory holding {RUN_MODEL_FILE} nor a "
+            ".keras file"
+        )
+    return tf.keras.models.load_model(file, compile=False)
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    threshold: float | None = None,
+    lipschitz_tolerance: float = 1e-3,
+) -> ServingMetadata:
+    """``kocc export``: the trained model of a run as a serving SavedModel.
+
+    Args:
+        run_dir: a run directory (``model.keras`` inside) or a ``.keras`` file.
+        out: the SavedModel directory to write.
+        threshold: decision threshold (``None`` = 0).
+        lipschitz_tolerance: see :func:`certify_network`.
+
+    Returns:
+        The metadata written.
+    """
+    model = load_trained_model(run_dir)
+    return save_for_serving(model, out, threshold, lipschitz_tolerance)
+
+
+def read_serving_metadata(path: str | os.PathLike) -> ServingMetadata:
+    """The metadata of a SavedModel written by :func:`save_for_serving`.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not such a SavedModel.
+    """
+    file = Path(path) / METADATA_PATH
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{path} is not a kocc serving export (no {METADATA_PATH}); write one "
+            "with kocc.export.save_for_serving"
+        )
+    return ServingMetadata.from_json(file.read_text())
