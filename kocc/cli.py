@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench = sub.add_parser(
         "benchmark",
-        help="run a benchmark recipe (kind: tabular or images) and write its tables",
+        help="run a benchmark recipe (kind: tabular, images or toy_suite) and write "
+        "its tables",
         description="Run a benchmark recipe: OCSDF and its baselines on every data "
         "set of the recipe; writes CSV and markdown tables into the output "
         "directory. Data sets are read from the recipe's data_dir or "
@@ -110,18 +111,26 @@ def _cmd_surface(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _benchmark_runners() -> dict:
+def _benchmark_runners(recipe_path: str) -> dict:
+    from functools import partial
+
     from kocc.image_benchmark import run_image_benchmark
     from kocc.tabular_benchmark import run_tabular_benchmark
+    from kocc.toy_suite import run_toy_suite
 
-    return {"tabular": run_tabular_benchmark, "images": run_image_benchmark}
+    return {
+        "tabular": run_tabular_benchmark,
+        "images": run_image_benchmark,
+        # a suite's recipe paths are relative to the suite file
+        "toy_suite": partial(run_toy_suite, base_dir=Path(recipe_path).parent),
+    }
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from kocc.recipes import RecipeError, load_recipe_data
 
     data = load_recipe_data(args.recipe, args.overrides)
-    runners = _benchmark_runners()
+    runners = _benchmark_runners(args.recipe)
     kind = data.get("kind")
     if kind not in runners:
         raise RecipeError(
@@ -214,10 +223,15 @@ def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kocc.recipes import load_recipe
+    from kocc.recipes import RecipeError, ToyRecipe, load_recipe
     from kocc.toy_experiment import run_toy
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if not isinstance(recipe, ToyRecipe):
+        raise RecipeError(
+            f"kocc train runs kind: toy recipes; a kind: {recipe.kind} recipe runs "
+            "with kocc benchmark"
+        )
     out = Path(args.out) if args.out else Path("runs") / recipe.name
     metrics = run_toy(recipe, out)
     print(f"wrote {out}/metrics.json, {out}/level_sets.png, {out}/model.keras")

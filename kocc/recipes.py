@@ -83,6 +83,27 @@ class ToyEvaluationConfig:
 
 
 @dataclass
+class ToyComparisonConfig:
+    """Baselines fitted beside OCSDF on the same toy (paper Figure 6, Table 1).
+
+    ``methods`` lists any of ``bce`` (an unconstrained ReLU network trained with
+    binary cross-entropy against the same Newton-Raphson negatives,
+    :mod:`kocc.baselines.bce`), ``one_class_svm`` and ``isolation_forest``
+    (scikit-learn). Empty: OCSDF alone.
+    """
+
+    methods: list[str] = field(default_factory=list)
+    #: hidden widths of the BCE network; ``null`` = the OCSDF widths
+    bce_widths: list[int] | None = None
+    #: parameter updates of the BCE network; ``null`` = ``training.steps``
+    bce_steps: int | None = None
+    bce_learning_rate: float = 1e-3
+    ocsvm_nu: float = 0.05
+    ocsvm_gamma: str = "scale"
+    if_n_estimators: int = 100
+
+
+@dataclass
 class ToyRecipe:
     """``kind: toy``: train OCSDF on a 2-D toy, report AUROC and a contour plot."""
 
@@ -94,14 +115,31 @@ class ToyRecipe:
     domain: DomainConfig = field(default_factory=DomainConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: ToyEvaluationConfig = field(default_factory=ToyEvaluationConfig)
+    comparison: ToyComparisonConfig = field(default_factory=ToyComparisonConfig)
+
+
+@dataclass
+class ToySuiteRecipe:
+    """``kind: toy_suite`` (a ``kocc benchmark``): several toy recipes, one table.
+
+    ``recipes`` are toy recipe files, relative to the suite file (or absolute);
+    ``overrides`` (``key=value`` strings, as ``--set``) apply to every one of
+    them, e.g. a smaller network for a CPU.
+    """
+
+    kind: str = "toy_suite"
+    name: str = "toy_suite"
+    recipes: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
 
 
 #: Recipe kinds and their schemas.
-SCHEMAS: dict[str, type] = {"toy": ToyRecipe}
+SCHEMAS: dict[str, type] = {"toy": ToyRecipe, "toy_suite": ToySuiteRecipe}
 
 _CHOICES = {
     ("domain", "kind"): ("ball", "box"),
     ("training", "optimizer"): ("rmsprop", "adam", "sgd"),
+    ("comparison", "methods"): ("bce", "one_class_svm", "isolation_forest"),
 }
 
 
@@ -177,10 +215,12 @@ def from_dict(cls: type, data: dict | None, prefix: str = "") -> Any:
         else:
             kwargs[name] = _coerce(value, tp, key)
             choices = _CHOICES.get(tuple(key.split(".")))
-            if choices and kwargs[name] not in choices:
+            values = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
+            bad = [v for v in values if choices and v not in choices]
+            if bad:
                 raise RecipeError(
                     f"recipe key {key!r} must be one of {list(choices)}, got "
-                    f"{kwargs[name]!r}"
+                    f"{bad[0]!r}"
                 )
     return cls(**kwargs)
 

@@ -4,6 +4,10 @@ Protocol (the main job of ``kocc train``): standardized toy data; negatives
 from the ball of radius 5 (paper appendix E); normal test points are a fresh
 draw of the same toy (standardized with the training statistics); anomalies are
 uniform points of ``[-3, 3]^2`` farther than 0.3 from every training point.
+
+With ``comparison.methods`` set, the same run fits the BCE network, One-Class
+SVM and Isolation Forest on the same data (:mod:`kocc.toy_comparison`) and
+writes the paper's Figure 6 row and Table 1 entry for this toy.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import roc_auc_score
 
 from kocc.datasets.toys import far_uniform_points, make_toy
-from kocc.plotting import plot_level_sets
+from kocc.diagnostics import local_lipschitz
+from kocc.plotting import plot_level_set_rows, plot_level_sets
 from kocc.recipes import ToyRecipe, to_dict
+from kocc.toy_comparison import METHOD_LABELS, auroc, fit_comparison
 from kocc.training import build_mlp_ocsdf, fit_for_steps
 
 
@@ -29,7 +34,11 @@ def run_toy(
 
     Writes ``metrics.json``, ``level_sets.png``, ``recipe.yaml`` (the resolved
     recipe) and ``model.keras`` (the trained model; reload with
-    ``tf.keras.models.load_model``).
+    ``tf.keras.models.load_model``). With ``comparison.methods`` set, also
+    ``comparison.png`` (OCSDF beside each method, paper Figure 6) and
+    ``level_sets.npz`` (every method's grid scores, the grid and the training
+    points), and ``metrics.json`` gains a ``methods`` table with each method's
+    AUROC and, for the two networks, the local Lipschitz constant (Table 1).
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -59,15 +68,13 @@ def run_toy(
     start = time.perf_counter()
     s_normal = model.score_samples(x_test)
     s_anomalous = model.score_samples(anomalies)
-    auroc = float(
-        roc_auc_score(
-            np.r_[np.ones(len(s_normal)), np.zeros(len(s_anomalous))],
-            np.r_[s_normal, s_anomalous],
-        )
-    )
+    ocsdf_auroc = auroc(s_normal, s_anomalous)
     g = np.linspace(-ev.box, ev.box, ev.grid_size, dtype=np.float32)
     gx, gy = np.meshgrid(g, g)
-    grid_scores = model.score_samples(np.stack([gx.ravel(), gy.ravel()], 1))
+    grid = np.stack([gx.ravel(), gy.ravel()], 1)
+    grid_scores = model.score_samples(grid)
+    lipschitz_points = np.concatenate([grid, x_train])
+    ocsdf_lipschitz = local_lipschitz(model, lipschitz_points)
     eval_seconds = time.perf_counter() - start
 
     plot_level_sets(
@@ -76,13 +83,47 @@ def run_toy(
         grid_scores.reshape(gx.shape),
         x_train,
         out / "level_sets.png",
-        title=f"OCSDF on {data.name} (AUROC {auroc:.4f})",
+        title=f"OCSDF on {data.name} (AUROC {ocsdf_auroc:.4f})",
     )
     model.save(out / "model.keras")
+    others = fit_comparison(
+        recipe,
+        x_train,
+        x_test,
+        anomalies,
+        grid,
+        model.domain,
+        lipschitz_points,
+    )
+    methods = {
+        "ocsdf": {
+            "auroc": ocsdf_auroc,
+            "local_lipschitz": ocsdf_lipschitz,
+            "seconds": report.seconds,
+        }
+    }
+    for name, result in others.items():
+        methods[name] = {"auroc": result.auroc, "seconds": result.seconds}
+        if result.local_lipschitz is not None:
+            methods[name]["local_lipschitz"] = result.local_lipschitz
+        methods[name].update(result.extra)
+    if others:
+        panels = {"ocsdf": grid_scores, **{k: v.grid_scores for k, v in others.items()}}
+        np.savez_compressed(
+            out / "level_sets.npz", grid_x=gx, grid_y=gy, x_train=x_train, **panels
+        )
+        plot_level_set_rows(
+            gx,
+            gy,
+            [(data.name, x_train, panel_titles(panels, methods))],
+            out / "comparison.png",
+        )
     metrics = {
         "recipe": recipe.name,
         "data": data.name,
-        "auroc": auroc,
+        "auroc": ocsdf_auroc,
+        "local_lipschitz": ocsdf_lipschitz,
+        "methods": methods,
         "n_test_normal": int(len(s_normal)),
         "n_test_anomalies": int(len(s_anomalous)),
         "train_seconds": report.seconds,
@@ -94,3 +135,14 @@ def run_toy(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
     return metrics
+
+
+def panel_titles(panels: dict[str, np.ndarray], methods: dict[str, dict]) -> dict:
+    """``{"OCSDF  AUROC 0.99  L 1.00": scores, ...}``: a figure panel per method."""
+    titled = {}
+    for name, scores in panels.items():
+        title = f"{METHOD_LABELS[name]}\nAUROC {methods[name]['auroc']:.3f}"
+        if "local_lipschitz" in methods[name]:
+            title += f"  L = {methods[name]['local_lipschitz']:.2f}"
+        titled[title] = scores
+    return titled
