@@ -121,13 +121,24 @@ def test_recipes_validate_and_state_the_paper_settings():
     assert paper.evaluation.epsilons_255 == [8, 16, 36, 72]
     assert paper.data.normal_class == list(range(10))
     assert paper.domain.kind == "box"
-    for name in ("mnist_one_class_cpu.yaml", "fashion_mnist_one_class_cpu.yaml"):
+    for name in (
+        "mnist_one_class_cpu.yaml",
+        "fashion_mnist_one_class_cpu.yaml",
+        "cifar10_one_class_cpu.yaml",
+    ):
         cpu = ImageBenchmarkConfig.from_dict(
             yaml.safe_load((RECIPES / name).read_text())
         )
         assert cpu.data.normal_class == list(range(10))
         assert cpu.domain.kind == "graded_box"
         assert sum(map(len, cpu.model.widths)) < sum(map(len, paper.model.widths))
+    cifar = ImageBenchmarkConfig.from_dict(
+        yaml.safe_load((RECIPES / "cifar10_one_class_cpu.yaml").read_text())
+    )
+    assert cifar.data.dataset == "cifar10"
+    assert cifar.data.cifar_train_fraction == 0.5
+    # the MNIST margin rule, 0.02 * sqrt(2 d), for 32 x 32 x 3 images
+    assert cifar.training.margin == pytest.approx(0.02 * np.sqrt(32 * 32 * 3 * 2), 1e-4)
 
 
 @pytest.mark.parametrize(
