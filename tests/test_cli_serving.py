@@ -5,11 +5,9 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import make_run_dir
 
-from kocc.architectures import lipschitz_mlp
 from kocc.cli import EXIT_OK, EXIT_UNCERTIFIED, EXIT_USAGE, main
-from kocc.models import OCSDF
-from kocc.sampling import Ball
 
 RECIPE = "recipes/toy2d_two_moons.yaml"
 
@@ -17,13 +15,7 @@ RECIPE = "recipes/toy2d_two_moons.yaml"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run directory holding a briefly trained 2-D model (as `kocc train`)."""
-    x = np.random.default_rng(0).normal(size=(256, 2)).astype(np.float32)
-    model = OCSDF(lipschitz_mlp(2, (16, 16), seed=1), Ball(4.0, shape=(2,)), seed=2)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
-    model.fit(x, batch_size=64, epochs=2, verbose=0)
-    path = tmp_path_factory.mktemp("run")
-    model.save(path / "model.keras")
-    return path
+    return make_run_dir(tmp_path_factory.mktemp("run"), 2, 1, 2)
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,10 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import make_run_dir
 from sklearn.metrics import roc_auc_score
 
-from kocc.architectures import lipschitz_mlp
 from kocc.export import export_run
-from kocc.models import OCSDF
-from kocc.sampling import Ball
 from kocc.serving import (
     ServedModel,
     evaluate,
@@ -21,13 +19,7 @@ from kocc.serving import (
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run directory as ``kocc train`` writes it: ``model.keras`` inside."""
-    x = np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)
-    model = OCSDF(lipschitz_mlp(3, (16, 16), seed=2), Ball(4.0, shape=(3,)), seed=3)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
-    model.fit(x, batch_size=64, epochs=2, verbose=0)
-    path = tmp_path_factory.mktemp("run")
-    model.save(path / "model.keras")
-    return path
+    return make_run_dir(tmp_path_factory.mktemp("run"), 3, 2, 3)
 
 
 @pytest.fixture(scope="module")
