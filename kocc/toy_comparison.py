@@ -27,6 +27,7 @@ plot serve all methods; each method's decision boundary is its own level 0
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,8 +101,6 @@ def fit_comparison(
     Returns:
         ``{method: MethodResult}`` in the order of ``recipe.comparison.methods``.
     """
-    import time
-
     cfg = recipe.comparison
     results: dict[str, MethodResult] = {}
     for method in cfg.methods:
