@@ -19,9 +19,10 @@ the **local Lipschitz constant** of the two networks,
 over the plotting grid ``G`` and the training points (Table 1). OCSDF's is at
 most 1 by construction; nothing bounds the BCE network's.
 
-Every score is oriented "higher = more normal", so one AUROC routine and one
-plot serve all methods; each method's decision boundary is its own level 0
-(logit 0 for BCE, ``decision_function = 0`` for scikit-learn's detectors).
+Every score is oriented "higher = more normal", so one AUROC routine
+(:func:`kocc.metrics.certified_auroc` at radius 0) and one plot serve all
+methods; each method's decision boundary is its own level 0 (logit 0 for BCE,
+``decision_function = 0`` for scikit-learn's detectors).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 from sklearn.ensemble import IsolationForest
-from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
 from kocc.baselines.bce import bce_network, fit_bce_network
 from kocc.diagnostics import local_lipschitz
+from kocc.metrics import certified_auroc
 from kocc.recipes import ToyRecipe
 from kocc.sampling import Domain
 
@@ -59,12 +60,6 @@ class MethodResult:
     seconds: float
     local_lipschitz: float | None = None
     extra: dict = field(default_factory=dict)
-
-
-def auroc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:
-    """AUROC with normal samples as the positive class (higher score = normal)."""
-    labels = np.r_[np.ones(len(normal_scores)), np.zeros(len(anomaly_scores))]
-    return float(roc_auc_score(labels, np.r_[normal_scores, anomaly_scores]))
 
 
 def bce_epochs(steps: int, n_train: int, batch_size: int) -> int:
@@ -141,7 +136,8 @@ def fit_comparison(
         else:  # the recipe schema only lets the three names through
             raise ValueError(f"unknown comparison method {method!r}")
         results[method] = MethodResult(
-            auroc=auroc(score(x_test), score(anomalies)),
+            # radius 0: the ordinary AUROC (normal = positive class)
+            auroc=certified_auroc(score(x_test), score(anomalies), 0.0),
             grid_scores=np.asarray(score(grid), np.float32),
             seconds=time.perf_counter() - start,
             local_lipschitz=lipschitz,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +22,48 @@ import tensorflow as tf
 
 from kocc.datasets.toys import far_uniform_points, make_toy
 from kocc.diagnostics import local_lipschitz
+from kocc.metrics import certified_auroc
 from kocc.plotting import plot_level_set_rows, plot_level_sets
 from kocc.recipes import ToyRecipe, to_dict
-from kocc.toy_comparison import METHOD_LABELS, auroc, fit_comparison
+from kocc.toy_comparison import METHOD_LABELS, fit_comparison
 from kocc.training import build_mlp_ocsdf, fit_for_steps
+
+#: A row of Figure 6: ``(toy name, training points, {panel title: grid scores})``.
+FigureRow = tuple[str, np.ndarray, dict[str, np.ndarray]]
+
+
+@dataclass
+class ToyRun:
+    """What :func:`train_toy` measured and drew.
+
+    Attributes:
+        metrics: the content of ``metrics.json``.
+        grid: the plotting grid ``(grid_x, grid_y)``, each ``(g, g)``.
+        figure_row: the toy's row of Figure 6 (``None`` without comparison
+            methods), for :func:`kocc.plotting.plot_level_set_rows`.
+    """
+
+    metrics: dict
+    grid: tuple[np.ndarray, np.ndarray]
+    figure_row: FigureRow | None
 
 
 def run_toy(
     recipe: ToyRecipe, out_dir: str | Path, verbose: str | int = "auto"
 ) -> dict:
+    """Train the recipe's OCSDF and write its report into ``out_dir``.
+
+    See :func:`train_toy` for the files written.
+
+    Returns:
+        The metrics written to ``metrics.json``.
+    """
+    return train_toy(recipe, out_dir, verbose).metrics
+
+
+def train_toy(
+    recipe: ToyRecipe, out_dir: str | Path, verbose: str | int = "auto"
+) -> ToyRun:
     """Train the recipe's OCSDF and write its report into ``out_dir``.
 
     Writes ``metrics.json``, ``level_sets.png``, ``recipe.yaml`` (the resolved
@@ -41,7 +75,7 @@ def run_toy(
     AUROC and, for the two networks, the local Lipschitz constant (Table 1).
 
     Returns:
-        The metrics written to ``metrics.json``.
+        The metrics, the grid and the toy's Figure 6 row (:class:`ToyRun`).
     """
     import yaml
 
@@ -68,7 +102,7 @@ def run_toy(
     start = time.perf_counter()
     s_normal = model.score_samples(x_test)
     s_anomalous = model.score_samples(anomalies)
-    ocsdf_auroc = auroc(s_normal, s_anomalous)
+    ocsdf_auroc = certified_auroc(s_normal, s_anomalous, 0.0)  # eps 0: the AUROC
     g = np.linspace(-ev.box, ev.box, ev.grid_size, dtype=np.float32)
     gx, gy = np.meshgrid(g, g)
     grid = np.stack([gx.ravel(), gy.ravel()], 1)
@@ -107,17 +141,14 @@ def run_toy(
         if result.local_lipschitz is not None:
             methods[name]["local_lipschitz"] = result.local_lipschitz
         methods[name].update(result.extra)
+    figure_row = None
     if others:
         panels = {"ocsdf": grid_scores, **{k: v.grid_scores for k, v in others.items()}}
         np.savez_compressed(
             out / "level_sets.npz", grid_x=gx, grid_y=gy, x_train=x_train, **panels
         )
-        plot_level_set_rows(
-            gx,
-            gy,
-            [(data.name, x_train, panel_titles(panels, methods))],
-            out / "comparison.png",
-        )
+        figure_row = (data.name, x_train, _panel_titles(panels, methods))
+        plot_level_set_rows(gx, gy, [figure_row], out / "comparison.png")
     metrics = {
         "recipe": recipe.name,
         "data": data.name,
@@ -134,10 +165,10 @@ def run_toy(
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-    return metrics
+    return ToyRun(metrics, (gx, gy), figure_row)
 
 
-def panel_titles(panels: dict[str, np.ndarray], methods: dict[str, dict]) -> dict:
+def _panel_titles(panels: dict[str, np.ndarray], methods: dict[str, dict]) -> dict:
     """``{"OCSDF  AUROC 0.99  L 1.00": scores, ...}``: a figure panel per method."""
     titled = {}
     for name, scores in panels.items():

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kocc.plotting import plot_level_set_rows
 from kocc.recipes import (
     RecipeError,
@@ -30,7 +28,7 @@ from kocc.recipes import (
     load_recipe,
 )
 from kocc.toy_comparison import METHOD_LABELS
-from kocc.toy_experiment import panel_titles, run_toy
+from kocc.toy_experiment import train_toy
 
 
 def resolve_suite(
@@ -88,29 +86,16 @@ def run_toy_suite(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    reports = []
-    rows = []
-    for toy in toys:
-        metrics = run_toy(toy, out / toy.name, verbose=verbose)
-        reports.append(metrics)
-        arrays = out / toy.name / "level_sets.npz"
-        if arrays.is_file():
-            with np.load(arrays) as saved:
-                panels = {m: saved[m] for m in metrics["methods"]}
-                grid = (saved["grid_x"], saved["grid_y"])
-                rows.append(
-                    (
-                        toy.data.name,
-                        saved["x_train"],
-                        panel_titles(panels, metrics["methods"]),
-                    )
-                )
+    runs = [train_toy(toy, out / toy.name, verbose=verbose) for toy in toys]
+    reports = [run.metrics for run in runs]
     methods = _all_methods(reports)
     table = [_table_row(report, methods) for report in reports]
     _write_csv(out / "table1.csv", table)
     (out / "table1.md").write_text(_markdown(suite, toys, table, methods))
+    rows = [run.figure_row for run in runs if run.figure_row is not None]
     if rows and all(len(r[2]) == len(rows[0][2]) for r in rows):
-        plot_level_set_rows(grid[0], grid[1], rows, out / "figure6.png")
+        grid_x, grid_y = runs[0].grid
+        plot_level_set_rows(grid_x, grid_y, rows, out / "figure6.png")
     summary = {
         "suite": suite.name,
         "overrides": suite.overrides,
