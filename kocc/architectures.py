@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 from deel.lip.activations import FullSort, GroupSort, GroupSort2
 from deel.lip.initializers import SpectralInitializer
@@ -51,7 +52,7 @@ def lipschitz_activation(name: str) -> tf.keras.layers.Layer:
 
 
 def lipschitz_mlp(
-    input_dim: int,
+    input_dim: int | Sequence[int],
     widths: Sequence[int] = (512, 512, 512, 512),
     activation: str = "fullsort",
     seed: int | None = None,
@@ -65,7 +66,9 @@ def lipschitz_mlp(
     network is 1-Lipschitz w.r.t. the l2 norm.
 
     Args:
-        input_dim: number of input features.
+        input_dim: number of input features, or an input shape such as
+            ``(H, W, C)``: the input is then flattened first (a reshape, which
+            preserves the l2 norm), so the same network scores images.
         widths: hidden layer widths (the paper: four layers of 512).
         activation: see :func:`lipschitz_activation`.
         seed: seed of the (orthogonal) kernel initialization and of the
@@ -75,19 +78,26 @@ def lipschitz_mlp(
         name: model name.
 
     Returns:
-        A deel-lip ``Sequential`` mapping ``(n, input_dim)`` to ``(n, 1)``.
+        A deel-lip ``Sequential`` mapping ``(n, *input_shape)`` to ``(n, 1)``.
 
     Raises:
-        ValueError: on a non-positive ``input_dim`` or width, or an unknown
-            activation.
+        ValueError: on a non-positive ``input_dim`` (or input-shape entry) or
+            width, or an unknown activation.
     """
-    if int(input_dim) <= 0:
+    shape = (
+        (int(input_dim),)
+        if isinstance(input_dim, (int, np.integer))
+        else tuple(int(s) for s in input_dim)
+    )
+    if not shape or any(s <= 0 for s in shape):
         raise ValueError(f"input_dim must be > 0, got {input_dim!r}")
     widths = [int(w) for w in widths]
     if any(w <= 0 for w in widths):
         raise ValueError(f"widths must be positive, got {widths}")
     lipschitz_activation(activation)  # validate early
-    layers: list[tf.keras.layers.Layer] = [tf.keras.layers.Input((int(input_dim),))]
+    layers: list[tf.keras.layers.Layer] = [tf.keras.layers.Input(shape)]
+    if len(shape) > 1:
+        layers.append(tf.keras.layers.Flatten())
     for i, width in enumerate(widths):
         layers += [
             SpectralDense(width, kernel_initializer=_initializer(seed, i)),

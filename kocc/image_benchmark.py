@@ -49,7 +49,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
-from kocc.architectures import PAPER_VGG_WIDTHS, lipschitz_vgg
+from kocc.architectures import PAPER_VGG_WIDTHS, lipschitz_mlp, lipschitz_vgg
 from kocc.attacks import attacked_auroc
 from kocc.baselines.deep_svdd import DeepSVDD
 from kocc.datasets.images import (
@@ -184,19 +184,31 @@ def _normal_classes(value: Any, spec: ImageDatasetSpec) -> list[int]:
     return classes
 
 
+#: Networks of recipe key ``model.architecture`` and their default widths.
+ARCHITECTURES = {
+    "vgg": [list(s) for s in PAPER_VGG_WIDTHS],
+    "mlp": [512, 512, 512, 512],
+}
+
+
 @dataclass
 class ModelSettings:
-    """Recipe section ``model``: the 1-Lipschitz VGG
-    (:func:`kocc.architectures.lipschitz_vgg`).
+    """Recipe section ``model``: the 1-Lipschitz network that scores images.
 
     Attributes:
-        widths: conv channels per stage (default: the paper's Table 5).
+        architecture: ``vgg`` (the paper's Table 5 network,
+            :func:`kocc.architectures.lipschitz_vgg`) or ``mlp`` (the dense
+            network of :func:`kocc.architectures.lipschitz_mlp` on the
+            flattened pixels: orthogonal dense layers and GroupSort, so that the
+            gradient norm is 1 almost everywhere).
+        widths: ``vgg``: conv channels per stage (default: the paper's Table 5);
+            ``mlp``: hidden widths (default: four layers of 512, the paper's
+            dense network). ``None`` picks the architecture's default.
         activation: ``groupsort2`` (paper), ``fullsort``, ``groupsort<k>``.
     """
 
-    widths: list[list[int]] = field(
-        default_factory=lambda: [list(s) for s in PAPER_VGG_WIDTHS]
-    )
+    architecture: str = "vgg"
+    widths: list | None = None
     activation: str = "groupsort2"
 
     @classmethod
@@ -204,15 +216,52 @@ class ModelSettings:
         section = dict(section or {})
         _check_keys(section, set(cls.__dataclass_fields__), "model")
         settings = cls(**section)
+        if settings.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"model.architecture must be one of {sorted(ARCHITECTURES)}, got "
+                f"{settings.architecture!r}"
+            )
         widths = settings.widths
-        if not isinstance(widths, Sequence) or not widths:
-            raise ValueError(f"model.widths must be a list of stages, got {widths!r}")
+        if widths is None:
+            widths = ARCHITECTURES[settings.architecture]
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+            widths = None
+        if not widths:
+            raise ValueError(
+                f"model.widths must be a non-empty list, got {settings.widths!r}"
+            )
+        if settings.architecture == "mlp":
+            if any(isinstance(w, Sequence) for w in widths):
+                raise ValueError(
+                    "model.widths of the mlp architecture is a list of layer "
+                    f"widths such as [512, 512], got {widths!r}"
+                )
+            settings.widths = [_int(w, "model.widths entries") for w in widths]
+            return settings
+        if not all(
+            isinstance(stage, Sequence) and not isinstance(stage, str)
+            for stage in widths
+        ):
+            raise ValueError(
+                "model.widths of the vgg architecture is a list of stages such as "
+                f"[[8, 8], [16, 16], [16]], got {widths!r}"
+            )
         settings.widths = [
             [_int(w, "model.widths entries") for w in stage] for stage in widths
         ]
         if any(not stage for stage in settings.widths):
             raise ValueError(f"model.widths has an empty stage: {widths!r}")
         return settings
+
+    def build(self, image_shape: Sequence[int], seed: int) -> tf.keras.Model:
+        """The 1-Lipschitz network on images of ``image_shape``."""
+        factory = lipschitz_mlp if self.architecture == "mlp" else lipschitz_vgg
+        return factory(
+            tuple(image_shape),
+            widths=self.widths,
+            activation=self.activation,
+            seed=seed,
+        )
 
 
 DOMAIN_KINDS = {"box": Box, "graded_box": GradedBox}
@@ -626,9 +675,7 @@ def build_ocsdf(
     ``final_learning_rate`` over ``epochs * steps_per_epoch`` updates.
     """
     tf.keras.utils.set_random_seed(seed)
-    backbone = lipschitz_vgg(
-        image_shape, widths=model.widths, activation=model.activation, seed=seed
-    )
+    backbone = model.build(image_shape, seed)
     domain = domain or DomainSettings()
     ocsdf = OCSDF(
         backbone,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 import yaml
 
@@ -121,20 +122,23 @@ def test_recipes_validate_and_state_the_paper_settings():
     assert paper.evaluation.epsilons_255 == [8, 16, 36, 72]
     assert paper.data.normal_class == list(range(10))
     assert paper.domain.kind == "box"
-    for name in (
-        "mnist_one_class_cpu.yaml",
-        "fashion_mnist_one_class_cpu.yaml",
-        "cifar10_one_class_cpu.yaml",
-    ):
+    assert paper.model.architecture == "vgg"
+    for name in ("mnist_one_class_cpu.yaml", "fashion_mnist_one_class_cpu.yaml"):
         cpu = ImageBenchmarkConfig.from_dict(
             yaml.safe_load((RECIPES / name).read_text())
         )
+        # the paper's sampler, loss and margin; the dense network, fewer epochs
         assert cpu.data.normal_class == list(range(10))
-        assert cpu.domain.kind == "graded_box"
-        assert sum(map(len, cpu.model.widths)) < sum(map(len, paper.model.widths))
+        assert cpu.domain.kind == "box"
+        assert (cpu.model.architecture, cpu.model.widths) == ("mlp", [512] * 3)
+        assert cpu.training.margin == paper.training.margin
+        assert cpu.training.lam == paper.training.lam
+        assert cpu.training.nr_steps == paper.training.nr_steps
+        assert cpu.training.epochs < paper.training.epochs
     cifar = ImageBenchmarkConfig.from_dict(
         yaml.safe_load((RECIPES / "cifar10_one_class_cpu.yaml").read_text())
     )
+    assert cifar.data.normal_class == list(range(10))
     assert cifar.data.dataset == "cifar10"
     assert cifar.data.cifar_train_fraction == 0.5
     # the MNIST margin rule, 0.02 * sqrt(2 d), for 32 x 32 x 3 images
@@ -153,6 +157,10 @@ def test_recipes_validate_and_state_the_paper_settings():
         ({"training": {"optimizer": "sgd"}}, "optimizer"),
         ({"training": {"margin": -1}}, "training.margin"),
         ({"model": {"widths": [[8], []]}}, "empty stage"),
+        ({"model": {"widths": [8, 16]}}, "list of stages"),
+        ({"model": {"architecture": "mlp", "widths": [[8]]}}, "list of layer"),
+        ({"model": {"architecture": "resnet"}}, "model.architecture"),
+        ({"model": {"widths": []}}, "non-empty list"),
         ({"evaluation": {"epsilons_255": [-8]}}, "epsilons_255"),
         ({"evaluation": {"attack": {"steps": 0}}}, "attack.steps"),
         ({"baselines": {"lof": {}}}, "unknown key"),
@@ -164,6 +172,24 @@ def test_recipes_validate_and_state_the_paper_settings():
 def test_invalid_recipes_name_the_problem(patch, message):
     with pytest.raises(ValueError, match=message):
         ImageBenchmarkConfig.from_dict(patch)
+
+
+def test_mlp_architecture_scores_images_with_unit_gradient_norm():
+    settings = ImageBenchmarkConfig.from_dict(
+        {"model": {"architecture": "mlp", "widths": [64, 32]}}
+    ).model
+    network = settings.build((28, 28, 1), seed=0)
+    x = tf.random.stateless_uniform((16, 28, 28, 1), (0, 1), -1.0, 1.0)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        f = network(x, training=False)
+    norms = tf.norm(tf.reshape(tape.gradient(f, x), (16, -1)), axis=1).numpy()
+    assert f.shape == (16, 1)
+    # orthogonal dense kernels of non-increasing widths + GroupSort: the
+    # gradient norm is 1 (gradient-norm preserving), not only <= 1
+    np.testing.assert_allclose(norms, 1.0, atol=1e-3)
+    default = ImageBenchmarkConfig.from_dict({"model": {"architecture": "mlp"}})
+    assert default.model.widths == [512] * 4
 
 
 def test_normal_class_accepts_an_int_a_list_or_a_class_name():
