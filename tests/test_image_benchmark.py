@@ -105,6 +105,36 @@ def test_tiny_end_to_end_run_on_one_digit(data_root, shared_tfds_dir, tmp_path):
     assert "| 0 (0) |" in (tmp_path / "results.md").read_text()
 
 
+@pytest.mark.data
+def test_dense_network_with_the_paper_sampler_finds_digit_0(
+    data_root, shared_tfds_dir, tmp_path
+):
+    """The CPU profiles' choice (docs/images.md, "The CPU profile") in small:
+    16 updates of a 784-128-128-1 dense network against uniform negatives rank
+    the zeros above the other digits (0.917 when written; the narrow VGG of the
+    earlier profiles scored digit 0 at 0.24 with this sampler)."""
+    recipe = {
+        "kind": "images",
+        "seed": 0,
+        "data": {
+            "dataset": "mnist",
+            "normal_class": 0,
+            "data_dir": str(data_root),
+            "tfds_dir": str(shared_tfds_dir),
+            "max_train": 512,
+            "max_test": 1000,
+        },
+        "model": {"architecture": "mlp", "widths": [128, 128]},
+        "domain": {"kind": "box"},
+        "training": {"epochs": 4, "warmup_epochs": 1, "nr_steps": 4},
+        "evaluation": {"attack": {"enabled": False}},
+        "baselines": {},
+    }
+    (result,) = run_image_benchmark(recipe, tmp_path, log=None).classes
+    assert result.auroc > 0.85
+    assert result.final_metrics["grad_norm_neg"] == pytest.approx(1.0, abs=1e-3)
+
+
 def test_recipes_validate_and_state_the_paper_settings():
     paper = ImageBenchmarkConfig.from_dict(
         yaml.safe_load((RECIPES / "mnist_one_class.yaml").read_text())
