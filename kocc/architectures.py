@@ -23,6 +23,9 @@ from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
 #: convolutions, one tuple per stage; every stage ends with an l2-norm pooling.
 PAPER_VGG_WIDTHS = ((64, 64, 64, 64), (128, 128, 128, 128), (256, 256, 256))
 
+#: The paper's dense network (appendix E): four hidden layers of 512.
+PAPER_MLP_WIDTHS = (512, 512, 512, 512)
+
 _ACTIVATIONS = {
     "fullsort": FullSort,
     "groupsort2": GroupSort2,
@@ -53,7 +56,7 @@ def lipschitz_activation(name: str) -> tf.keras.layers.Layer:
 
 def lipschitz_mlp(
     input_dim: int | Sequence[int],
-    widths: Sequence[int] = (512, 512, 512, 512),
+    widths: Sequence[int] = PAPER_MLP_WIDTHS,
     activation: str = "fullsort",
     seed: int | None = None,
     name: str = "lipschitz_mlp",

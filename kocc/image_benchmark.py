@@ -49,7 +49,12 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
-from kocc.architectures import PAPER_VGG_WIDTHS, lipschitz_mlp, lipschitz_vgg
+from kocc.architectures import (
+    PAPER_MLP_WIDTHS,
+    PAPER_VGG_WIDTHS,
+    lipschitz_mlp,
+    lipschitz_vgg,
+)
 from kocc.attacks import attacked_auroc
 from kocc.baselines.deep_svdd import DeepSVDD
 from kocc.datasets.images import (
@@ -184,10 +189,10 @@ def _normal_classes(value: Any, spec: ImageDatasetSpec) -> list[int]:
     return classes
 
 
-#: Networks of recipe key ``model.architecture`` and their default widths.
+#: Networks of recipe key ``model.architecture``: factory and default widths.
 ARCHITECTURES = {
-    "vgg": [list(s) for s in PAPER_VGG_WIDTHS],
-    "mlp": [512, 512, 512, 512],
+    "vgg": (lipschitz_vgg, PAPER_VGG_WIDTHS),
+    "mlp": (lipschitz_mlp, PAPER_MLP_WIDTHS),
 }
 
 
@@ -223,7 +228,7 @@ class ModelSettings:
             )
         widths = settings.widths
         if widths is None:
-            widths = ARCHITECTURES[settings.architecture]
+            widths = ARCHITECTURES[settings.architecture][1]
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
             widths = None
         if not widths:
@@ -255,7 +260,7 @@ class ModelSettings:
 
     def build(self, image_shape: Sequence[int], seed: int) -> tf.keras.Model:
         """The 1-Lipschitz network on images of ``image_shape``."""
-        factory = lipschitz_mlp if self.architecture == "mlp" else lipschitz_vgg
+        factory, _ = ARCHITECTURES[self.architecture]
         return factory(
             tuple(image_shape),
             widths=self.widths,
