@@ -1,8 +1,9 @@
 """One-class image benchmark (paper §5.3, Table 3) from a recipe; prints JSON.
 
-Runs :func:`kocc.image_benchmark.run_image_benchmark` for the classes of a recipe
-(or those given with ``--classes``) and prints one JSON object: the per-class
-AUROC, certified AUROC, attacked AUROC, baselines and seconds, and their means.
+Runs :func:`kocc.experiments.image_benchmark.run_image_benchmark` for the
+classes of a recipe (or those given with ``--classes``) and prints one JSON
+object: the per-class AUROC, certified AUROC, attacked AUROC, baselines and
+seconds, and their means.
 Files (results.json, results.md, synthesis PNGs) go to ``--out``.
 
     python benchmarks/image_one_class.py recipes/mnist_one_class_cpu.yaml \
@@ -25,7 +26,7 @@ import kocc  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 
 import yaml  # noqa: E402
 
-from kocc.image_benchmark import run_image_benchmark  # noqa: E402
+from kocc.experiments.image_benchmark import run_image_benchmark  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

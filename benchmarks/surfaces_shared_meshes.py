@@ -1,7 +1,8 @@
 """Implicit surfaces on every shared mesh: OCSDF vs the distance-regression baseline.
 
 For each mesh under ``$KOCC_DATA_DIR/meshes`` (or ``--data-dir``), runs
-:func:`kocc.surface_pipeline.run_surface` with ``recipes/surface_modelnet.yaml``
+:func:`kocc.experiments.surface_pipeline.run_surface` with
+``recipes/surface_modelnet.yaml``
 (plus ``--set key=value`` overrides, e.g. the training budget) and prints one
 JSON document: per mesh and method, Chamfer (/ D²) and Hausdorff (/ D) with D
 the mesh's bounding-box diagonal, normal consistency, fit time and extraction
@@ -26,9 +27,9 @@ import yaml
 
 import kocc  # noqa: F401  (selects tf-keras first)
 from kocc.datasets.paths import data_dir
+from kocc.experiments.recipes import parse_overrides
+from kocc.experiments.surface_pipeline import run_surface, surface_recipe
 from kocc.meshes import MESH_EXTENSIONS
-from kocc.recipes import parse_overrides
-from kocc.surface_pipeline import run_surface, surface_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "surface_modelnet.yaml"
 KEYS = (

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from kocc.datasets.tabular import fit_standardizer, load_tabular
-from kocc.tabular_benchmark import OCSDFSettings, train_ocsdf
+from kocc.experiments.tabular_benchmark import OCSDFSettings, train_ocsdf
 from kocc.tabular_prior import tabular_prior
 
 

@@ -31,11 +31,11 @@ import trimesh
 from skimage.measure import marching_cubes
 
 from kocc.architectures import lipschitz_mlp
+from kocc.experiments.recipes import TrainingConfig
+from kocc.experiments.training import build_optimizer, fit_for_steps
 from kocc.meshes import check_points
 from kocc.models import OCSDF
-from kocc.recipes import TrainingConfig
 from kocc.sampling import Ball, Box
-from kocc.training import build_optimizer, fit_for_steps
 from kocc.validation import check_batch
 
 #: Grid points evaluated per chunk by :func:`extract_mesh`. With the paper's
@@ -167,7 +167,7 @@ def fit_point_cloud(
     ``(1 + padding) * max ||x||`` (``domain="ball"``), then moved by
     ``nr_steps`` Newton-Raphson steps (Algorithm 1). Training minimizes the
     hinge-KR loss (``margin``, ``lam``) for ``steps`` updates
-    (:func:`kocc.training.fit_for_steps`). The defaults are the tabular
+    (:func:`kocc.experiments.training.fit_for_steps`). The defaults are the tabular
     experiment's settings (paper: "same hyper-parameters"; recipe
     ``recipes/tabular_odds.yaml``): a 3 x 128 FullSort network, RMSprop at
     1e-3, batches of 256, 2,000 steps, T = 4, lambda = 100, m = 0.05.

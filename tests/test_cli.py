@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kocc.cli import EXIT_OK, EXIT_USAGE, main
+from kocc.experiments.cli import EXIT_OK, EXIT_USAGE, main
 
 DEFAULT = "recipes/toy2d_two_moons.yaml"
 

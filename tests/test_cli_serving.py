@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from conftest import make_run_dir
 
-from kocc.cli import EXIT_OK, EXIT_UNCERTIFIED, EXIT_USAGE, main
+from kocc.experiments.cli import EXIT_OK, EXIT_UNCERTIFIED, EXIT_USAGE, main
 
 RECIPE = "recipes/toy2d_two_moons.yaml"
 

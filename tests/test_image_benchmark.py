@@ -1,4 +1,7 @@
-"""The one-class image benchmark (kocc.image_benchmark): protocol, recipe, tiny run."""
+"""The one-class image benchmark (kocc.experiments.image_benchmark).
+
+Protocol, recipe, tiny run.
+"""
 
 import kocc  # noqa: F401  (selects tf-keras; must run before TensorFlow loads)
 
@@ -14,7 +17,7 @@ import tensorflow_datasets as tfds
 import yaml
 
 from kocc.diagnostics import gradient_norms
-from kocc.image_benchmark import (
+from kocc.experiments.image_benchmark import (
     ImageBenchmarkConfig,
     ImageData,
     _seeded_subset,

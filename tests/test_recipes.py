@@ -1,6 +1,11 @@
 import pytest
 
-from kocc.recipes import RecipeError, ToyRecipe, load_recipe, parse_overrides
+from kocc.experiments.recipes import (
+    RecipeError,
+    ToyRecipe,
+    load_recipe,
+    parse_overrides,
+)
 
 DEFAULT = "recipes/toy2d_two_moons.yaml"
 

@@ -22,6 +22,8 @@ from kocc.baselines.distance_regression import (
     distance_queries,
     fit_distance_regression,
 )
+from kocc.experiments.recipes import RecipeError
+from kocc.experiments.surface_pipeline import run_surface, surface_recipe
 from kocc.mesh_distances import chamfer_distance, compare_surfaces, hausdorff_distance
 from kocc.meshes import (
     check_points,
@@ -31,8 +33,6 @@ from kocc.meshes import (
     sample_surface,
     sample_volume,
 )
-from kocc.recipes import RecipeError
-from kocc.surface_pipeline import run_surface, surface_recipe
 from kocc.surfaces import (
     ImplicitSurface,
     IsotropicStandardization,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kocc.tabular_benchmark import (
+from kocc.experiments.tabular_benchmark import (
     BASELINES,
     PAPER_TABLE2,
     DatasetResult,

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kocc.cli import EXIT_OK, EXIT_USAGE, main
-from kocc.plotting import plot_level_set_rows
-from kocc.recipes import RecipeError, load_recipe
-from kocc.toy_comparison import bce_epochs
-from kocc.toy_suite import resolve_suite
+from kocc.experiments.cli import EXIT_OK, EXIT_USAGE, main
+from kocc.experiments.plotting import plot_level_set_rows
+from kocc.experiments.recipes import RecipeError, load_recipe
+from kocc.experiments.toy_comparison import bce_epochs
+from kocc.experiments.toy_suite import resolve_suite
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TOYS = ("one_cloud", "two_circles", "two_blobs", "blob_and_cloud", "two_moons")
@@ -41,7 +41,7 @@ def test_paper_toy_recipes_carry_the_paper_settings(toy):
 
 
 def test_cpu_suite_resolves_all_five_toys_with_its_overrides():
-    from kocc.recipes import load_recipe_data
+    from kocc.experiments.recipes import load_recipe_data
 
     suite, toys = resolve_suite(
         load_recipe_data(RECIPES / "toy2d_cpu.yaml"), base_dir=RECIPES

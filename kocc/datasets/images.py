@@ -21,7 +21,7 @@ Their features are those of TFDS' own ``mnist`` / ``fashion_mnist`` / ``cifar10`
 access ``source="tfds"`` loads TFDS' published copies through the same functions.
 ``kocc_cifar10`` has a single ``test`` split (the only part of CIFAR-10 available
 here); the one-class protocol splits it per class (see
-:mod:`kocc.image_benchmark`).
+:mod:`kocc.experiments.image_benchmark`).
 
 TFDS writes a prepared copy (TFRecord files) the first time a builder is loaded:
 into ``tfds_dir``, else ``$KOCC_TFDS_DIR``, else TFDS' default

@@ -19,16 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kocc.plotting import plot_level_set_rows
-from kocc.recipes import (
+from kocc.experiments.plotting import plot_level_set_rows
+from kocc.experiments.recipes import (
     RecipeError,
     ToyRecipe,
     ToySuiteRecipe,
     from_dict,
     load_recipe,
 )
-from kocc.toy_comparison import METHOD_LABELS
-from kocc.toy_experiment import train_toy
+from kocc.experiments.toy_comparison import METHOD_LABELS
+from kocc.experiments.toy_experiment import train_toy
 
 
 def resolve_suite(

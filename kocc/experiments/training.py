@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from kocc.architectures import lipschitz_mlp
+from kocc.experiments.recipes import DomainConfig, MLPConfig, TrainingConfig
 from kocc.models import OCSDF
-from kocc.recipes import DomainConfig, MLPConfig, TrainingConfig
 from kocc.sampling import Ball, Box, Domain
 
 

@@ -99,8 +99,8 @@ def _add_surface_command(sub: argparse._SubParsersAction) -> None:
 def _cmd_surface(args: argparse.Namespace) -> int:
     import json
 
-    from kocc.recipes import load_recipe_data, parse_overrides
-    from kocc.surface_pipeline import run_surface
+    from kocc.experiments.recipes import load_recipe_data, parse_overrides
+    from kocc.experiments.surface_pipeline import run_surface
 
     if args.recipe:
         config = load_recipe_data(args.recipe, args.overrides)
@@ -114,9 +114,9 @@ def _cmd_surface(args: argparse.Namespace) -> int:
 def _benchmark_runners(recipe_path: str) -> dict:
     from functools import partial
 
-    from kocc.image_benchmark import run_image_benchmark
-    from kocc.tabular_benchmark import run_tabular_benchmark
-    from kocc.toy_suite import run_toy_suite
+    from kocc.experiments.image_benchmark import run_image_benchmark
+    from kocc.experiments.tabular_benchmark import run_tabular_benchmark
+    from kocc.experiments.toy_suite import run_toy_suite
 
     return {
         "tabular": run_tabular_benchmark,
@@ -127,7 +127,7 @@ def _benchmark_runners(recipe_path: str) -> dict:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from kocc.recipes import RecipeError, load_recipe_data
+    from kocc.experiments.recipes import RecipeError, load_recipe_data
 
     data = load_recipe_data(args.recipe, args.overrides)
     runners = _benchmark_runners(args.recipe)
@@ -223,8 +223,8 @@ def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kocc.recipes import RecipeError, ToyRecipe, load_recipe
-    from kocc.toy_experiment import run_toy
+    from kocc.experiments.recipes import RecipeError, ToyRecipe, load_recipe
+    from kocc.experiments.toy_experiment import run_toy
 
     recipe = load_recipe(args.recipe, args.overrides)
     if not isinstance(recipe, ToyRecipe):

@@ -6,7 +6,7 @@ draw of the same toy (standardized with the training statistics); anomalies are
 uniform points of ``[-3, 3]^2`` farther than 0.3 from every training point.
 
 With ``comparison.methods`` set, the same run fits the BCE network, One-Class
-SVM and Isolation Forest on the same data (:mod:`kocc.toy_comparison`) and
+SVM and Isolation Forest on the same data (:mod:`kocc.experiments.toy_comparison`) and
 writes the paper's Figure 6 row and Table 1 entry for this toy.
 """
 
@@ -22,11 +22,11 @@ import tensorflow as tf
 
 from kocc.datasets.toys import far_uniform_points, make_toy
 from kocc.diagnostics import local_lipschitz
+from kocc.experiments.plotting import plot_level_set_rows, plot_level_sets
+from kocc.experiments.recipes import ToyRecipe, to_dict
+from kocc.experiments.toy_comparison import METHOD_LABELS, fit_comparison
+from kocc.experiments.training import build_mlp_ocsdf, fit_for_steps
 from kocc.metrics import certified_auroc
-from kocc.plotting import plot_level_set_rows, plot_level_sets
-from kocc.recipes import ToyRecipe, to_dict
-from kocc.toy_comparison import METHOD_LABELS, fit_comparison
-from kocc.training import build_mlp_ocsdf, fit_for_steps
 
 #: A row of Figure 6: ``(toy name, training points, {panel title: grid scores})``.
 FigureRow = tuple[str, np.ndarray, dict[str, np.ndarray]]
@@ -40,7 +40,7 @@ class ToyRun:
         metrics: the content of ``metrics.json``.
         grid: the plotting grid ``(grid_x, grid_y)``, each ``(g, g)``.
         figure_row: the toy's row of Figure 6 (``None`` without comparison
-            methods), for :func:`kocc.plotting.plot_level_set_rows`.
+            methods), for :func:`kocc.experiments.plotting.plot_level_set_rows`.
     """
 
     metrics: dict

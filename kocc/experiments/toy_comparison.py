@@ -38,8 +38,8 @@ from sklearn.svm import OneClassSVM
 
 from kocc.baselines.bce import bce_network, fit_bce_network
 from kocc.diagnostics import local_lipschitz
+from kocc.experiments.recipes import ToyRecipe
 from kocc.metrics import certified_auroc
-from kocc.recipes import ToyRecipe
 from kocc.sampling import Domain
 
 #: Display names, in the order of the figure's panels after OCSDF.

@@ -17,8 +17,8 @@ MESH_OR_POINTS --out DIR`` runs (recipe ``recipes/surface_modelnet.yaml``):
 5. write ``points.ply``, ``ocsdf.ply``, ``baseline.ply``, ``rendering.png`` and
    ``metrics.json`` into ``out_dir``.
 
-The schema (:class:`SurfaceRecipe`) follows :mod:`kocc.recipes`: every key has
-its default here, unknown keys are errors naming the valid ones.
+The schema (:class:`SurfaceRecipe`) follows :mod:`kocc.experiments.recipes`: every
+key has its default here, unknown keys are errors naming the valid ones.
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ import numpy as np
 import trimesh
 
 from kocc.baselines.distance_regression import fit_distance_regression
+from kocc.experiments.recipes import (
+    MLPConfig,
+    RecipeError,
+    TrainingConfig,
+    from_dict,
+    to_dict,
+)
 from kocc.mesh_distances import bounding_box_diagonal, compare_surfaces
 from kocc.meshes import (
     is_mesh_file,
@@ -45,7 +52,6 @@ from kocc.meshes import (
     write_mesh,
     write_point_cloud,
 )
-from kocc.recipes import MLPConfig, RecipeError, TrainingConfig, from_dict, to_dict
 from kocc.surfaces import ImplicitSurface, extract_mesh, fit_point_cloud
 
 
