@@ -3,7 +3,15 @@
 Importing kocc selects the Keras 2 API (tf-keras) that deel-lip needs, see
 :mod:`kocc.backend`. Everything else is plain Keras: build a 1-Lipschitz backbone
 (:mod:`kocc.architectures`), wrap it in :class:`kocc.models.OCSDF` and call ``fit``.
+
+The names a user types are importable from here (``from kocc import OCSDF``);
+they load their module on first use (PEP 562), so ``import kocc`` stays light.
+The module map is in ``docs/architecture.md``.
 """
+
+from __future__ import annotations
+
+import importlib
 
 from kocc.backend import configure_keras
 
@@ -11,11 +19,32 @@ configure_keras()
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "OCSDF": "kocc.models",
+    "OneClassHKR": "kocc.losses",
+    "Box": "kocc.sampling",
+    "Ball": "kocc.sampling",
+    "newton_raphson": "kocc.sampling",
+    "lipschitz_mlp": "kocc.architectures",
+    "lipschitz_vgg": "kocc.architectures",
+    "certified_auroc": "kocc.metrics",
+    "CertifiedAUROC": "kocc.callbacks",
+    "save_for_serving": "kocc.export",
+    "OneClassSDF": "kocc.estimator",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
 
 def __getattr__(name: str):
-    """Lazy top-level exports (PEP 562): ``kocc.OneClassSDF``."""
-    if name == "OneClassSDF":
-        from kocc.estimator import OneClassSDF
-
-        return OneClassSDF
+    """Lazy top-level exports (PEP 562): ``kocc.OCSDF``, ``kocc.OneClassSDF``..."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'kocc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,14 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import eagerpy as ep
-import foolbox as fb
 import numpy as np
 import tensorflow as tf
 
+from kocc.extras import require
 from kocc.metrics import _as_epsilons, certified_auroc, score_function
 from kocc.sampling import Domain, seed_pair
 from kocc.validation import check_batch
+
+ep = require("eagerpy")
+fb = require("foolbox")
 
 __all__ = ["SymmetricScoreAttack", "attacked_auroc", "attacked_scores"]
 

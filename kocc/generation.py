@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from kocc.extras import require
 from kocc.sampling import Domain, newton_raphson
 from kocc.validation import check_batch
 
@@ -176,7 +177,7 @@ def save_image_grid(
     value_range: tuple[float, float] = (-1.0, 1.0),
 ) -> Path:
     """Write :func:`image_grid` of ``images`` as a PNG file; returns the path."""
-    from matplotlib.image import imsave
+    imsave = require("matplotlib.image").imsave
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import trimesh
 from scipy.spatial import cKDTree
+
+from kocc.extras import require
+
+trimesh = require("trimesh")
 
 #: Default number of surface samples, DeepSDF's choice.
 DEFAULT_SAMPLES = 30000

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import trimesh
+
+from kocc.extras import require
+
+trimesh = require("trimesh")
 
 #: File extensions read as meshes (faces required), lower case.
 MESH_EXTENSIONS = (".off", ".stl", ".obj", ".ply")
@@ -264,8 +267,7 @@ def render_meshes(
     Returns:
         The written path.
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -27,16 +27,16 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import trimesh
-from skimage.measure import marching_cubes
 
 from kocc.architectures import lipschitz_mlp
-from kocc.experiments.recipes import TrainingConfig
-from kocc.experiments.training import build_optimizer, fit_for_steps
+from kocc.extras import require
 from kocc.meshes import check_points
-from kocc.models import OCSDF
 from kocc.sampling import Ball, Box
+from kocc.training import repeated_batches, steps_per_epoch_for, train_ocsdf
 from kocc.validation import check_batch
+
+trimesh = require("trimesh")
+marching_cubes = require("skimage.measure").marching_cubes
 
 #: Grid points evaluated per chunk by :func:`extract_mesh`. With the paper's
 #: 4x512 network one chunk's activations take about 32768 * 512 * 4 B = 64 MiB
@@ -167,7 +167,7 @@ def fit_point_cloud(
     ``(1 + padding) * max ||x||`` (``domain="ball"``), then moved by
     ``nr_steps`` Newton-Raphson steps (Algorithm 1). Training minimizes the
     hinge-KR loss (``margin``, ``lam``) for ``steps`` updates
-    (:func:`kocc.experiments.training.fit_for_steps`). The defaults are the tabular
+    (:func:`kocc.training.train_ocsdf`). The defaults are the tabular
     experiment's settings (paper: "same hyper-parameters"; recipe
     ``recipes/tabular_odds.yaml``): a 3 x 128 FullSort network, RMSprop at
     1e-3, batches of 256, 2,000 steps, T = 4, lambda = 100, m = 0.05.
@@ -205,17 +205,6 @@ def fit_point_cloud(
     """
     points = check_points(points)
     _check_recipe(widths, domain, padding, level_quantile)
-    training = TrainingConfig(
-        margin=margin,
-        lam=lam,
-        batch_size=int(batch_size),
-        steps=int(steps),
-        epochs=int(epochs),
-        nr_steps=int(nr_steps),
-        warmup_epochs=int(warmup_epochs),
-        learning_rate=learning_rate,
-        optimizer=optimizer,
-    )
     standardization = IsotropicStandardization.fit(points)
     x = standardization.transform(points)
     if domain == "box":
@@ -227,17 +216,21 @@ def fit_point_cloud(
 
     tf.keras.utils.set_random_seed(int(seed))
     backbone = lipschitz_mlp(3, widths=widths, activation=activation, seed=seed)
-    model = OCSDF(
+    model, report = train_ocsdf(
         backbone,
         sampling_domain,
+        repeated_batches(x, int(batch_size), seed=int(seed)),
+        epochs=int(epochs),
+        steps_per_epoch=steps_per_epoch_for(steps, epochs),
+        verbose=verbose,
         margin=margin,
         lam=lam,
-        nr_steps=nr_steps,
-        warmup_epochs=warmup_epochs,
+        nr_steps=int(nr_steps),
+        warmup_epochs=int(warmup_epochs),
+        optimizer=optimizer,
+        learning_rate=learning_rate,
         seed=seed,
     )
-    model.compile(optimizer=build_optimizer(training))
-    report = fit_for_steps(model, x, training, seed=int(seed), verbose=verbose)
     scores = model.score_samples(x)
     level = float(np.quantile(scores, level_quantile))
     return ImplicitSurface(

@@ -41,9 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from kocc.datasets.paths import data_dir as resolve_data_dir
+from kocc.extras import require
+
+tfds = require("tensorflow_datasets")
 
 #: Environment variable naming where TFDS writes its prepared copies.
 TFDS_DIR_ENV = "KOCC_TFDS_DIR"

@@ -38,6 +38,7 @@ import tensorflow as tf
 from sklearn.preprocessing import StandardScaler
 
 from kocc.datasets.paths import data_dir as resolve_data_dir
+from kocc.extras import require
 
 ODDS_FOLDER = "odds"
 ADBENCH_FOLDER = "adbench"
@@ -94,7 +95,7 @@ def _read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read ``X`` and ``y`` from an ODDS ``.mat`` file (MATLAB v5 or v7.3/HDF5)."""
     major, _ = scipy.io.matlab.matfile_version(str(path))
     if major == 2:  # MATLAB v7.3 is HDF5: h5py, arrays stored transposed.
-        import h5py
+        h5py = require("h5py")
 
         with h5py.File(path, "r") as handle:
             missing = {"X", "y"} - set(handle.keys())

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kocc.extras import require
+
+yaml = require("yaml")
 
 
 class RecipeError(ValueError):

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import trimesh
 
 from kocc.baselines.distance_regression import fit_distance_regression
 from kocc.experiments.recipes import (
@@ -41,6 +40,7 @@ from kocc.experiments.recipes import (
     from_dict,
     to_dict,
 )
+from kocc.extras import require
 from kocc.mesh_distances import bounding_box_diagonal, compare_surfaces
 from kocc.meshes import (
     is_mesh_file,
@@ -53,6 +53,8 @@ from kocc.meshes import (
     write_point_cloud,
 )
 from kocc.surfaces import ImplicitSurface, extract_mesh, fit_point_cloud
+
+trimesh = require("trimesh")
 
 
 @dataclass

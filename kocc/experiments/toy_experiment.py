@@ -26,6 +26,7 @@ from kocc.experiments.plotting import plot_level_set_rows, plot_level_sets
 from kocc.experiments.recipes import ToyRecipe, to_dict
 from kocc.experiments.toy_comparison import METHOD_LABELS, fit_comparison
 from kocc.experiments.training import build_mlp_ocsdf, fit_for_steps
+from kocc.extras import require
 from kocc.metrics import certified_auroc
 
 #: A row of Figure 6: ``(toy name, training points, {panel title: grid scores})``.
@@ -77,7 +78,7 @@ def train_toy(
     Returns:
         The metrics, the grid and the toy's Figure 6 row (:class:`ToyRun`).
     """
-    import yaml
+    yaml = require("yaml")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

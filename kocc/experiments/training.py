@@ -1,14 +1,10 @@
-"""From a recipe's sections to a compiled OCSDF, and a timed ``fit``.
+"""From a recipe's sections to the arguments of the one training path.
 
-Shared by every command that trains (toys, tabular, surfaces): one place turns
-``model``/``domain``/``training`` settings into Keras objects.
+:mod:`kocc.training` compiles and fits OCSDF from plain arguments; this module
+turns a recipe's ``model``/``domain``/``training`` sections into them.
 """
 
 from __future__ import annotations
-
-import math
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +13,14 @@ from kocc.architectures import lipschitz_mlp
 from kocc.experiments.recipes import DomainConfig, MLPConfig, TrainingConfig
 from kocc.models import OCSDF
 from kocc.sampling import Ball, Box, Domain
+from kocc.training import (
+    FitReport,
+    compile_ocsdf,
+    fit_ocsdf,
+    make_optimizer,
+    repeated_batches,
+    steps_per_epoch_for,
+)
 
 
 def build_domain(config: DomainConfig, feature_shape: tuple[int, ...]) -> Domain:
@@ -29,27 +33,17 @@ def build_domain(config: DomainConfig, feature_shape: tuple[int, ...]) -> Domain
 
 
 def build_optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
-    """RMSprop (the paper's choice), Adam or SGD at ``learning_rate``.
+    """The recipe's optimizer (:func:`kocc.training.make_optimizer`).
 
     With ``final_learning_rate`` set, the rate decays linearly from
     ``learning_rate`` to it over ``steps`` updates (the paper's MNIST schedule).
     """
-    optimizers = {
-        "rmsprop": tf.keras.optimizers.RMSprop,
-        "adam": tf.keras.optimizers.Adam,
-        "sgd": tf.keras.optimizers.SGD,
-    }
-    if config.optimizer not in optimizers:
-        raise ValueError(
-            f"unknown optimizer {config.optimizer!r}: expected one of "
-            f"{sorted(optimizers)}"
-        )
-    rate = config.learning_rate
-    if config.final_learning_rate is not None:
-        rate = tf.keras.optimizers.schedules.PolynomialDecay(
-            config.learning_rate, config.steps, config.final_learning_rate, power=1.0
-        )
-    return optimizers[config.optimizer](learning_rate=rate)
+    return make_optimizer(
+        config.optimizer,
+        config.learning_rate,
+        final_learning_rate=config.final_learning_rate,
+        decay_steps=config.steps,
+    )
 
 
 def build_mlp_ocsdf(
@@ -63,7 +57,7 @@ def build_mlp_ocsdf(
     backbone = lipschitz_mlp(
         input_dim, widths=model.widths, activation=model.activation, seed=seed
     )
-    ocsdf = OCSDF(
+    return compile_ocsdf(
         backbone,
         build_domain(domain, (input_dim,)),
         margin=training.margin,
@@ -74,20 +68,9 @@ def build_mlp_ocsdf(
         negatives_per_batch=(
             training.batch_size if training.updates_per_sampling > 1 else None
         ),
+        optimizer=build_optimizer(training),
         seed=seed,
     )
-    ocsdf.compile(optimizer=build_optimizer(training))
-    return ocsdf
-
-
-@dataclass
-class FitReport:
-    """What a timed fit measured."""
-
-    steps: int
-    seconds: float
-    steps_per_second: float
-    history: dict
 
 
 def fit_for_steps(
@@ -100,28 +83,17 @@ def fit_for_steps(
 ) -> FitReport:
     """Fit for ``training.steps`` parameter updates, shown as ``training.epochs``.
 
-    The data are shuffled (seeded) and repeated, so an "epoch" is
+    The data are shuffled (seeded) and repeated
+    (:func:`kocc.training.repeated_batches`), so an "epoch" is
     ``ceil(steps / epochs)`` updates regardless of the data size.
     """
     if training.steps < 1 or training.epochs < 1 or training.batch_size < 1:
         raise ValueError("training.steps, epochs and batch_size must be >= 1")
-    steps_per_epoch = math.ceil(training.steps / training.epochs)
-    batch = min(training.batch_size, len(x))
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    start = time.perf_counter()
-    history = model.fit(
-        dataset,
+    return fit_ocsdf(
+        model,
+        repeated_batches(x, training.batch_size, seed=seed),
         epochs=training.epochs,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch_for(training.steps, training.epochs),
         verbose=verbose,
         callbacks=callbacks,
     )
-    seconds = time.perf_counter() - start
-    steps = steps_per_epoch * training.epochs
-    return FitReport(steps, seconds, steps / seconds, history.history)
