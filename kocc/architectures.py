@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
-from deel.lip.activations import FullSort, GroupSort, GroupSort2
+from deel.lip.activations import GroupSort2
 from deel.lip.initializers import SpectralInitializer
 from deel.lip.layers import (
     FrobeniusDense,
@@ -17,6 +17,7 @@ from deel.lip.layers import (
 )
 from deel.lip.model import Sequential as LipSequential
 
+from kocc.activations import FullSort, GroupSort
 from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
 
 #: The paper's image network (Table 5, "Mnist" column): channels of the 3x3
@@ -38,7 +39,9 @@ def lipschitz_activation(name: str) -> tf.keras.layers.Layer:
     Args:
         name: ``"fullsort"`` (sort the whole vector; the paper's choice for the
             dense networks) or ``"groupsort2"`` (sort pairs, a.k.a. MaxMin), or
-            ``"groupsort<k>"`` for groups of ``k``.
+            ``"groupsort<k>"`` for groups of ``k``. FullSort and groups of
+            ``k > 2`` use kocc's fast sort (:mod:`kocc.activations`, same outputs
+            as deel-lip's layers); groups of 2 are deel-lip's ``GroupSort2``.
 
     Raises:
         ValueError: for an unknown name.

@@ -45,6 +45,11 @@ class OneClassHKR(tf.keras.losses.Loss):
         self.margin = float(margin)
         self.lam = float(lam)
 
+    @property
+    def negative_level(self) -> float:
+        """The level ``-margin`` that Newton-Raphson moves negatives to (Alg. 1)."""
+        return -self.margin
+
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         """Per-sample loss ``lam * relu(margin - y f) - y f`` (labels in {+1, -1})."""
         y_pred = tf.convert_to_tensor(y_pred)

@@ -14,8 +14,13 @@ import tensorflow as tf
 
 from kocc.losses import OneClassHKR
 from kocc.orthogonalization import (
+    CHAIN_RULE,
+    ORTHOGONALIZATIONS,
+    RETRACTION,
     constrained_layers,
+    kernel_gradients,
     orthogonalize,
+    retract,
     sync_constrained_kernels,
 )
 from kocc.sampling import Domain, as_score_fn, draw_eta, newton_raphson_steps
@@ -29,19 +34,31 @@ class OCSDF(tf.keras.Model):
     Wraps a 1-Lipschitz ``backbone`` f. ``fit`` takes normal samples only; each
     training step
 
-    1. orthogonalizes the constrained kernels once (:mod:`kocc.orthogonalization`);
-    2. draws negatives ``z0 ~ U(domain)`` and moves them by ``nr_steps``
-       Newton-Raphson steps toward ``f = -margin`` (Algorithm 1; 0 steps during
-       the first ``warmup_epochs`` epochs). With ``updates_per_sampling = K > 1``
-       the negatives are redrawn every K steps only and reused in between;
-    3. updates the parameters on the hinge-KR loss
-       :math:`\lambda\max(0, m - yf) - yf` of the batch (y = +1) and the
-       negatives (y = -1), in one forward pass.
+    1. draws negatives ``z0 ~ U(domain)`` and moves them by ``nr_steps``
+       Newton-Raphson steps toward ``f = loss.negative_level`` (``-margin`` for
+       the hinge-KR loss; Algorithm 1; 0 steps during the first
+       ``warmup_epochs`` epochs). With ``updates_per_sampling = K > 1`` the
+       negatives are redrawn every K steps only and reused in between;
+    2. computes the loss of the batch (y = +1) and the negatives (y = -1) in
+       one forward pass, by default the hinge-KR loss
+       :math:`\lambda\max(0, m - yf) - yf`;
+    3. updates the parameters and keeps the constrained kernels orthogonal
+       (:mod:`kocc.orthogonalization`): by default by a *retraction* after the
+       update (warm-started Björck, no differentiation through it); with
+       ``orthogonalization="chain_rule"`` by differentiating through one
+       orthogonalization per step, as deel-lip's training-mode call does.
+
+    All forward passes of a step read the cached constrained kernels
+    (inference mode), so the kernels are orthogonalized once per step, not once
+    per forward pass.
 
     The trained f approximates :math:`S + m`, with S the signed distance to the
     support of the data (positive inside): a normality score. Because f is
     1-Lipschitz, an l2 perturbation of size :math:`\epsilon` changes it by at most
-    :math:`\epsilon`, which is what makes the scores certifiable.
+    :math:`\epsilon`, which is what makes the scores certifiable. Either
+    orthogonalization setting ends with deel-lip's own orthogonalization of the
+    final kernels, so the network that predicts and exports has the same
+    provable bound (:mod:`kocc.lipschitz_bound`).
 
     Logged per epoch: ``loss``, ``f_pos`` (mean f on the batch), ``f_neg`` (mean f
     on the negatives) and ``grad_norm_neg`` (mean :math:`\|\nabla f\|` on the
@@ -49,17 +66,25 @@ class OCSDF(tf.keras.Model):
 
     Args:
         backbone: a built Keras model with one output, made of deel-lip layers
-            (e.g. :func:`kocc.architectures.lipschitz_mlp`).
+            (e.g. :func:`kocc.architectures.lipschitz_mlp`), or any Keras model
+            (e.g. an unconstrained baseline trained with another ``loss``).
         domain: where negatives are drawn (:class:`kocc.sampling.Box` or
             :class:`kocc.sampling.Ball`).
-        margin: the hinge margin m > 0 (also the level ``-m`` negatives target).
-        lam: the hinge weight :math:`\lambda > 0`.
+        margin: the hinge margin m > 0 of the default loss (default 0.05).
+        lam: the hinge weight :math:`\lambda > 0` of the default loss (default 100).
         nr_steps: Newton-Raphson steps T >= 0 per sampling.
         warmup_epochs: epochs at the start with T = 0 (plain uniform negatives).
         updates_per_sampling: parameter updates K >= 1 per negative sampling.
         negatives_per_batch: negatives per step; ``None`` = as many as the batch
             holds positives. Must be an int when ``updates_per_sampling > 1``.
         seed: seed of the negatives' draws (stateless; combined with the step).
+        loss: a Keras loss called as ``loss(y, f)`` with labels y = +1 (normal)
+            and -1 (negative); the Newton-Raphson target is its
+            ``negative_level`` attribute (0 if it has none). Default:
+            :class:`kocc.losses.OneClassHKR` ``(margin, lam)``. Give either
+            ``loss`` or ``margin``/``lam``, not both.
+        orthogonalization: ``"retraction"`` (default, fast) or ``"chain_rule"``
+            (see :mod:`kocc.orthogonalization`).
         **kwargs: passed to ``tf.keras.Model`` (e.g. ``name``).
 
     Raises:
@@ -71,16 +96,30 @@ class OCSDF(tf.keras.Model):
         self,
         backbone: tf.keras.Model,
         domain: Domain,
-        margin: float = 0.05,
-        lam: float = 100.0,
+        margin: float | None = None,
+        lam: float | None = None,
         nr_steps: int = 4,
         warmup_epochs: int = 0,
         updates_per_sampling: int = 1,
         negatives_per_batch: int | None = None,
         seed: int = 0,
+        loss: tf.keras.losses.Loss | None = None,
+        orthogonalization: str = RETRACTION,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if loss is not None and (margin is not None or lam is not None):
+            raise ValueError(
+                "give either loss= or margin=/lam= (the parameters of the default "
+                "OneClassHKR loss), not both"
+            )
+        if loss is not None and not callable(loss):
+            raise ValueError(f"loss must be a Keras loss, got {loss!r}")
+        if orthogonalization not in ORTHOGONALIZATIONS:
+            raise ValueError(
+                f"orthogonalization must be one of {ORTHOGONALIZATIONS}, got "
+                f"{orthogonalization!r}"
+            )
         if not isinstance(domain, Domain):
             raise ValueError(f"domain must be a kocc.sampling Domain, got {domain!r}")
         if int(nr_steps) < 0:
@@ -112,7 +151,13 @@ class OCSDF(tf.keras.Model):
             )
         self.backbone = backbone
         self.domain = domain
-        self.hkr = OneClassHKR(margin=margin, lam=lam)
+        if loss is None:
+            loss = OneClassHKR(
+                margin=0.05 if margin is None else margin,
+                lam=100.0 if lam is None else lam,
+            )
+        self.one_class_loss = loss
+        self.orthogonalization = orthogonalization
         self.nr_steps = int(nr_steps)
         self.warmup_epochs = int(warmup_epochs)
         self.updates_per_sampling = int(updates_per_sampling)
@@ -141,17 +186,28 @@ class OCSDF(tf.keras.Model):
 
     # ------------------------------------------------------------------ config
     @property
-    def margin(self) -> float:
-        return self.hkr.margin
+    def margin(self) -> float | None:
+        """The loss's margin (``None`` for a loss without one)."""
+        margin = getattr(self.one_class_loss, "margin", None)
+        return None if margin is None else float(margin)
 
     @property
-    def lam(self) -> float:
-        return self.hkr.lam
+    def lam(self) -> float | None:
+        """The loss's hinge weight (``None`` for a loss without one)."""
+        lam = getattr(self.one_class_loss, "lam", None)
+        return None if lam is None else float(lam)
+
+    @property
+    def negative_level(self) -> float:
+        """The level set the Newton-Raphson steps move negatives to."""
+        return float(getattr(self.one_class_loss, "negative_level", 0.0))
 
     def get_config(self) -> dict:
         return {
             "backbone": tf.keras.utils.serialize_keras_object(self.backbone),
             "domain": tf.keras.utils.serialize_keras_object(self.domain),
+            "loss": tf.keras.utils.serialize_keras_object(self.one_class_loss),
+            # informative (and what configs saved before ``loss`` existed hold)
             "margin": self.margin,
             "lam": self.lam,
             "nr_steps": self.nr_steps,
@@ -159,6 +215,7 @@ class OCSDF(tf.keras.Model):
             "updates_per_sampling": self.updates_per_sampling,
             "negatives_per_batch": self.negatives_per_batch,
             "seed": self.seed,
+            "orthogonalization": self.orthogonalization,
             "name": self.name,
         }
 
@@ -171,20 +228,27 @@ class OCSDF(tf.keras.Model):
         config["domain"] = tf.keras.utils.deserialize_keras_object(
             config["domain"], custom_objects=custom_objects
         )
+        if config.get("loss") is not None:
+            config["loss"] = tf.keras.utils.deserialize_keras_object(
+                config["loss"], custom_objects=custom_objects
+            )
+            config.pop("margin", None)
+            config.pop("lam", None)
         return cls(**config)
 
     # ----------------------------------------------------------------- compile
     def compile(self, optimizer: Any = "rmsprop", **kwargs: Any) -> None:
-        """Keras ``compile``; the loss is the model's own :class:`OneClassHKR`.
+        """Keras ``compile``; the loss is the model's own (``OCSDF(loss=...)``).
 
         Raises:
-            ValueError: if a ``loss`` is given (set ``margin`` and ``lam`` on
-                the model instead).
+            ValueError: if a ``loss`` is given here (give ``loss=``, or
+                ``margin=`` and ``lam=``, to ``OCSDF(...)`` instead).
         """
         if kwargs.get("loss") is not None:
             raise ValueError(
-                "OCSDF trains with its own OneClassHKR(margin, lam) loss: pass "
-                "margin= and lam= to OCSDF(...) instead of loss= to compile()"
+                "OCSDF trains with its own loss: pass loss= (or margin= and lam= "
+                "of the default OneClassHKR) to OCSDF(...) instead of loss= to "
+                "compile()"
             )
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
@@ -243,6 +307,10 @@ class OCSDF(tf.keras.Model):
     def _sync_graph(self) -> None:
         sync_constrained_kernels(self._constrained)
 
+    @tf.function
+    def _retract_graph(self) -> None:
+        retract(self._constrained)
+
     # ------------------------------------------------------------ negatives
     def sample_negatives(self, n: int | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """Draw ``n`` negatives: uniform in the domain, then Newton-Raphson.
@@ -264,7 +332,7 @@ class OCSDF(tf.keras.Model):
             as_score_fn(self.backbone),
             z0,
             steps,
-            -self.margin,
+            self.negative_level,
             eta,
             self.domain.project,
         )
@@ -296,12 +364,15 @@ class OCSDF(tf.keras.Model):
         x = tf.cast(x, tf.float32)
         x = tf.debugging.assert_all_finite(x, "training batch contains NaN or inf")
         n_pos = tf.shape(x)[0]
+        chain_rule = self.orthogonalization == CHAIN_RULE
 
-        # 1. one orthogonalization per step, recorded for the chain rule
-        with tf.GradientTape() as orth_tape:
-            orthos = [orthogonalize(layer) for layer in self._constrained]
-        for ortho in orthos:
-            ortho.assign()
+        # 1. chain rule: one orthogonalization per step, recorded for the VJP.
+        #    Retraction: the cached kernels are already those of the parameters.
+        if chain_rule:
+            with tf.GradientTape() as orth_tape:
+                orthos = [orthogonalize(layer) for layer in self._constrained]
+            for ortho in orthos:
+                ortho.assign()
         # 2. negatives with the up-to-date constrained kernels
         z = tf.stop_gradient(self._negatives_for_step(n_pos))
         n_neg = tf.shape(z)[0]
@@ -313,7 +384,7 @@ class OCSDF(tf.keras.Model):
             tape.watch(z)
             f = tf.reshape(self.backbone(tf.concat([x, z], 0), training=False), [-1])
             y = tf.concat([tf.ones([n_pos]), -tf.ones([n_neg])], 0)
-            loss = self.hkr(y, f)
+            loss = self.one_class_loss(y, f)
             if self.backbone.losses:
                 loss += tf.add_n(self.backbone.losses)
         grads = tape.gradient(loss, [*wbar_vars, *direct_vars, z, f])
@@ -322,9 +393,12 @@ class OCSDF(tf.keras.Model):
         direct_grads = grads[n_wbar : n_wbar + n_direct]
         grad_z, grad_f = grads[-2], grads[-1]
         kernels = [layer.kernel for layer in self._constrained]
-        kernel_grads = orth_tape.gradient(
-            [o.wbar for o in orthos], kernels, output_gradients=wbar_grads
-        )
+        if chain_rule:
+            kernel_grads = orth_tape.gradient(
+                [o.wbar for o in orthos], kernels, output_gradients=wbar_grads
+            )
+        else:
+            kernel_grads = kernel_gradients(self._constrained, wbar_grads)
         self.optimizer.apply_gradients(
             [
                 (g, v)
@@ -336,10 +410,16 @@ class OCSDF(tf.keras.Model):
                 if g is not None
             ]
         )
+        # 4. retraction: back onto the orthogonal kernels, warm-started
+        if not chain_rule:
+            retract(self._constrained)
 
-        # dL/dz_i = dL/df_i * grad f(z_i), and dL/df_i > 0 for every negative
+        # dL/dz_i = dL/df_i * grad f(z_i), and dL/df_i != 0 for every negative
+        # of a hinge-KR loss (dL/df_i = 1/N or (1 + lam)/N, up to the sign)
         axes = list(range(1, len(z.shape)))
-        grad_norm = tf.sqrt(tf.reduce_sum(grad_z * grad_z, axis=axes)) / grad_f[n_pos:]
+        grad_norm = tf.sqrt(tf.reduce_sum(grad_z * grad_z, axis=axes)) / tf.abs(
+            grad_f[n_pos:]
+        )
         self.loss_tracker.update_state(loss)
         self.f_pos_tracker.update_state(f[:n_pos])
         self.f_neg_tracker.update_state(f[n_pos:])
@@ -355,7 +435,7 @@ class OCSDF(tf.keras.Model):
             y = tf.ones(tf.shape(x)[:1])
         f = tf.reshape(self.backbone(tf.cast(x, tf.float32), training=False), [-1])
         y = tf.reshape(tf.cast(y, tf.float32), [-1])
-        self.loss_tracker.update_state(self.hkr(y, f))
+        self.loss_tracker.update_state(self.one_class_loss(y, f))
         positive = y > 0
         self.f_pos_tracker.update_state(tf.boolean_mask(f, positive))
         self.f_neg_tracker.update_state(tf.boolean_mask(f, tf.logical_not(positive)))
@@ -387,6 +467,9 @@ class OCSDF(tf.keras.Model):
             ValueError: for invalid ``x`` (the message names the problem).
         """
         x = self._checked(x, "x")
+        if self.orthogonalization == RETRACTION and self._constrained:
+            # start on the constraint set: kernel <- wbar / c (same function)
+            self._retract_graph()
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(_EpochCounter(self._epoch))
         try:

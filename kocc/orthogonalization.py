@@ -1,4 +1,4 @@
-"""Explicit, once-per-step orthogonalization of deel-lip kernels.
+"""Orthogonalization of deel-lip kernels: once per step, by retraction or chain rule.
 
 deel-lip's constrained layers (``SpectralDense``, ``SpectralConv2D``, ...) keep an
 unconstrained ``kernel`` and compute the constrained kernel ``wbar`` (spectral
@@ -14,7 +14,23 @@ in inference mode, which read those variables, and (3) map the gradient of the
 loss w.r.t. ``wbar`` back to the ``kernel`` by the chain rule
 (``dL/dkernel = (d wbar / d kernel)^T dL/dwbar``, one vector-Jacobian product of
 the orthogonalization). The result is the same gradient as deel-lip's own
-training-mode call, at the cost of a single orthogonalization.
+training-mode call, at the cost of a single orthogonalization
+(:data:`CHAIN_RULE`).
+
+The default of :class:`kocc.models.OCSDF` is cheaper (:data:`RETRACTION`): the
+free ``kernel`` itself is kept orthogonal (up to the layer's coefficient). The
+loss gradient w.r.t. ``wbar`` is applied to the kernel (``wbar = c K``, so
+``dL/dK = c dL/dwbar``; :func:`kernel_gradients`), and after the optimizer's
+update :func:`retract` maps the kernel back onto the orthogonal matrices with
+deel-lip's own normalization (power iteration + Björck), started from the
+updated kernel. That kernel is one small step away from an orthogonal matrix,
+so the warm-started power iteration and Björck stop (at the layer's
+``eps_spectral`` / ``eps_bjorck``) after a few iterations, and no vector-Jacobian
+product of Björck is ever formed: projected gradient descent on the orthogonal
+group (the authors' code has the same "projection" option, ``pgd``), instead of
+gradient descent through the orthogonalization. The result is still exactly
+deel-lip's ``wbar`` of the kernel, so inference, export and the Lipschitz bound
+(:mod:`kocc.lipschitz_bound`) are unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +46,11 @@ from deel.lip.layers import (
     SpectralDense,
 )
 from deel.lip.normalizers import reshaped_kernel_orthogonalization
+
+#: Orthogonalization settings of :class:`kocc.models.OCSDF`.
+RETRACTION = "retraction"
+CHAIN_RULE = "chain_rule"
+ORTHOGONALIZATIONS = (RETRACTION, CHAIN_RULE)
 
 _SPECTRAL = (SpectralDense, SpectralConv2D)
 _SUPPORTED = (SpectralDense, SpectralConv2D, SpectralConv2DTranspose)
@@ -127,3 +148,173 @@ def sync_constrained_kernels(layers: list[tf.keras.layers.Layer]) -> None:
     """
     for layer in layers:
         orthogonalize(layer).assign(update_power_iteration=False)
+
+
+def kernel_coefficient(layer: tf.keras.layers.Layer) -> tf.Tensor:
+    """The scalar ``c`` of ``wbar = c * normalize(kernel)`` (deel-lip's ``_get_coef``).
+
+    1 for dense layers; deel-lip's zero-padding correction for convolutions.
+    """
+    return tf.cast(layer._get_coef(), layer.kernel.dtype)
+
+
+def _tangent(kernel: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
+    """Project ``grad`` on the tangent space of the Stiefel manifold at ``kernel``.
+
+    ``kernel`` (as a matrix ``K``, flattened like deel-lip's reshaped kernel) has
+    orthonormal columns (``K^T K = I``, tall) or rows (``K K^T = I``, wide); the
+    projection removes ``K sym(K^T G)`` (resp. ``sym(G K^T) K``), the part of
+    the step that only changes the singular values, which the retraction would
+    undo anyway.
+    """
+    k = tf.reshape(kernel, [-1, kernel.shape[-1]])
+    g = tf.reshape(grad, tf.shape(k))
+    if k.shape[0] >= k.shape[1]:
+        inner = tf.matmul(k, g, transpose_a=True)
+        g = g - k @ (0.5 * (inner + tf.transpose(inner)))
+    else:
+        inner = tf.matmul(g, k, transpose_b=True)
+        g = g - (0.5 * (inner + tf.transpose(inner))) @ k
+    return tf.reshape(g, tf.shape(grad))
+
+
+def _sphere_tangent(kernel: tf.Tensor, grad: tf.Tensor, axis: int | None) -> tf.Tensor:
+    """Project ``grad`` on the tangent space of the unit sphere(s) at ``kernel``.
+
+    Frobenius layers normalize the kernel (per column along ``axis``, or as a
+    whole): the radial part ``k <k, g>`` only rescales it and is removed.
+    """
+    return grad - kernel * tf.reduce_sum(kernel * grad, axis=axis, keepdims=True)
+
+
+def kernel_gradients(
+    layers: list[tf.keras.layers.Layer],
+    wbar_grads: list[tf.Tensor | None],
+    tangent: bool = True,
+) -> list[tf.Tensor | None]:
+    """Projected-gradient step's kernel gradients: ``dL/dK = c dL/dwbar``.
+
+    With the kernel kept orthogonal by :func:`retract`, ``wbar = c K``. With
+    ``tangent`` (default) the gradient is projected on the tangent space of the
+    orthogonal matrices at ``K`` (the Riemannian gradient, which is also what
+    the chain rule through the orthogonalization gives at an orthogonal
+    kernel); the retraction that follows the update removes what is left of the
+    normal component.
+    """
+    grads = []
+    for layer, g in zip(layers, wbar_grads, strict=True):
+        if g is not None:
+            g = g * kernel_coefficient(layer)
+            if tangent and isinstance(layer, _FROBENIUS):
+                g = _sphere_tangent(layer.kernel, g, getattr(layer, "axis_norm", None))
+            elif tangent:
+                g = _tangent(layer.kernel, g)
+        grads.append(g)
+    return grads
+
+
+#: Newton-Schulz (Björck, beta = 1/2) iterations per retraction; more are run
+#: only while the kernel is farther than :data:`RETRACTION_TOLERANCE` (Frobenius
+#: norm of ``K^T K - I``) from the orthogonal matrices.
+RETRACTION_ITERATIONS = 1
+RETRACTION_TOLERANCE = 0.05
+
+
+def _matrix_view(layer: tf.keras.layers.Layer, kernel: tf.Tensor) -> tf.Tensor:
+    """The kernel as deel-lip orthogonalizes it: ``(fan_in, fan_out)``."""
+    if isinstance(layer, SpectralConv2DTranspose):
+        kernel = tf.transpose(kernel, [0, 1, 3, 2])
+    return tf.reshape(kernel, [-1, kernel.shape[-1]])
+
+
+def _from_matrix_view(layer: tf.keras.layers.Layer, matrix: tf.Tensor) -> tf.Tensor:
+    shape = layer.kernel.shape
+    if isinstance(layer, SpectralConv2DTranspose):
+        transposed = (shape[0], shape[1], shape[3], shape[2])
+        return tf.transpose(tf.reshape(matrix, transposed), [0, 1, 3, 2])
+    return tf.reshape(matrix, shape)
+
+
+def _newton_schulz(
+    w: tf.Tensor, iterations: int, tolerance: float, maxiter: int
+) -> tf.Tensor:
+    r"""Björck / Newton-Schulz steps :math:`W \leftarrow W - \tfrac12 W (W^TW - I)`.
+
+    (``W - (WW^T - I) W / 2`` for a wide ``W``.) Runs ``iterations`` steps, and
+    more (up to ``maxiter``) while :math:`\|W^TW - I\|_F` measured before a
+    step exceeds ``tolerance``. Each step costs two products with the Gram
+    matrix of the smaller side; from a near-orthogonal ``W`` one step divides
+    the deviation of every singular value ``1 + e`` to about ``1.5 e^2``.
+    """
+    tall = w.shape[0] >= w.shape[1]
+    eye = tf.eye(min(w.shape), dtype=w.dtype)
+
+    def body(i, w, _):
+        gram = (
+            tf.matmul(w, w, transpose_a=True)
+            if tall
+            else tf.matmul(w, w, transpose_b=True)
+        )
+        deviation = gram - eye
+        w = w - 0.5 * (w @ deviation if tall else deviation @ w)
+        return i + 1, w, tf.norm(deviation)
+
+    def cond(i, w, error):
+        return tf.logical_or(
+            i < iterations, tf.logical_and(error > tolerance, i < maxiter)
+        )
+
+    _, w, _ = tf.while_loop(
+        cond, body, (tf.constant(0), w, tf.constant(float("inf"), w.dtype))
+    )
+    return w
+
+
+def _retract_spectral(layer: tf.keras.layers.Layer, iterations: int) -> None:
+    matrix = _matrix_view(layer, layer.kernel)
+    # warm-started power iteration: one step tracks the top singular vector
+    v = tf.math.l2_normalize(layer.u @ tf.transpose(matrix), axis=-1)
+    u = tf.math.l2_normalize(v @ matrix, axis=-1)
+    sigma = tf.reduce_sum((v @ matrix) * u)
+    # Newton-Schulz converges for singular values in (0, sqrt(3)): rescale when
+    # the update has pushed the largest above 1
+    matrix = matrix / tf.maximum(sigma, 1.0)
+    matrix = _newton_schulz(
+        matrix, iterations, RETRACTION_TOLERANCE, int(layer.maxiter_bjorck)
+    )
+    kernel = _from_matrix_view(layer, matrix)
+    layer.kernel.assign(kernel)
+    layer.wbar.assign(kernel * kernel_coefficient(layer))
+    layer.u.assign(u)
+    layer.sig.assign(tf.reshape(sigma, layer.sig.shape))
+
+
+def retract(
+    layers: list[tf.keras.layers.Layer], iterations: int = RETRACTION_ITERATIONS
+) -> None:
+    """Map every kernel back onto the constraint set and refresh ``wbar``.
+
+    Spectral layers with Björck: the updated kernel, a small step away from an
+    orthogonal matrix, is rescaled by its largest singular value when that
+    exceeds 1 (one warm-started power-iteration step) and moved back by
+    ``iterations`` Newton-Schulz steps (:func:`_newton_schulz`, more while it is
+    far); the kernel and the cached ``wbar = c K`` take the result. Frobenius
+    layers (and spectral layers without Björck) take their own normalization
+    (:func:`orthogonalize`), kernel set to ``wbar / c``.
+
+    Training runs on these kernels, orthogonal to about ``1e-3`` (the deviation
+    one update adds, squared). The network that predicts and exports is
+    re-orthogonalized by deel-lip's own normalization, run to its tolerance
+    (:func:`sync_constrained_kernels`, called by ``OCSDF.fit`` at the end), and
+    its Lipschitz bound is proved from those weights (:mod:`kocc.lipschitz_bound`).
+    Not differentiated (call it outside any gradient tape).
+    """
+    for layer in layers:
+        spectral = isinstance(layer, _SUPPORTED)
+        if spectral and layer.eps_bjorck is not None and layer.beta_bjorck is not None:
+            _retract_spectral(layer, iterations)
+            continue
+        ortho = orthogonalize(layer)
+        wbar = tf.stop_gradient(ortho.wbar)
+        layer.kernel.assign(wbar / kernel_coefficient(layer))
+        ortho.assign()

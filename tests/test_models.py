@@ -262,3 +262,56 @@ def test_repeated_predict_gives_identical_scores():
     model.fit(x, batch_size=64, epochs=1, verbose=0)
     first = model.score_samples(x)
     np.testing.assert_array_equal(model.score_samples(x), first)
+
+
+@pytest.mark.parametrize("orthogonalization", ["retraction", "chain_rule"])
+def test_trained_network_has_a_proven_lipschitz_bound(orthogonalization):
+    """Whatever the training scheme, the predicting network is certified."""
+    from kocc.export import vanilla_network
+    from kocc.lipschitz_bound import lipschitz_upper_bound
+
+    model = _model(widths=(64, 64), orthogonalization=orthogonalization)
+    model.compile(tf.keras.optimizers.RMSprop(5e-3))  # large steps: a hard case
+    x, _ = disk(1024, seed=8)
+    model.fit(x, batch_size=128, epochs=3, verbose=0)
+    network = vanilla_network(model)
+    assert lipschitz_upper_bound(network) <= 1.0 + 1e-3
+    grid = _grid(50, span=5.0)
+    np.testing.assert_allclose(
+        network.predict(grid, verbose=0).ravel(), model.score_samples(grid), atol=1e-5
+    )
+    points = Ball(5.0, shape=(2,)).sample(4096, seed=9).numpy()
+    assert _max_grad_norm(model, points) <= 1.01
+
+
+def test_retraction_keeps_kernels_orthogonal_during_training():
+    model = _model(widths=(64, 64))
+    x, _ = disk(512, seed=10)
+    model.fit(x, batch_size=64, epochs=2, verbose=0)
+    for layer in model._constrained[:-1]:  # spectral layers
+        k = layer.kernel.numpy()
+        gram = k @ k.T if k.shape[0] < k.shape[1] else k.T @ k
+        assert np.abs(gram - np.eye(len(gram))).max() < 1e-2
+
+
+def test_loss_is_a_constructor_argument_saved_with_the_model(tmp_path):
+    loss = OneClassHKR(margin=0.2, lam=10.0)
+    model = OCSDF(
+        lipschitz_mlp(2, widths=(8,), seed=0), Ball(5.0, shape=(2,)), loss=loss
+    )
+    assert (model.margin, model.lam, model.negative_level) == (0.2, 10.0, -0.2)
+    config = model.get_config()
+    assert config["loss"]["config"]["margin"] == 0.2
+    assert config["orthogonalization"] == "retraction"
+    model.compile("rmsprop")
+    model.fit(disk(128, seed=11)[0], batch_size=64, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = tf.keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(restored.one_class_loss, OneClassHKR)
+    assert (restored.margin, restored.lam) == (0.2, 10.0)
+    with pytest.raises(ValueError, match="either loss= or margin="):
+        OCSDF(lipschitz_mlp(2, widths=(8,)), Ball(5.0, shape=(2,)), loss=loss, lam=1.0)
+    with pytest.raises(ValueError, match="orthogonalization"):
+        OCSDF(
+            lipschitz_mlp(2, widths=(8,)), Ball(5.0, shape=(2,)), orthogonalization="x"
+        )

@@ -1,0 +1,160 @@
+r"""Sorting activations with a fast sort: FullSort and GroupSort(n > 2).
+
+deel-lip's ``GroupSort`` / ``FullSort`` call ``tf.sort``, whose CPU kernel is a
+full ``TopKV2`` per row and whose gradient scatters through the indices; in an
+OCSDF training step of the paper's ``4 x 512`` FullSort network they take most
+of the time (each Newton-Raphson step and the loss pass sort every hidden
+activation, forward and backward).
+
+:func:`sort_rows` sorts the rows of a matrix with a bitonic sorting network
+(Batcher, 1968) of element-wise ``min``/``max``, compiled by XLA into a few
+vectorized loops. The values travel with their column index, packed into one
+``int64`` key: the high 32 bits are the float's bits mapped to an
+order-preserving integer, the low 32 bits the column. The network therefore
+yields the sorted values *bit for bit* and the permutation ``p`` at once, and
+the gradient is the permutation's transpose: ``dL/dx[p[j]] = dL/dy[j]``, one
+``unsorted_segment_sum`` (no second sort, no scatter through ``TopKV2``).
+Rows whose length is not a power of two are padded with the largest key.
+
+The layers below are deel-lip's ``FullSort`` and ``GroupSort`` with this sort:
+same outputs (bit for bit, ties aside), same configuration, same Lipschitz
+constant (1; a sort is a permutation of its input that depends on the input,
+piecewise an orthogonal map), so :mod:`kocc.lipschitz_bound` and the vanilla
+export treat them as deel-lip's.
+
+Everything is TensorFlow/XLA (no per-sample Python) and runs unchanged on a
+GPU; it was timed on CPU only (``benchmarks/train_throughput.py``,
+``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from deel.lip.activations import FullSort as DeelFullSort
+from deel.lip.activations import GroupSort as DeelGroupSort
+
+_INT64_MAX = (1 << 63) - 1
+_SIGN_MASK = 0x7FFFFFFF
+_LOW32 = 0xFFFFFFFF
+
+
+def _order_preserving_int(bits: tf.Tensor) -> tf.Tensor:
+    """Map float32 bits (as int32) to int32 keys in the floats' order (involution)."""
+    flip = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 31), _SIGN_MASK)
+    return tf.bitwise.bitwise_xor(bits, flip)
+
+
+def _bitonic_sort(keys: tf.Tensor) -> tf.Tensor:
+    """Ascending bitonic sort of the rows of ``(m, n)``, ``n`` a power of two.
+
+    ``log2(n) (log2(n) + 1) / 2`` stages of compare-exchange on all rows at once;
+    each stage is a reshape and an element-wise min/max.
+    """
+    n = keys.shape[-1]
+    size = 2
+    while size <= n:
+        # merge sorted halves of each block of `size`: compare i with its mirror
+        blocks = tf.reshape(keys, [-1, n // size, 2, size // 2])
+        low, high = blocks[:, :, 0, :], tf.reverse(blocks[:, :, 1, :], [-1])
+        keys = tf.reshape(
+            tf.stack(
+                [tf.minimum(low, high), tf.reverse(tf.maximum(low, high), [-1])], 2
+            ),
+            [-1, n],
+        )
+        half = size // 4
+        while half >= 1:
+            blocks = tf.reshape(keys, [-1, n // (2 * half), 2, half])
+            low, high = blocks[:, :, 0, :], blocks[:, :, 1, :]
+            keys = tf.reshape(
+                tf.stack([tf.minimum(low, high), tf.maximum(low, high)], 2), [-1, n]
+            )
+            half //= 2
+        size *= 2
+    return keys
+
+
+@tf.function(jit_compile=True)
+def _sort_with_permutation(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    n = x.shape[-1]
+    padded = 1 << max(0, (n - 1).bit_length())
+    keys = _order_preserving_int(tf.bitcast(x, tf.int32))
+    packed = tf.bitwise.left_shift(tf.cast(keys, tf.int64), 32) + tf.range(
+        n, dtype=tf.int64
+    )
+    if padded != n:
+        packed = tf.pad(packed, [[0, 0], [0, padded - n]], constant_values=_INT64_MAX)
+    packed = _bitonic_sort(packed)[:, :n]
+    keys = tf.cast(tf.bitwise.right_shift(packed, 32), tf.int32)
+    values = tf.bitcast(_order_preserving_int(keys), tf.float32)
+    columns = tf.cast(tf.bitwise.bitwise_and(packed, _LOW32), tf.int32)
+    return values, columns
+
+
+@tf.custom_gradient
+def _sort_rows_float32(x: tf.Tensor) -> tf.Tensor:
+    values, columns = _sort_with_permutation(x)
+
+    def grad(upstream: tf.Tensor) -> tf.Tensor:
+        rows, n = tf.shape(upstream)[0], tf.shape(upstream)[1]
+        targets = columns + n * tf.range(rows)[:, None]
+        summed = tf.math.unsorted_segment_sum(
+            tf.reshape(upstream, [-1]), tf.reshape(targets, [-1]), rows * n
+        )
+        return tf.reshape(summed, tf.shape(upstream))
+
+    return values, grad
+
+
+@tf.autograph.experimental.do_not_convert
+def sort_rows(x: tf.Tensor) -> tf.Tensor:
+    """Sort each row of a 2-D tensor in ascending order (= ``tf.sort(x, -1)``).
+
+    Differentiable (the gradient is the permutation's transpose); float32 via
+    the packed bitonic network, other dtypes fall back to ``tf.sort``.
+
+    Args:
+        x: ``(m, n)``, ``n`` known statically.
+
+    Returns:
+        The sorted rows, same shape and dtype.
+    """
+    x = tf.convert_to_tensor(x)
+    if x.dtype != tf.float32 or x.shape.rank != 2 or x.shape[-1] is None:
+        return tf.sort(x, axis=-1)
+    if x.shape[-1] == 1:
+        return x
+    return _sort_rows_float32(x)
+
+
+def _sort_groups(layer: DeelGroupSort, x: tf.Tensor) -> tf.Tensor:
+    """Sort ``x`` (channels last) in groups of ``layer.n``, as deel-lip does."""
+    rows = tf.reshape(x, [-1, layer.n])
+    return tf.reshape(sort_rows(rows), tf.shape(x)) * layer._get_coef()
+
+
+@tf.keras.utils.register_keras_serializable("kocc")
+class GroupSort(DeelGroupSort):
+    """deel-lip's ``GroupSort`` (sort channels in groups of ``n``), fast sort.
+
+    Same arguments and outputs as :class:`deel.lip.activations.GroupSort`;
+    groups of 2 keep deel-lip's min/max, larger groups use :func:`sort_rows`.
+    """
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        if self.n == 2 or self.data_format != "channels_last":
+            return super().call(x)
+        return _sort_groups(self, x)
+
+
+@tf.keras.utils.register_keras_serializable("kocc")
+class FullSort(DeelFullSort):
+    """deel-lip's ``FullSort`` (sort all channels), with the fast sort.
+
+    Same arguments and outputs as :class:`deel.lip.activations.FullSort`.
+    """
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        if self.data_format != "channels_last":
+            return super().call(x)
+        return _sort_groups(self, x)
