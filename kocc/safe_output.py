@@ -39,7 +39,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -187,7 +186,7 @@ def _fsync_tree(path: Path) -> None:
     """``fsync`` every file and folder under ``path`` (written by other code)."""
     for root, _, files in os.walk(path):
         for name in files:
-            with open(os.path.join(root, name), "rb+") as handle:
+            with open(os.path.join(root, name), "rb") as handle:
                 os.fsync(handle.fileno())
         _fsync_directory(Path(root))
 
@@ -251,7 +250,7 @@ def atomic_path(
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"nothing was written to {str(path)!r}")
-        with open(tmp, "rb+") as handle:
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         _publish_file(tmp, path, overwrite)
         _fsync_directory(path.parent)
@@ -466,9 +465,8 @@ def output_directory(
     with output_lock(path):
         remove_partial(path)
         check_output(path, "directory", overwrite, inputs)  # may have changed
-        work = Path(
-            tempfile.mkdtemp(prefix=_partial_sibling(path) + "-", dir=path.parent)
-        )
+        work = path.with_name(_partial_sibling(path))
+        work.mkdir()  # mode 0o777 & ~umask, as the published folder should be
         old: Path | None = None
         try:
             yield work

@@ -123,6 +123,8 @@ def test_paths_that_cannot_hold_the_output_are_named(tmp_path):
 
 def test_output_directory_publishes_a_complete_folder(tmp_path):
     out = tmp_path / "run"
+    plain = tmp_path / "plain"
+    plain.mkdir()
     with output_directory(out) as work:
         assert work.parent == tmp_path and work != out
         (work / "model.bin").write_bytes(b"weights")
@@ -130,6 +132,9 @@ def test_output_directory_publishes_a_complete_folder(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [COMPLETION_MARKER, "model.bin"]
     assert is_complete(out)
     assert read_completion(out)["pid"] == os.getpid()
+    # readable by others as any folder made here (a temporary folder is not)
+    assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    plain.rmdir()
     assert _siblings(out) == ["run"]  # no temporary, no lock file left
 
 
