@@ -7,7 +7,8 @@ Every file or folder kocc writes goes through this module, so that
   (:func:`atomic_file`); a folder is filled as a temporary sibling, given a
   completion marker and renamed into place (:func:`output_directory`);
 * an interrupted or failed write leaves nothing behind: the temporary sibling
-  is removed on any exception, ``KeyboardInterrupt`` included. A process that
+  is removed on any exception, ``KeyboardInterrupt`` included (and ``SIGTERM``
+  within :func:`terminate_as_interrupt`). A process that
   is killed outright (``SIGKILL``, power loss) can leave a sibling named
   ``.NAME.partial-PID-XXXX``: it is marked partial by its name, never read as
   the output, and removed by the next :func:`output_directory` on that path;
@@ -39,6 +40,8 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -491,3 +494,28 @@ def output_directory(
             _remove(work)
             if old is not None:
                 _remove(old)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn ``SIGTERM`` into ``KeyboardInterrupt`` for the block.
+
+    Python's default ``SIGTERM`` ends the process without unwinding, so the
+    clean-up of :func:`atomic_path` and :func:`output_directory` would not run
+    and a ``.NAME.partial-…`` sibling would stay. Inside this block a
+    ``SIGTERM`` (``kill PID``, a job scheduler's time limit) unwinds like
+    Ctrl-C. Outside the main thread (where Python cannot install handlers) the
+    block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -274,3 +274,41 @@ def test_two_processes_cannot_both_write_one_folder(tmp_path):
         p.pid for p in procs
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["go", "run", "writer.py"]
+
+
+_TERMINATED = textwrap.dedent("""
+    import importlib.util, sys, time
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("safe_output", sys.argv[1])
+    so = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(so)
+    out = Path(sys.argv[2])
+    try:
+        with so.terminate_as_interrupt(), so.output_directory(out) as work:
+            (work / "model.keras").write_text("half")
+            print("writing", flush=True)
+            time.sleep(60)
+    except KeyboardInterrupt as err:
+        print("interrupted:", err, flush=True)
+        sys.exit(130)
+""")
+
+
+def test_sigterm_unwinds_and_removes_the_partial_folder(tmp_path):
+    out = tmp_path / "run"
+    script = tmp_path / "writer.py"
+    script.write_text(_TERMINATED)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), safe_output.__file__, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "writing"
+    assert partial_siblings(out)  # the work folder exists while writing
+    proc.terminate()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: signal SIGTERM" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["writer.py"]
