@@ -293,6 +293,16 @@ def test_predict_names_an_output_that_is_a_folder_or_under_a_file(export_dir, tm
         predict_file(served, data, data / "scores.csv")
 
 
+def test_export_names_an_output_that_is_a_file_or_under_one(run_dir, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    with pytest.raises(OutputPathError, match="it is a file"):
+        export_run(run_dir, a_file, overwrite=True)
+    with pytest.raises(OutputPathError, match=r"notes\.txt.* is a file, not a folder"):
+        export_run(run_dir, a_file / "served")
+    assert a_file.read_text() == "keep me"
+
+
 def test_export_never_replaces_its_run(run_dir, tmp_path):
     with pytest.raises(OutputIsInputError, match="also an input"):
         export_run(run_dir, run_dir, overwrite=True)
