@@ -86,6 +86,14 @@ LOAD_ERRORS = (
 )
 
 
+#: Metadata fields without which an export cannot be served.
+_REQUIRED_METADATA = frozenset(
+    ("threshold", "lipschitz_constant", "lipschitz_bound", "feature_shape")
+)
+#: The outputs of every export, including those older than ``valid``.
+_FIRST_OUTPUT_KEYS = OUTPUT_KEYS[:4]
+
+
 @dataclass(frozen=True)
 class ServingMetadata:
     """What :func:`save_for_serving` wrote, also stored as JSON in the SavedModel.
@@ -125,9 +133,9 @@ class ServingMetadata:
         except ValueError as err:
             raise ModelFileError(f"{source} is not valid JSON: {err}") from None
         known = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.name in _REQUIRED_METADATA}
-        if not isinstance(data, dict) or not required <= set(data):
-            missing = sorted(required - set(data if isinstance(data, dict) else ()))
+        if not isinstance(data, dict) or not _REQUIRED_METADATA <= set(data):
+            given = set(data) if isinstance(data, dict) else set()
+            missing = sorted(_REQUIRED_METADATA - given)
             raise ModelFileError(
                 f"{source} lacks {', '.join(missing) or 'its fields'}: the export is "
                 "incomplete or damaged; export the model again"
@@ -135,7 +143,7 @@ class ServingMetadata:
         try:
             data = {k: v for k, v in data.items() if k in known}
             data["feature_shape"] = tuple(int(s) for s in data["feature_shape"])
-            data["outputs"] = tuple(data.get("outputs", OUTPUT_KEYS[:4]))
+            data["outputs"] = tuple(data.get("outputs", _FIRST_OUTPUT_KEYS))
             for key in ("threshold", "lipschitz_constant", "lipschitz_bound"):
                 data[key] = float(data[key])
         except (TypeError, ValueError) as err:
@@ -149,14 +157,6 @@ class ServingMetadata:
                 f"lipschitz_constant {data['lipschitz_constant']!r})"
             )
         return cls(**data)
-
-
-_REQUIRED_METADATA = (
-    "threshold",
-    "lipschitz_constant",
-    "lipschitz_bound",
-    "feature_shape",
-)
 
 
 def backbone_of(model: tf.keras.Model) -> tf.keras.Model:
