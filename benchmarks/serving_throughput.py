@@ -1,10 +1,11 @@
 """Serving throughput: the certified SavedModel vs a plain Keras network.
 
 The exported model (kocc.export.save_for_serving, loaded back with
-tf.saved_model.load) returns score, anomaly_score, certified_radius and is_normal
-for a batch of 10,000 inputs. The baseline is an unconstrained tf.keras network
-of the same shape (Dense layers and the same FullSort activations, called in a
-tf.function) returning the scores only. Target: exported >= 0.9x baseline.
+tf.saved_model.load) returns score, anomaly_score, certified_radius, is_normal
+and valid for a batch of 10,000 inputs. The baseline is an unconstrained
+tf.keras network of the same shape (Dense layers and the same FullSort
+activations, called in a tf.function) returning the scores only. Target:
+exported >= 0.9x baseline.
 
 Calls alternate between the two (A, B, A, B, ...) so that CPU contention from
 other processes hits both alike; the JSON reports the median and the best

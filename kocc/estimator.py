@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -36,8 +37,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 import kocc
 from kocc.architectures import lipschitz_activation, lipschitz_mlp
-from kocc.export import certify_network, save_for_serving, vanilla_network
+from kocc.export import (
+    LOAD_ERRORS,
+    CertificateError,
+    ModelFileError,
+    certify_network,
+    save_for_serving,
+    vanilla_network,
+)
 from kocc.models import OCSDF
+from kocc.safe_output import output_directory
 from kocc.sampling import Ball, Box, Domain
 
 #: Files of a saved estimator directory.
@@ -198,6 +207,21 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------- building
     def _build_domain(self, x: np.ndarray) -> Domain:
+        """The sampling domain around ``x``.
+
+        Raises:
+            ValueError: if the domain does not fit in float32 (features of
+                magnitude near 1e38).
+        """
+        low, high = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+        reach = np.abs(np.concatenate([low, high])).max()
+        reach += (1.0 + self.domain_margin) * (high - low).max()
+        if not reach < np.finfo(np.float32).max:
+            raise ValueError(
+                f"X's values reach {np.abs(np.concatenate([low, high])).max():.3g}: "
+                "the sampling domain around them does not fit in float32. "
+                "Standardize the features (e.g. StandardScaler in a Pipeline)."
+            )
         if self.domain == "box":
             low, high = x.min(axis=0), x.max(axis=0)
             width = high - low
@@ -345,29 +369,40 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
         if fitted is not None:
             self._restore_fitted(fitted, weights)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Save a fitted estimator to a directory (JSON + ``.npz``, no pickle).
 
         Writes ``params.json`` (``get_params()``), ``state.json`` (fitted
-        attributes) and ``weights.npz`` (the network's weights).
+        attributes) and ``weights.npz`` (the network's weights). The folder
+        appears whole or not at all (:func:`kocc.safe_output.output_directory`).
+
+        Args:
+            path: the folder; it must not exist or be empty, unless
+                ``overwrite``.
+            overwrite: replace an earlier save at ``path``.
 
         Returns:
             The directory.
+
+        Raises:
+            kocc.safe_output.OutputExistsError: if ``path`` is a non-empty
+                folder and ``overwrite`` is false.
+            kocc.safe_output.OutputError: if ``path`` is a file or is being
+                written by another process.
         """
         check_is_fitted(self)
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         params = self.get_params()
         params["widths"] = [int(w) for w in params["widths"]]
-        (path / PARAMS_FILE).write_text(json.dumps(params, indent=2))
         state = {
             "format": SAVE_FORMAT,
             "kocc_version": kocc.__version__,
             **self._fitted_state(),
         }
-        (path / STATE_FILE).write_text(json.dumps(state, indent=2))
-        weights = self.network_.get_weights()
-        np.savez(path / WEIGHTS_FILE, *weights)
+        with output_directory(path, overwrite) as work:
+            (work / PARAMS_FILE).write_text(json.dumps(params, indent=2))
+            (work / STATE_FILE).write_text(json.dumps(state, indent=2))
+            np.savez(work / WEIGHTS_FILE, *self.network_.get_weights())
         return path
 
     @classmethod
@@ -376,6 +411,7 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
 
         Raises:
             FileNotFoundError: if a file of the directory is missing.
+            kocc.export.ModelFileError: if a file is truncated or damaged.
             ValueError: if the directory was written by an unknown format.
         """
         path = Path(path)
@@ -384,23 +420,45 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
                 raise FileNotFoundError(
                     f"{path} is not a saved OneClassSDF: {name} is missing"
                 )
-        params = json.loads((path / PARAMS_FILE).read_text())
-        params["widths"] = tuple(params["widths"])
-        state = json.loads((path / STATE_FILE).read_text())
-        if state.get("format") != SAVE_FORMAT:
+        try:
+            params = json.loads((path / PARAMS_FILE).read_text())
+            params["widths"] = tuple(params["widths"])
+            state = json.loads((path / STATE_FILE).read_text())
+        except (ValueError, KeyError, TypeError, OSError) as err:
+            raise ModelFileError(
+                f"{path}: {PARAMS_FILE} or {STATE_FILE} is damaged: {err}"
+            ) from err
+        if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else None
             raise ValueError(
-                f"{path}: unknown save format {state.get('format')!r}, "
-                f"expected {SAVE_FORMAT}"
+                f"{path}: unknown save format {found!r}, expected {SAVE_FORMAT}"
             )
-        with np.load(path / WEIGHTS_FILE, allow_pickle=False) as archive:
-            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
-        estimator = cls(**params)
-        estimator._check_params()
-        estimator._restore_fitted(state, weights)
+        try:
+            with np.load(path / WEIGHTS_FILE, allow_pickle=False) as archive:
+                weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+            estimator = cls(**params)
+            estimator._check_params()
+            estimator._restore_fitted(state, weights)
+        except (*LOAD_ERRORS, zipfile.BadZipFile) as err:
+            raise ModelFileError(
+                f"cannot load the OneClassSDF saved in {path}: "
+                f"{type(err).__name__}: {err} (truncated or damaged files?)"
+            ) from err
         return estimator
 
 
 def _proven_lipschitz(network: tf.keras.Model) -> float:
-    """``max(1, bound)`` with ``bound`` proved on the network's served weights."""
-    lipschitz, _ = certify_network(vanilla_network(network), np.inf)
+    """``max(1, bound)`` with ``bound`` proved on the network's served weights.
+
+    Raises:
+        ValueError: if training diverged (non-finite weights).
+    """
+    try:
+        lipschitz, _ = certify_network(vanilla_network(network), np.inf)
+    except CertificateError as err:
+        raise ValueError(
+            f"OneClassSDF training diverged: {err}. Features far from unit scale "
+            "overflow float32 training (the margin and the sampling domain are in "
+            "input units): standardize X, e.g. with StandardScaler in a Pipeline."
+        ) from err
     return lipschitz

@@ -8,7 +8,15 @@ maps a batch ``inputs`` of shape ``(n, *feature_shape)`` (float32) to
 * ``certified_radius``: :math:`|f(x) - t| / L`: no l2 perturbation
   :math:`\|\delta\|_2 <` this radius can change the decision at ``x``, because
   ``f`` is ``L``-Lipschitz (Béthune et al., ICML 2023, Sec. 4);
-* ``is_normal``: :math:`f(x) \ge t`.
+* ``is_normal``: :math:`f(x) \ge t`;
+* ``valid``: the row could be scored: its inputs and its score are finite.
+
+A row holding NaN or inf is not scored (the network sees zeros in its place,
+so it cannot disturb the other rows) and gets ``valid = False``,
+``score = anomaly_score = NaN``, ``certified_radius = 0`` (nothing is
+certified) and ``is_normal = False`` (an input that cannot be scored is never
+accepted as normal): read ``is_normal`` and ``certified_radius`` only where
+``valid`` is true. The other rows of the batch get their usual answers.
 
 The threshold ``t`` and the constant ``L`` are variables of the SavedModel.
 
@@ -28,24 +36,27 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+import zipfile
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from deel.lip.model import vanillaModel
+from google.protobuf.message import DecodeError
 
 import kocc
 from kocc.lipschitz_bound import LipschitzBoundError, lipschitz_upper_bound
 from kocc.models import OCSDF
 from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
+from kocc.safe_output import check_output, output_directory
 
 #: Name of the serving signature (TF Serving's default).
 SIGNATURE_KEY = "serving_default"
 #: Name of the signature's input tensor.
 INPUT_NAME = "inputs"
 #: The signature's outputs, in a fixed order.
-OUTPUT_KEYS = ("score", "anomaly_score", "certified_radius", "is_normal")
+OUTPUT_KEYS = ("score", "anomaly_score", "certified_radius", "is_normal", "valid")
 #: Metadata written next to the SavedModel (``assets.extra`` is ignored by TF).
 METADATA_PATH = os.path.join("assets.extra", "kocc_serving.json")
 #: Largest relative gap allowed between the exported and the original network.
@@ -54,6 +65,33 @@ EXPORT_FIDELITY_RTOL = 1e-5
 
 class CertificateError(ValueError):
     """The network's certificates would not be sound: export refused."""
+
+
+class ModelFileError(ValueError):
+    """A saved model (``.keras`` file, SavedModel, export metadata) cannot be
+    read: missing, empty, truncated or corrupt. The message names the path."""
+
+
+#: Errors that loading a damaged model file raises from zipfile, h5py, JSON,
+#: protobuf or TensorFlow; :class:`ModelFileError` replaces them.
+LOAD_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,  # TF's checkpoint reader: "Read less bytes than requested"
+    TypeError,
+    tf.errors.OpError,
+)
+
+
+#: Metadata fields without which an export cannot be served.
+_REQUIRED_METADATA = frozenset(
+    ("threshold", "lipschitz_constant", "lipschitz_bound", "feature_shape")
+)
+#: The outputs of every export, including those older than ``valid``.
+_FIRST_OUTPUT_KEYS = OUTPUT_KEYS[:4]
 
 
 @dataclass(frozen=True)
@@ -84,10 +122,40 @@ class ServingMetadata:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> ServingMetadata:
-        data = json.loads(text)
-        data["feature_shape"] = tuple(data["feature_shape"])
-        data["outputs"] = tuple(data["outputs"])
+    def from_json(cls, text: str, source: str = "serving metadata") -> ServingMetadata:
+        """Parse and check :meth:`to_json`'s output.
+
+        Raises:
+            ModelFileError: naming ``source`` and the missing or bad field.
+        """
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise ModelFileError(f"{source} is not valid JSON: {err}") from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or not _REQUIRED_METADATA <= set(data):
+            given = set(data) if isinstance(data, dict) else set()
+            missing = sorted(_REQUIRED_METADATA - given)
+            raise ModelFileError(
+                f"{source} lacks {', '.join(missing) or 'its fields'}: the export is "
+                "incomplete or damaged; export the model again"
+            )
+        try:
+            data = {k: v for k, v in data.items() if k in known}
+            data["feature_shape"] = tuple(int(s) for s in data["feature_shape"])
+            data["outputs"] = tuple(data.get("outputs", _FIRST_OUTPUT_KEYS))
+            for key in ("threshold", "lipschitz_constant", "lipschitz_bound"):
+                data[key] = float(data[key])
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{source} holds a bad value: {err}") from None
+        if not all(s > 0 for s in data["feature_shape"]) or not (
+            np.isfinite(data["threshold"]) and data["lipschitz_constant"] >= 1.0
+        ):
+            raise ModelFileError(
+                f"{source} holds impossible values (feature_shape "
+                f"{data['feature_shape']}, threshold {data['threshold']!r}, "
+                f"lipschitz_constant {data['lipschitz_constant']!r})"
+            )
         return cls(**data)
 
 
@@ -155,13 +223,22 @@ class CertifiedScorer(tf.Module):
         self.serve = tf.function(self._serve, input_signature=[spec])
 
     def _serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        score = self._forward(inputs)
+        feature_axes = list(range(1, 1 + len(self.feature_shape)))
+        finite_rows = tf.reduce_all(tf.math.is_finite(inputs), axis=feature_axes)
+        row_mask = tf.reshape(finite_rows, [-1] + [1] * len(self.feature_shape))
+        # a non-finite row is replaced by zeros: it cannot disturb the others
+        raw = self._forward(tf.where(row_mask, inputs, tf.zeros_like(inputs)))
+        valid = finite_rows & tf.math.is_finite(raw)
+        score = tf.where(valid, raw, tf.fill(tf.shape(raw), float("nan")))
         gap = score - self.threshold
         return {
             "score": score,
             "anomaly_score": -score,
-            "certified_radius": tf.abs(gap) / self.lipschitz_constant,
-            "is_normal": gap >= 0.0,
+            "certified_radius": tf.where(
+                valid, tf.abs(gap) / self.lipschitz_constant, tf.zeros_like(gap)
+            ),
+            "is_normal": valid & (gap >= 0.0),
+            "valid": valid,
         }
 
 
@@ -186,6 +263,12 @@ def certify_network(
         raise ValueError(
             f"lipschitz_tolerance must be >= 0, got {lipschitz_tolerance!r}"
         )
+    bad = [w.name for w in network.weights if not np.isfinite(w.numpy()).all()]
+    if bad:
+        raise CertificateError(
+            f"the network's weights are not finite (NaN or inf in {', '.join(bad)}):"
+            " its training diverged, so no Lipschitz bound can be proved"
+        )
     try:
         bound = lipschitz_upper_bound(network)
     except LipschitzBoundError as err:
@@ -195,12 +278,12 @@ def certify_network(
     if not bound <= 1.0 + lipschitz_tolerance:
         raise CertificateError(
             f"the exported network is not 1-Lipschitz: its proven Lipschitz bound "
-            f"is {bound:.6g} > 1 + lipschitz_tolerance = {1 + lipschitz_tolerance:.6g}"
+            f"is {bound!r} > 1 + lipschitz_tolerance = {1 + lipschitz_tolerance!r}"
             ". Certified radii |f - t| / L would be unsound with L = 1. Check that "
             "every layer is a deel-lip constrained layer (SpectralDense, "
             "SpectralConv2D, FrobeniusDense...) with k_coef_lip = 1 and that the "
             "kernels were orthonormalized; or pass a larger lipschitz_tolerance to "
-            f"export with radii divided by L = {bound:.6g}."
+            f"export with radii divided by L = {bound!r}."
         )
     return max(1.0, bound), bound
 
@@ -218,23 +301,31 @@ def save_for_serving(
     path: str | os.PathLike,
     threshold: float | None = None,
     lipschitz_tolerance: float = 1e-3,
+    overwrite: bool = False,
 ) -> ServingMetadata:
     """Write a SavedModel serving scores, certified radii and decisions.
+
+    The folder is written whole or not at all
+    (:func:`kocc.safe_output.output_directory`): it is filled as a temporary
+    sibling, under a lock on ``path``, and renamed into place last.
 
     Args:
         model: a trained :class:`~kocc.models.OCSDF`, or a deel-lip network
             with one output.
-        path: directory to write (created; must not already hold files).
+        path: directory to write (must not exist or be empty, unless
+            ``overwrite``).
         threshold: decision threshold ``t`` on the score; ``None`` = 0, the
             level between the training margins ``+m`` and ``-m``.
         lipschitz_tolerance: see :func:`certify_network`.
+        overwrite: replace an existing export at ``path``.
 
     Returns:
         The :class:`ServingMetadata` written to ``assets.extra/kocc_serving.json``.
 
     Raises:
-        ValueError: on a non-finite threshold, a model with several outputs, or a
-            non-empty ``path``.
+        ValueError: on a non-finite threshold or a model with several outputs.
+        kocc.safe_output.OutputError: if ``path`` is a non-empty folder (without
+            ``overwrite``), a file, or is being written by another process.
         CertificateError: if the exported network cannot be proved
             1-Lipschitz, or does not compute what the model computes.
     """
@@ -246,9 +337,7 @@ def save_for_serving(
         raise ValueError(f"threshold must be a number, got {threshold!r}") from err
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ValueError(f"{path} already exists and is not an empty directory")
+    path = check_output(path, "directory", overwrite)  # fail before the work
     backbone = backbone_of(model)
     if tuple(backbone.output_shape[1:]) not in ((1,), ()):
         raise ValueError(
@@ -269,19 +358,20 @@ def save_for_serving(
         )
 
     scorer = CertifiedScorer(network, threshold, lipschitz)
-    tf.saved_model.save(
-        scorer,
-        str(path),
-        signatures={SIGNATURE_KEY: scorer.serve.get_concrete_function()},
-    )
     metadata = ServingMetadata(
         threshold=threshold,
         lipschitz_constant=lipschitz,
         lipschitz_bound=bound,
         feature_shape=feature_shape,
     )
-    (path / METADATA_PATH).parent.mkdir(parents=True, exist_ok=True)
-    (path / METADATA_PATH).write_text(metadata.to_json())
+    with output_directory(path, overwrite) as work:
+        tf.saved_model.save(
+            scorer,
+            str(work),
+            signatures={SIGNATURE_KEY: scorer.serve.get_concrete_function()},
+        )
+        (work / METADATA_PATH).parent.mkdir(parents=True, exist_ok=True)
+        (work / METADATA_PATH).write_text(metadata.to_json())
     return metadata
 
 
@@ -298,6 +388,7 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
 
     Raises:
         FileNotFoundError: if there is no such model.
+        ModelFileError: if the file is empty, truncated or not a Keras model.
     """
     path = Path(path)
     file = path / RUN_MODEL_FILE if path.is_dir() else path
@@ -306,7 +397,19 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
             f"{path} is neither a run directory holding {RUN_MODEL_FILE} nor a "
             ".keras file"
         )
-    return tf.keras.models.load_model(file, compile=False)
+    if file.stat().st_size == 0:
+        raise ModelFileError(f"{file} is empty (0 bytes): not a saved model")
+    if not zipfile.is_zipfile(file):
+        raise ModelFileError(
+            f"{file} is not a .keras archive (not a zip file, or truncated)"
+        )
+    try:
+        return tf.keras.models.load_model(file, compile=False)
+    except LOAD_ERRORS as err:
+        raise ModelFileError(
+            f"cannot load {file}: {type(err).__name__}: {err} (the file is "
+            "truncated or corrupt, or was not written by model.save)"
+        ) from err
 
 
 def export_run(
@@ -314,20 +417,24 @@ def export_run(
     out: str | os.PathLike,
     threshold: float | None = None,
     lipschitz_tolerance: float = 1e-3,
+    overwrite: bool = False,
 ) -> ServingMetadata:
     """``kocc export``: the trained model of a run as a serving SavedModel.
 
     Args:
         run_dir: a run directory (``model.keras`` inside) or a ``.keras`` file.
-        out: the SavedModel directory to write.
+        out: the SavedModel directory to write; never ``run_dir`` itself or a
+            folder holding it (:class:`kocc.safe_output.OutputIsInputError`).
         threshold: decision threshold (``None`` = 0).
         lipschitz_tolerance: see :func:`certify_network`.
+        overwrite: replace an existing export at ``out``.
 
     Returns:
         The metadata written.
     """
+    check_output(out, "directory", overwrite, (run_dir,))  # before loading
     model = load_trained_model(run_dir)
-    return save_for_serving(model, out, threshold, lipschitz_tolerance)
+    return save_for_serving(model, out, threshold, lipschitz_tolerance, overwrite)
 
 
 def read_serving_metadata(path: str | os.PathLike) -> ServingMetadata:
@@ -335,6 +442,7 @@ def read_serving_metadata(path: str | os.PathLike) -> ServingMetadata:
 
     Raises:
         FileNotFoundError: if ``path`` is not such a SavedModel.
+        ModelFileError: if the metadata is unreadable or incomplete.
     """
     file = Path(path) / METADATA_PATH
     if not file.is_file():
@@ -342,4 +450,28 @@ def read_serving_metadata(path: str | os.PathLike) -> ServingMetadata:
             f"{path} is not a kocc serving export (no {METADATA_PATH}); write one "
             "with kocc.export.save_for_serving"
         )
-    return ServingMetadata.from_json(file.read_text())
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"cannot read {file}: {err}") from None
+    return ServingMetadata.from_json(text, source=str(file))
+
+
+def load_saved_model(path: str | os.PathLike) -> tf.Module:
+    """``tf.saved_model.load`` with a :class:`ModelFileError` for a damaged folder.
+
+    Raises:
+        ModelFileError: if ``saved_model.pb`` or the variables are missing,
+            truncated or corrupt.
+    """
+    path = Path(path)
+    if not (path / "saved_model.pb").is_file():
+        raise ModelFileError(f"{path} holds no saved_model.pb: not a SavedModel")
+    try:
+        return tf.saved_model.load(str(path))
+    except (*LOAD_ERRORS, DecodeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelFileError(
+            f"cannot load the SavedModel {path}: {type(err).__name__}: {detail} "
+            "(saved_model.pb or variables/ truncated or corrupt; export it again)"
+        ) from err

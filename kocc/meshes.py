@@ -78,7 +78,13 @@ def _existing_file(path: str | os.PathLike, allowed: tuple[str, ...]) -> Path:
             f"unsupported file type {path.suffix!r} for {str(path)!r}: expected one "
             f"of {', '.join(allowed)}"
         )
+    if path.stat().st_size == 0:
+        raise ValueError(f"{str(path)!r} is empty (0 bytes)")
     return path
+
+
+#: What parsers raise on a malformed file; replaced by a ValueError naming it.
+_PARSE_ERRORS = (ValueError, IndexError, KeyError, TypeError, EOFError, OSError)
 
 
 def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
@@ -91,7 +97,10 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
         ValueError: for another extension, or a file without faces.
     """
     path = _existing_file(path, MESH_EXTENSIONS)
-    mesh = trimesh.load(str(path), force="mesh", process=True)
+    try:
+        mesh = trimesh.load(str(path), force="mesh", process=True)
+    except _PARSE_ERRORS as err:
+        raise ValueError(f"{str(path)!r} is not a readable mesh: {err}") from err
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ValueError(f"{str(path)!r} holds no triangle faces: not a mesh")
     return mesh
@@ -113,7 +122,12 @@ def load_point_cloud(path: str | os.PathLike) -> np.ndarray:
     path = _existing_file(path, POINT_CLOUD_EXTENSIONS)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        points = np.load(path, allow_pickle=False)
+        try:
+            points = np.load(path, allow_pickle=False)
+        except _PARSE_ERRORS as err:
+            raise ValueError(
+                f"{str(path)!r} is not a numeric .npy array: {err}"
+            ) from err
     elif suffix == ".xyz":
         text = path.read_text().replace(",", " ")
         rows = [line.split() for line in text.splitlines() if line.strip()]
@@ -122,7 +136,12 @@ def load_point_cloud(path: str | os.PathLike) -> np.ndarray:
             raise ValueError(f"{str(path)!r}: every line needs x y z columns")
         points = np.array([row[:3] for row in rows], dtype=np.float64)
     else:
-        geometry = trimesh.load(str(path), process=False)
+        try:
+            geometry = trimesh.load(str(path), process=False)
+        except _PARSE_ERRORS as err:
+            raise ValueError(
+                f"{str(path)!r} is not a readable .ply file: {err}"
+            ) from err
         if not hasattr(geometry, "vertices"):
             raise ValueError(f"{str(path)!r} holds no vertices")
         points = np.asarray(geometry.vertices)

@@ -166,6 +166,7 @@ def test_works_in_a_pipeline_with_grid_search():
 def test_save_and_load_roundtrip_without_pickle(fitted, tmp_path):
     path = fitted.save(tmp_path / "estimator")
     assert sorted(p.name for p in path.iterdir()) == [
+        ".kocc-complete",
         "params.json",
         "state.json",
         "weights.npz",

@@ -24,6 +24,7 @@ from kocc.export import (
     vanilla_network,
 )
 from kocc.models import OCSDF
+from kocc.safe_output import OutputExistsError, is_complete
 from kocc.sampling import Ball
 
 SAVED_MODEL_CLI = Path(sys.executable).with_name("saved_model_cli")
@@ -265,8 +266,22 @@ def test_export_rejects_bad_thresholds(trained_model, tmp_path, bad, message):
 
 
 def test_export_refuses_to_overwrite_a_directory(trained_model, exported):
-    with pytest.raises(ValueError, match="not an empty directory"):
+    before = sorted(p.relative_to(exported) for p in exported.rglob("*"))
+    with pytest.raises(OutputExistsError, match="already exists and is not empty"):
         save_for_serving(trained_model, exported)
+    assert sorted(p.relative_to(exported) for p in exported.rglob("*")) == before
+
+
+def test_export_overwrite_replaces_an_export_whole(trained_model, tmp_path):
+    path = tmp_path / "served"
+    save_for_serving(trained_model, path, threshold=0.0)
+    (path / "stray.txt").write_text("from an older export")
+    metadata = save_for_serving(trained_model, path, threshold=0.5, overwrite=True)
+    assert metadata.threshold == 0.5
+    assert read_serving_metadata(path).threshold == 0.5
+    assert not (path / "stray.txt").exists()
+    assert is_complete(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
 
 
 def test_export_rejects_a_negative_tolerance(trained_model, tmp_path):

@@ -91,6 +91,9 @@ def test_flat_rows_are_reshaped_to_image_inputs(tmp_path):
 
     from kocc.export import save_for_serving
 
+    # deel-lip's conv normalization is approximate: with a random
+    # initialization its proven bound varied up to 1.044 across runs
+    tf.keras.utils.set_random_seed(0)
     network = LipSequential(
         [
             tf.keras.layers.Input((4, 4, 1)),
@@ -99,7 +102,7 @@ def test_flat_rows_are_reshaped_to_image_inputs(tmp_path):
             SpectralDense(1),
         ]
     )
-    save_for_serving(network, tmp_path / "m")
+    save_for_serving(network, tmp_path / "m", lipschitz_tolerance=0.1)
     images = np.random.default_rng(0).normal(size=(6, 4, 4, 1)).astype(np.float32)
     served = ServedModel.load(tmp_path / "m")
     np.testing.assert_allclose(
