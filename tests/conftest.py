@@ -4,10 +4,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import kocc  # noqa: E402,F401  (must precede any TensorFlow import)
-
 import pytest  # noqa: E402
 
+import kocc  # noqa: E402,F401  (must precede any TensorFlow import)
 from kocc.datasets.paths import DATA_DIR_ENV  # noqa: E402
 
 pytest_plugins = ["pytester"]
