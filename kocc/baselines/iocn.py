@@ -66,11 +66,14 @@ class AffineCoupling(tf.keras.layers.Layer):
 
     .. math::
         (s, t) = \mathrm{net}(u_1), \quad \hat s = c \tanh(s / c), \quad
-        v = (u_1, u_2 \odot e^{\hat s} + t), \quad y = v \odot e^{a} + b,
+        v = (u_1, u_2 \odot e^{\hat s} + t), \quad
+        y = v \odot e^{\hat a} + b, \quad \hat a = c \tanh(a / c),
 
     (Dinh et al. 2017, RealNVP; c = ``clamp``). The last layer of ``net`` and
     :math:`a, b` start at zero, so a new block is a permutation.
-    :math:`\log|\det \partial y / \partial x| = \sum \hat s + \sum a`.
+    :math:`\log|\det \partial y / \partial x| = \sum \hat s + \sum \hat a`.
+    Both log-scales are soft-clamped, so a block scales by at most
+    :math:`e^{2c}` and scores of far outliers stay finite.
 
     Args:
         dim: number of features D >= 2.
@@ -128,6 +131,9 @@ class AffineCoupling(tf.keras.layers.Layer):
         )
         super().build(input_shape)
 
+    def _global_log_scale(self) -> tf.Tensor:
+        return self.clamp * tf.tanh(self.log_scale / self.clamp)
+
     def _scale_shift(self, u1: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         st = self.out(self.hidden(u1))
         s, t = st[:, : self.active], st[:, self.active :]
@@ -139,15 +145,16 @@ class AffineCoupling(tf.keras.layers.Layer):
         u1, u2 = u[:, : self.passive], u[:, self.passive :]
         s, t = self._scale_shift(u1)
         v = tf.concat([u1, u2 * tf.exp(s) + t], axis=1)
-        y = v * tf.exp(self.log_scale) + self.shift
-        return y, tf.reduce_sum(s, axis=1) + tf.reduce_sum(self.log_scale)
+        a = self._global_log_scale()
+        y = v * tf.exp(a) + self.shift
+        return y, tf.reduce_sum(s, axis=1) + tf.reduce_sum(a)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return self.forward(inputs)[0]
 
     def inverse(self, y: tf.Tensor) -> tf.Tensor:
         """The exact inverse of :meth:`call`."""
-        v = (y - self.shift) * tf.exp(-self.log_scale)
+        v = (y - self.shift) * tf.exp(-self._global_log_scale())
         u1, v2 = v[:, : self.passive], v[:, self.passive :]
         s, t = self._scale_shift(u1)
         u = tf.concat([u1, (v2 - t) * tf.exp(-s)], axis=1)
@@ -262,13 +269,17 @@ class _InvertibleOneClass(tf.keras.Model):
         num_blocks: int = 12,
         hidden_units: int = 128,
         clamp: float = 2.0,
+        noise_std: float = 0.0,
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if int(input_dim) < 2:
             raise ValueError(f"input_dim must be >= 2, got {input_dim!r}")
+        if not float(noise_std) >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
         self.input_dim = int(input_dim)
+        self.noise_std = float(noise_std)
         self.seed = int(seed)
         self.inn = InvertibleNetwork(
             self.input_dim, num_blocks, hidden_units, clamp, seed=self.seed, name="inn"
@@ -283,6 +294,7 @@ class _InvertibleOneClass(tf.keras.Model):
             "num_blocks": self.inn.num_blocks,
             "hidden_units": self.inn.hidden_units,
             "clamp": self.inn.clamp,
+            "noise_std": self.noise_std,
             "seed": self.seed,
             "name": self.name,
         }
@@ -294,6 +306,18 @@ class _InvertibleOneClass(tf.keras.Model):
                 tf.cast(self.optimizer.iterations, tf.int64),
             ]
         )
+
+    def _noisy(self, x: tf.Tensor) -> tf.Tensor:
+        """The training batch plus N(0, noise_std^2) noise (seeded per step).
+
+        The paper adds "a small amount of noise to obtain a valid density"
+        (appendix A.5): without it, data on a lower-dimensional subspace (fewer
+        samples than features) have no density and the map diverges.
+        """
+        if self.noise_std == 0.0:
+            return x
+        seed = self._step_seed() + tf.constant([0, 1 << 40], tf.int64)
+        return x + self.noise_std * tf.random.stateless_normal(tf.shape(x), seed)
 
     def _apply(self, tape: tf.GradientTape, loss: tf.Tensor) -> None:
         variables = self.inn.trainable_variables
@@ -353,15 +377,20 @@ class IOCN(_InvertibleOneClass):
     (the pre-image of the cube), negative outside.
 
     Logged: ``loss``, ``pull`` (mean f on the data), ``push`` (mean f on the
-    latents' pre-images, :math:`E\max_d|z_d| = D/(D+1)` for the uniform cube)
-    and ``inside`` (fraction of the batch mapped inside the cube).
+    latents' pre-images, :math:`E\max_d|z_d| = D/(D+1)` for the uniform cube),
+    ``inside`` (fraction of the batch mapped inside the cube) and
+    ``inverse_error`` (mean :math:`\max_d|\mathrm{INN}(\mathrm{INN}^{-1}(z))_d
+    - z_d|`, float32 round-off while the map is well conditioned; see
+    :class:`StopOnInverseError`).
 
     Args:
         input_dim: number of features D >= 2.
         num_blocks: coupling blocks (paper: 12).
         hidden_units: subnetwork width (paper: 128).
         clamp: soft clamp of the coupling log-scales.
-        seed: seed of the initialization and of the latent draws.
+        noise_std: std of Gaussian noise added to each training batch (the
+            paper's "small amount of noise"; 0 = none).
+        seed: seed of the initialization, the latent draws and the noise.
         **kwargs: passed to ``tf.keras.Model``.
     """
 
@@ -370,6 +399,7 @@ class IOCN(_InvertibleOneClass):
         self.pull_tracker = tf.keras.metrics.Mean(name="pull")
         self.push_tracker = tf.keras.metrics.Mean(name="push")
         self.inside_tracker = tf.keras.metrics.Mean(name="inside")
+        self.inverse_error_tracker = tf.keras.metrics.Mean(name="inverse_error")
 
     @property
     def metrics(self) -> list:
@@ -378,6 +408,7 @@ class IOCN(_InvertibleOneClass):
             self.pull_tracker,
             self.push_tracker,
             self.inside_tracker,
+            self.inverse_error_tracker,
         ]
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
@@ -386,16 +417,22 @@ class IOCN(_InvertibleOneClass):
 
     def train_step(self, data: Any) -> dict:
         x = data[0] if isinstance(data, tuple) else data
-        x = tf.cast(x, tf.float32)
+        x = self._noisy(tf.cast(x, tf.float32))
         z = tf.random.stateless_uniform(
             tf.shape(x), seed=self._step_seed(), minval=-1.0, maxval=1.0
         )
         x_tilde = tf.stop_gradient(self.inn.inverse(z))
         with tf.GradientTape() as tape:
             pull = cube_pull(self.inn(x))
-            push = cube_pull(self.inn(x_tilde))
+            z_back = self.inn(x_tilde)
+            push = cube_pull(z_back)
             loss = tf.reduce_mean(pull) - tf.reduce_mean(push)
         self._apply(tape, loss)
+        # INN(INN^-1(z)) = z up to float32 round-off while the map is well
+        # conditioned; a large error means the inverse no longer holds
+        self.inverse_error_tracker.update_state(
+            tf.reduce_max(tf.abs(z_back - z), axis=1)
+        )
         self.loss_tracker.update_state(loss)
         self.pull_tracker.update_state(pull)
         self.push_tracker.update_state(push)
@@ -444,6 +481,7 @@ class FlowBaseline(_InvertibleOneClass):
 
     def train_step(self, data: Any) -> dict:
         x = tf.cast(data[0] if isinstance(data, tuple) else data, tf.float32)
+        x = self._noisy(x)
         with tf.GradientTape() as tape:
             loss = -tf.reduce_mean(self.log_likelihood(x)) / self.input_dim
         self._apply(tape, loss)
@@ -456,3 +494,41 @@ class FlowBaseline(_InvertibleOneClass):
             -tf.reduce_mean(self.log_likelihood(x)) / self.input_dim
         )
         return {"loss": self.loss_tracker.result()}
+
+
+@tf.keras.utils.register_keras_serializable("kocc")
+class StopOnInverseError(tf.keras.callbacks.Callback):
+    """Stop IOCN training when the inverse stops being exact in float32.
+
+    IOCN's push term needs :math:`\\mathrm{INN}(\\mathrm{INN}^{-1}(z)) = z`. On
+    data with fewer samples than features the map keeps expanding the empty
+    directions until float32 can no longer invert it; the logged
+    ``inverse_error`` then jumps by orders of magnitude and the loss diverges.
+    This callback watches ``inverse_error`` at the end of every epoch and, once
+    it exceeds ``threshold``, restores the weights of the last epoch below it
+    and stops. It uses no labels.
+
+    Args:
+        threshold: largest acceptable mean inverse error (> 0).
+    """
+
+    def __init__(self, threshold: float = 1e-2) -> None:
+        super().__init__()
+        if not float(threshold) > 0:
+            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        self.threshold = float(threshold)
+        self.stopped_epoch: int | None = None
+        self._good_weights: list | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        error = float((logs or {}).get("inverse_error", 0.0))
+        if np.isfinite(error) and error <= self.threshold:
+            self._good_weights = self.model.get_weights()
+            return
+        self.stopped_epoch = epoch
+        if self._good_weights is not None:
+            self.model.set_weights(self._good_weights)
+        self.model.stop_training = True
+
+    def get_config(self) -> dict:
+        return {"threshold": self.threshold}
