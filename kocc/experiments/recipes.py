@@ -74,6 +74,23 @@ class TrainingConfig:
 
 
 @dataclass
+class DistributeConfig:
+    """Train under a ``tf.distribute`` strategy (docs/distributed.md).
+
+    ``strategy``: ``default`` (one device), ``mirrored`` (the GPUs, or
+    ``devices``, of one machine) or ``multi_worker`` (several machines, from
+    ``TF_CONFIG``). ``training.batch_size`` is then the global batch, split
+    over the replicas.
+    """
+
+    strategy: str = "default"
+    #: devices of the mirrored strategy, e.g. ["/gpu:0", "/gpu:1"]; empty: all GPUs
+    devices: list[str] = field(default_factory=list)
+    #: collectives of multi_worker: auto | ring | nccl
+    communication: str = "auto"
+
+
+@dataclass
 class ToyEvaluationConfig:
     """Anomalies = uniform points of ``[-box, box]^2`` farther than ``min_distance``
     from every training point; ``grid_size`` is the contour plot's resolution."""
@@ -118,6 +135,7 @@ class ToyRecipe:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: ToyEvaluationConfig = field(default_factory=ToyEvaluationConfig)
     comparison: ToyComparisonConfig = field(default_factory=ToyComparisonConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
 
 @dataclass
@@ -142,6 +160,8 @@ _CHOICES = {
     ("domain", "kind"): ("ball", "box"),
     ("training", "optimizer"): ("rmsprop", "adam", "sgd"),
     ("comparison", "methods"): ("bce", "one_class_svm", "isolation_forest"),
+    ("distribute", "strategy"): ("default", "mirrored", "multi_worker"),
+    ("distribute", "communication"): ("auto", "ring", "nccl"),
 }
 
 
