@@ -182,6 +182,7 @@ def _start_workers(
                 process.wait()
 
 
+@pytest.mark.slow
 def test_two_localhost_workers_train_two_moons_like_one_process(tmp_path):
     # each process reads the training set from 4 TFRecord files; the workers
     # split them (AutoShardPolicy.FILE), two files each
