@@ -13,11 +13,19 @@ import numpy as np
 import tensorflow as tf
 
 import kocc.activations  # noqa: F401  (registers kocc's sorting layers for loading)
+from kocc.distribute import (
+    ReplicaMean,
+    cross_replica_call,
+    current_replica_seed,
+    global_average_loss,
+    per_sample_loss,
+)
 from kocc.losses import OneClassHKR
 from kocc.orthogonalization import (
     CHAIN_RULE,
     ORTHOGONALIZATIONS,
     RETRACTION,
+    Orthogonalized,
     constrained_layers,
     kernel_gradients,
     orthogonalize,
@@ -174,15 +182,18 @@ class OCSDF(tf.keras.Model):
         self._epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
         self._negatives = None
         if self.updates_per_sampling > 1:
+            # one set per replica under a tf.distribute strategy
             self._negatives = tf.Variable(
                 tf.zeros((self.negatives_per_batch, *self.feature_shape)),
                 trainable=False,
                 name="negatives",
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
-        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
-        self.f_pos_tracker = tf.keras.metrics.Mean(name="f_pos")
-        self.f_neg_tracker = tf.keras.metrics.Mean(name="f_neg")
-        self.grad_norm_tracker = tf.keras.metrics.Mean(name="grad_norm_neg")
+        self.loss_tracker = ReplicaMean(name="loss")
+        self.f_pos_tracker = ReplicaMean(name="f_pos")
+        self.f_neg_tracker = ReplicaMean(name="f_neg")
+        self.grad_norm_tracker = ReplicaMean(name="grad_norm_neg")
         self.build((None, *self.feature_shape))
 
     # ------------------------------------------------------------------ config
@@ -302,7 +313,8 @@ class OCSDF(tf.keras.Model):
         runs. ``fit``, ``evaluate`` and ``predict`` call it themselves.
         """
         if self._constrained:
-            self._sync_graph()
+            with self.distribute_strategy.scope():
+                self._sync_graph()
 
     @tf.function
     def _sync_graph(self) -> None:
@@ -339,12 +351,8 @@ class OCSDF(tf.keras.Model):
         )
 
     def _step_seed(self) -> tf.Tensor:
-        return tf.stack(
-            [
-                tf.constant(self.seed, tf.int64),
-                tf.cast(self.optimizer.iterations, tf.int64),
-            ]
-        )
+        # (seed, step) on one device; (seed, step * R + replica) on R replicas
+        return current_replica_seed(self.seed, self.optimizer.iterations)
 
     def _negatives_for_step(self, n_pos: tf.Tensor) -> tf.Tensor:
         if self._negatives is None:
@@ -372,8 +380,14 @@ class OCSDF(tf.keras.Model):
         if chain_rule:
             with tf.GradientTape() as orth_tape:
                 orthos = [orthogonalize(layer) for layer in self._constrained]
-            for ortho in orthos:
-                ortho.assign()
+            # written once for all replicas (kocc.distribute.cross_replica_call)
+            cross_replica_call(
+                lambda *values: [
+                    Orthogonalized(o.layer, *v).assign()
+                    for o, v in zip(orthos, values, strict=True)
+                ],
+                *[(o.wbar, o.u, o.sigma) for o in orthos],
+            )
         # 2. negatives with the up-to-date constrained kernels
         z = tf.stop_gradient(self._negatives_for_step(n_pos))
         n_neg = tf.shape(z)[0]
@@ -385,9 +399,14 @@ class OCSDF(tf.keras.Model):
             tape.watch(z)
             f = tf.reshape(self.backbone(tf.concat([x, z], 0), training=False), [-1])
             y = tf.concat([tf.ones([n_pos]), -tf.ones([n_neg])], 0)
-            loss = self.one_class_loss(y, f)
+            # averaged over the global batch (all replicas' samples)
+            loss, mean_loss = global_average_loss(
+                per_sample_loss(self.one_class_loss, y, f)
+            )
             if self.backbone.losses:
-                loss += tf.add_n(self.backbone.losses)
+                penalty = tf.add_n(self.backbone.losses)
+                loss += tf.nn.scale_regularization_loss(penalty)
+                mean_loss += penalty
         grads = tape.gradient(loss, [*wbar_vars, *direct_vars, z, f])
         n_wbar, n_direct = len(wbar_vars), len(direct_vars)
         wbar_grads = grads[:n_wbar]
@@ -412,8 +431,9 @@ class OCSDF(tf.keras.Model):
             ]
         )
         # 4. retraction: back onto the orthogonal kernels, warm-started
+        #    (once for all replicas: the kernels stay identical on every one)
         if not chain_rule:
-            retract(self._constrained)
+            cross_replica_call(lambda: retract(self._constrained))
 
         # dL/dz_i = dL/df_i * grad f(z_i), and dL/df_i != 0 for every negative
         # of a hinge-KR loss (dL/df_i = 1/N or (1 + lam)/N, up to the sign)
@@ -421,7 +441,7 @@ class OCSDF(tf.keras.Model):
         grad_norm = tf.sqrt(tf.reduce_sum(grad_z * grad_z, axis=axes)) / tf.abs(
             grad_f[n_pos:]
         )
-        self.loss_tracker.update_state(loss)
+        self.loss_tracker.update_state(mean_loss)
         self.f_pos_tracker.update_state(f[:n_pos])
         self.f_neg_tracker.update_state(f[n_pos:])
         self.grad_norm_tracker.update_state(grad_norm)
@@ -468,9 +488,14 @@ class OCSDF(tf.keras.Model):
             ValueError: for invalid ``x`` (the message names the problem).
         """
         x = self._checked(x, "x")
-        if self.orthogonalization == RETRACTION and self._constrained:
-            # start on the constraint set: kernel <- wbar / c (same function)
-            self._retract_graph()
+        with self.distribute_strategy.scope():  # writes reach every replica
+            if self.orthogonalization == RETRACTION and self._constrained:
+                # start on the constraint set: kernel <- wbar / c (same function)
+                self._retract_graph()
+            if isinstance(self.optimizer, tf.keras.optimizers.Optimizer):
+                # slots in optimized_variables() order, before BackupAndRestore
+                # restores them (saved optimizer state is matched by position)
+                self.optimizer.build(self.optimized_variables())
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(_EpochCounter(self._epoch))
         try:

@@ -174,7 +174,8 @@ def fit_ocsdf(
             f"fit needs epochs >= 1 and steps_per_epoch >= 1, got {epochs} and "
             f"{steps_per_epoch}"
         )
-    model.optimizer.build(model.optimized_variables())
+    with model.distribute_strategy.scope():  # slots mirrored like the weights
+        model.optimizer.build(model.optimized_variables())
     start = time.perf_counter()
     history = model.fit(
         data,

@@ -228,6 +228,25 @@ class TrainingConfig:
 
 
 @dataclass
+class DistributeConfig:
+    """Train under a ``tf.distribute`` strategy (docs/distributed.md).
+
+    ``strategy``: ``default`` (one device), ``mirrored`` (the GPUs, or
+    ``devices``, of one machine) or ``multi_worker`` (several machines, from
+    ``TF_CONFIG``). ``training.batch_size`` is then the global batch, split
+    over the replicas.
+    """
+
+    strategy: str = field(
+        default="default", metadata=one_of("default", "mirrored", "multi_worker")
+    )
+    #: devices of the mirrored strategy, e.g. ["/gpu:0", "/gpu:1"]; empty: all GPUs
+    devices: list[str] = field(default_factory=list)
+    #: collectives of multi_worker: auto | ring | nccl
+    communication: str = field(default="auto", metadata=one_of("auto", "ring", "nccl"))
+
+
+@dataclass
 class ToyEvaluationConfig:
     """Anomalies = uniform points of ``[-box, box]^2`` farther than ``min_distance``
     from every training point; ``grid_size`` is the contour plot's resolution."""
@@ -288,6 +307,7 @@ class ToyRecipe(Recipe):
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: ToyEvaluationConfig = field(default_factory=ToyEvaluationConfig)
     comparison: ToyComparisonConfig = field(default_factory=ToyComparisonConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     def validate(self, key: str) -> None:
         if self.data.n_train < self.training.batch_size:

@@ -22,10 +22,11 @@ import tensorflow as tf
 
 from kocc.datasets.toys import far_uniform_points, make_toy
 from kocc.diagnostics import local_lipschitz
+from kocc.distribute import is_chief
 from kocc.experiments.plotting import plot_level_set_rows, plot_level_sets
 from kocc.experiments.recipes import ToyRecipe, to_dict
 from kocc.experiments.toy_comparison import METHOD_LABELS, fit_comparison
-from kocc.experiments.training import build_mlp_ocsdf, fit_for_steps
+from kocc.experiments.training import build_mlp_ocsdf, fit_for_steps, strategy_of
 from kocc.extras import require
 from kocc.metrics import certified_auroc
 
@@ -80,7 +81,11 @@ def train_toy(
     """
     yaml = require("yaml")
 
+    # first, before any TensorFlow op (multi-worker collectives need it)
+    strategy = strategy_of(recipe.distribute)
     out = Path(out_dir)
+    if not is_chief(strategy):  # the chief writes the run; the others aside
+        out = out / f"worker_{strategy.cluster_resolver.task_id}"
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(recipe.seed)
     data = recipe.data
@@ -95,9 +100,10 @@ def train_toy(
         x_train, ev.n_anomalies, -ev.box, ev.box, ev.min_distance, seed=recipe.seed + 2
     )
 
-    model = build_mlp_ocsdf(
-        2, recipe.model, recipe.domain, recipe.training, seed=recipe.seed
-    )
+    with strategy.scope():
+        model = build_mlp_ocsdf(
+            2, recipe.model, recipe.domain, recipe.training, seed=recipe.seed
+        )
     report = fit_for_steps(model, x_train, recipe.training, recipe.seed, verbose)
 
     start = time.perf_counter()
@@ -161,6 +167,7 @@ def train_toy(
         "train_seconds": report.seconds,
         "train_steps": report.steps,
         "steps_per_second": report.steps_per_second,
+        "replicas": strategy.num_replicas_in_sync,
         "eval_seconds": eval_seconds,
         "final_logs": {k: float(v[-1]) for k, v in report.history.items()},
     }

@@ -10,7 +10,13 @@ import numpy as np
 import tensorflow as tf
 
 from kocc.architectures import lipschitz_mlp
-from kocc.experiments.recipes import DomainConfig, MLPConfig, TrainingConfig
+from kocc.distribute import make_strategy
+from kocc.experiments.recipes import (
+    DistributeConfig,
+    DomainConfig,
+    MLPConfig,
+    TrainingConfig,
+)
 from kocc.models import OCSDF
 from kocc.sampling import Ball, Box, Domain
 from kocc.training import (
@@ -30,6 +36,15 @@ def build_domain(config: DomainConfig, feature_shape: tuple[int, ...]) -> Domain
     if config.kind == "box":
         return Box(config.low, config.high, shape=feature_shape)
     raise ValueError(f"unknown domain kind {config.kind!r}: expected 'ball' or 'box'")
+
+
+def strategy_of(config: DistributeConfig) -> tf.distribute.Strategy:
+    """The recipe's ``distribute`` strategy (:func:`kocc.distribute.make_strategy`).
+
+    Build and compile the model in its ``scope()``; ``training.batch_size`` is
+    the global batch.
+    """
+    return make_strategy(config.strategy, config.devices or None, config.communication)
 
 
 def build_optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
