@@ -32,8 +32,10 @@ from __future__ import annotations
 import tensorflow as tf
 from deel.lip.activations import FullSort as DeelFullSort
 from deel.lip.activations import GroupSort as DeelGroupSort
+from tensorflow.python.eager import record  # is a gradient tape recording?
 
 _INT64_MAX = (1 << 63) - 1
+_INT32_MAX = (1 << 31) - 1
 _SIGN_MASK = 0x7FFFFFFF
 _LOW32 = 0xFFFFFFFF
 
@@ -84,6 +86,31 @@ def _sort_packed_block(packed: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True)
+def _sort_values(x: tf.Tensor) -> tf.Tensor:
+    """Values only (no permutation): int32 keys, half the memory traffic.
+
+    Integer keys rather than floats: XLA's float min/max flush subnormals to 0,
+    integer ones keep every bit.
+    """
+    n = x.shape[-1]
+    padded = 1 << max(0, (n - 1).bit_length())
+    keys = _order_preserving_int(tf.bitcast(x, tf.int32))
+    if padded != n:
+        keys = tf.pad(keys, [[0, 0], [0, padded - n]], constant_values=_INT32_MAX)
+    rows = tf.shape(keys)[0]
+    block = max(1, 2 * BLOCK_KEYS // padded)
+    blocks = (rows + block - 1) // block
+    keys = tf.pad(
+        keys, [[0, blocks * block - rows], [0, 0]], constant_values=_INT32_MAX
+    )
+    keys = tf.map_fn(
+        _bitonic_sort, tf.reshape(keys, [blocks, block, padded]), parallel_iterations=1
+    )
+    keys = tf.reshape(keys, [-1, padded])[:rows, :n]
+    return tf.bitcast(_order_preserving_int(keys), tf.float32)
+
+
+@tf.function(jit_compile=True)
 def _sort_with_permutation(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     n = x.shape[-1]
     padded = 1 << max(0, (n - 1).bit_length())
@@ -111,19 +138,34 @@ def _sort_with_permutation(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return values, columns
 
 
+def _permutation_transpose(upstream: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+    """``dL/dx[r, columns[r, j]] = dL/dy[r, j]`` (the sort's gradient)."""
+    rows, n = tf.shape(upstream)[0], tf.shape(upstream)[1]
+    targets = columns + n * tf.range(rows)[:, None]
+    summed = tf.math.unsorted_segment_sum(
+        tf.reshape(upstream, [-1]), tf.reshape(targets, [-1]), rows * n
+    )
+    return tf.reshape(summed, tf.shape(upstream))
+
+
 @tf.custom_gradient
 def _sort_rows_float32(x: tf.Tensor) -> tf.Tensor:
     values, columns = _sort_with_permutation(x)
 
     def grad(upstream: tf.Tensor) -> tf.Tensor:
-        rows, n = tf.shape(upstream)[0], tf.shape(upstream)[1]
-        targets = columns + n * tf.range(rows)[:, None]
-        summed = tf.math.unsorted_segment_sum(
-            tf.reshape(upstream, [-1]), tf.reshape(targets, [-1]), rows * n
-        )
-        return tf.reshape(summed, tf.shape(upstream))
+        return _permutation_transpose(upstream, columns)
 
     return values, grad
+
+
+@tf.custom_gradient
+def _sort_rows_values_first(x: tf.Tensor) -> tf.Tensor:
+    """Values-only forward; a gradient, if asked, recomputes the permutation."""
+
+    def grad(upstream: tf.Tensor) -> tf.Tensor:
+        return _permutation_transpose(upstream, _sort_with_permutation(x)[1])
+
+    return _sort_values(x), grad
 
 
 @tf.autograph.experimental.do_not_convert
@@ -131,7 +173,10 @@ def sort_rows(x: tf.Tensor) -> tf.Tensor:
     """Sort each row of a 2-D tensor in ascending order (= ``tf.sort(x, -1)``).
 
     Differentiable (the gradient is the permutation's transpose); float32 via
-    the packed bitonic network, other dtypes fall back to ``tf.sort``.
+    the packed bitonic network, other dtypes fall back to ``tf.sort``. When no
+    gradient tape is recording (inference, e.g. the grid of a surface
+    extraction) the network sorts the float values alone, without the column
+    indices.
 
     Args:
         x: ``(m, n)``, ``n`` known statically.
@@ -144,6 +189,8 @@ def sort_rows(x: tf.Tensor) -> tf.Tensor:
         return tf.sort(x, axis=-1)
     if x.shape[-1] == 1:
         return x
+    if not record.could_possibly_record():  # inference: no tape is recording
+        return _sort_rows_values_first(x)
     return _sort_rows_float32(x)
 
 
