@@ -45,9 +45,9 @@ from kocc.export import (
     save_for_serving,
     vanilla_network,
 )
-from kocc.models import OCSDF
 from kocc.safe_output import output_directory
 from kocc.sampling import Ball, Box, Domain
+from kocc.training import train_ocsdf
 
 #: Files of a saved estimator directory.
 PARAMS_FILE = "params.json"
@@ -254,25 +254,25 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
         )
         domain = self._build_domain(x)
         network = lipschitz_mlp(x.shape[1], tuple(self.widths), self.activation, seed)
-        model = OCSDF(
-            network,
-            domain,
-            margin=float(self.margin),
-            lam=float(self.lam),
-            nr_steps=int(self.nr_steps),
-            warmup_epochs=int(self.warmup_epochs),
-            seed=seed,
-        )
-        model.compile(optimizer=tf.keras.optimizers.Adam(float(self.learning_rate)))
-        # creating the optimizer's variables inside the first traced step would
-        # make TensorFlow trace the training step twice
-        model.optimizer.build(model.optimized_variables())
         data = (
             tf.data.Dataset.from_tensor_slices(x)
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
             .batch(int(self.batch_size))
         )
-        model.fit(data, epochs=int(self.epochs), verbose=int(self.verbose))
+        train_ocsdf(  # the one training path (kocc.training)
+            network,
+            domain,
+            data,
+            epochs=int(self.epochs),
+            verbose=int(self.verbose),
+            margin=float(self.margin),
+            lam=float(self.lam),
+            nr_steps=int(self.nr_steps),
+            warmup_epochs=int(self.warmup_epochs),
+            optimizer="adam",
+            learning_rate=float(self.learning_rate),
+            seed=seed,
+        )
         self.network_ = network
         self.domain_ = domain
         self.lipschitz_constant_ = _proven_lipschitz(network)

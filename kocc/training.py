@@ -54,19 +54,21 @@ def make_optimizer(
     (``PolynomialDecay(power=1)``) and stays there.
 
     Raises:
-        ValueError: unknown ``name``, a rate that is not finite and > 0, or a
-            decay without ``decay_steps >= 1``.
+        ValueError: unknown ``name``, a rate that is not finite and > 0 (>= 0
+            for the final rate), or a decay without ``decay_steps >= 1``.
     """
     if name not in OPTIMIZERS:
         raise ValueError(
             f"unknown optimizer {name!r}: expected one of {sorted(OPTIMIZERS)}"
         )
-    for key, value in (
-        ("learning_rate", learning_rate),
-        ("final_learning_rate", final_learning_rate),
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
+    if final_learning_rate is not None and not (
+        math.isfinite(final_learning_rate) and final_learning_rate >= 0
     ):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{key} must be finite and > 0, got {value!r}")
+        raise ValueError(
+            f"final_learning_rate must be finite and >= 0, got {final_learning_rate!r}"
+        )
     rate: Any = float(learning_rate)
     if final_learning_rate is not None:
         if decay_steps is None or int(decay_steps) < 1:

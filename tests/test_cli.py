@@ -65,11 +65,26 @@ def test_default_recipe_separates_two_moons_from_far_uniform_points(tmp_path):
 
 def test_benchmark_rejects_a_recipe_that_is_not_a_benchmark(capsys):
     assert main(["benchmark", DEFAULT]) == EXIT_USAGE
-    assert "not a benchmark" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a kind that kocc benchmark runs (" in err
+    assert "a kind: toy recipe runs with kocc train" in err
+
+
+def test_train_refuses_a_tabular_recipe_and_names_the_command(capsys):
+    assert main(["train", "recipes/tabular_odds.yaml"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "a kind that kocc train runs (toy)" in err
+    assert "kind: tabular recipe runs with kocc benchmark" in err
+
+
+def test_surface_refuses_a_toy_recipe(capsys, tmp_path):
+    code = main(["surface", "nope.off", "--recipe", DEFAULT, "--out", str(tmp_path)])
+    assert code == EXIT_USAGE
+    assert "runs with kocc train" in capsys.readouterr().err
 
 
 def test_benchmark_unknown_key_exits_2(capsys):
-    code = main(["benchmark", "recipes/tabular_odds.yaml", "--set", "ocsdf.widthz=[8]"])
+    code = main(["benchmark", "recipes/tabular_odds.yaml", "--set", "model.widthz=[8]"])
     assert code == EXIT_USAGE
     assert "widthz" in capsys.readouterr().err
 
@@ -88,11 +103,11 @@ def test_benchmark_runs_a_small_tabular_recipe_end_to_end(tmp_path):
             "--set",
             "runs=1",
             "--set",
-            "ocsdf.steps=30",
+            "training.steps=30",
             "--set",
-            "ocsdf.margins=[0.2]",
+            "training.margins=[0.2]",
             "--set",
-            "ocsdf.widths=[16]",
+            "model.widths=[16]",
         ]
     )
     assert code == EXIT_OK

@@ -23,6 +23,7 @@ from kocc.experiments.image_benchmark import (
     _seeded_subset,
     run_image_benchmark,
 )
+from kocc.experiments.recipes import RecipeError
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -185,14 +186,16 @@ def test_recipes_validate_and_state_the_paper_settings():
 @pytest.mark.parametrize(
     "patch, message",
     [
-        ({"traning": {}}, "unknown key"),
+        ({"traning": {}}, "'traning': expected a known key.*valid keys"),
         ({"data": {"dataset": "svhn"}}, "unknown image data set"),
         ({"data": {"normal_class": 10}}, "does not exist"),
         ({"data": {"normal_class": []}}, "empty list"),
         ({"data": {"cifar_train_fraction": 1.0}}, "cifar_train_fraction"),
         ({"training": {"epochs": 0}}, "training.epochs"),
-        ({"training": {"optimizer": "sgd"}}, "optimizer"),
-        ({"training": {"margin": -1}}, "training.margin"),
+        ({"training": {"optimizer": "adamw"}}, "'training.optimizer': expected one of"),
+        ({"training": {"margin": -1}}, "'training.margin': expected a finite"),
+        ({"training": {"learning_rate": float("nan")}}, "training.learning_rate"),
+        ({"training": {"warmup_epochs": 80}}, "training.warmup_epochs"),
         ({"model": {"widths": [[8], []]}}, "empty stage"),
         ({"model": {"widths": [8, 16]}}, "list of stages"),
         ({"model": {"architecture": "mlp", "widths": [[8]]}}, "list of layer"),
@@ -200,14 +203,16 @@ def test_recipes_validate_and_state_the_paper_settings():
         ({"model": {"widths": []}}, "non-empty list"),
         ({"evaluation": {"epsilons_255": [-8]}}, "epsilons_255"),
         ({"evaluation": {"attack": {"steps": 0}}}, "attack.steps"),
-        ({"baselines": {"lof": {}}}, "unknown key"),
-        ({"baselines": {"ocsvm": {"bogus": 1}}}, "bad option"),
+        ({"baselines": {"lof": {}}}, "'baselines.lof': expected a known baseline"),
+        ({"baselines": {"ocsvm": {"bogus": 1}}}, "'baselines.ocsvm'"),
+        ({"deep_svdd": {}}, "'deep_svdd': expected a known key"),
+        ({"baselines": {"deep_svdd": {"epochs": 0}}}, "baselines.deep_svdd.epochs"),
         ({"synthesis": {"n": -1}}, "synthesis.n"),
         ({"domain": {"kind": "ball"}}, "domain.kind"),
     ],
 )
 def test_invalid_recipes_name_the_problem(patch, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RecipeError, match=message):
         ImageBenchmarkConfig.from_dict(patch)
 
 

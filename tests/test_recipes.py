@@ -1,10 +1,15 @@
+from pathlib import Path
+
 import pytest
 
 from kocc.experiments.recipes import (
+    COMMANDS,
+    SCHEMAS,
     RecipeError,
     ToyRecipe,
     load_recipe,
     parse_overrides,
+    schema,
 )
 
 DEFAULT = "recipes/toy2d_two_moons.yaml"
@@ -66,3 +71,78 @@ def test_unknown_kind_and_bad_yaml_are_reported(tmp_path):
 def test_override_without_equals_sign_is_rejected():
     with pytest.raises(RecipeError, match="key.sub=value"):
         parse_overrides(["training.steps"])
+
+
+# ------------------------------------------------- one schema for every kind
+RECIPES = sorted(Path(__file__).resolve().parents[1].glob("recipes/*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_through_the_one_loader(path):
+    recipe = load_recipe(path)
+    assert recipe.kind in SCHEMAS
+    assert type(recipe) is schema(recipe.kind)
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "expected", "given"),
+    [
+        ("training.learning_rate=-1", "training.learning_rate", "> 0", -1.0),
+        ("training.learning_rate=.nan", "training.learning_rate", "finite", "nan"),
+        ("training.margin=.inf", "training.margin", "finite", "inf"),
+        ("training.steps=10000001", "training.steps", "at most 1e+07", 10000001),
+        ("training.epochs=3000", "training.epochs", "at most training.steps", 3000),
+        ("data.n_train=1", "data.n_train", ">= 2", 1),
+        ("data.n_train=100", "data.n_train", "at least one batch", 100),
+        ("evaluation.grid_size=0", "evaluation.grid_size", ">= 2", 0),
+        ("model.widths=[8, 0]", "model.widths[1]", ">= 1", 0),
+        ("model.activation=relu", "model.activation", "groupsort", "relu"),
+        ("domain.high=-6", "domain.high", "> domain.low", -6.0),
+    ],
+)
+def test_out_of_range_values_are_refused_before_training(
+    override, key, expected, given
+):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(DEFAULT, [override])
+    assert err.value.key == key
+    assert expected in err.value.expected
+    assert str(err.value.given) == str(given)
+    assert str(err.value).startswith(f"recipe key {key!r}: expected ")
+
+
+def test_long_runs_need_an_explicit_opt_in():
+    recipe = load_recipe(
+        DEFAULT, ["training.steps=20000000", "training.allow_long_runs=true"]
+    )
+    assert recipe.training.steps == 20_000_000
+
+
+def test_unknown_key_error_carries_the_valid_keys():
+    with pytest.raises(RecipeError) as err:
+        load_recipe(DEFAULT, ["training.stepz=5"])
+    assert err.value.key == "training.stepz"
+    assert "learning_rate" in err.value.valid
+    assert "valid keys in training:" in str(err.value)
+
+
+def test_surface_resolution_is_validated_by_the_same_mechanism():
+    with pytest.raises(RecipeError, match=r"'extraction.resolution': expected an "):
+        load_recipe("recipes/surface_modelnet.yaml", ["extraction.resolution=1"])
+
+
+def test_every_kind_shares_the_optimizer_choices_and_description():
+    for path in ("recipes/tabular_odds.yaml", "recipes/mnist_one_class_cpu.yaml"):
+        recipe = load_recipe(path, ["training.optimizer=sgd", "description=x"])
+        assert recipe.training.optimizer == "sgd"
+    with pytest.raises(RecipeError, match="'training.optimizer': expected one of"):
+        load_recipe("recipes/surface_modelnet.yaml", ["training.optimizer=adamw"])
+
+
+def test_a_command_refuses_kinds_it_does_not_run_and_names_the_one_that_does():
+    with pytest.raises(RecipeError) as err:
+        load_recipe("recipes/tabular_odds.yaml", kinds=("toy",), command="kocc train")
+    assert err.value.key == "kind"
+    assert "kocc train runs (toy)" in str(err.value)
+    assert "runs with kocc benchmark" in str(err.value)
+    assert set(COMMANDS) == set(SCHEMAS)

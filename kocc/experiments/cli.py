@@ -99,11 +99,13 @@ def _add_surface_command(sub: argparse._SubParsersAction) -> None:
 def _cmd_surface(args: argparse.Namespace) -> int:
     import json
 
-    from kocc.experiments.recipes import load_recipe_data, parse_overrides
+    from kocc.experiments.recipes import check_kind, load_recipe_data, parse_overrides
     from kocc.experiments.surface_pipeline import run_surface
 
     if args.recipe:
         config = load_recipe_data(args.recipe, args.overrides)
+        config.setdefault("kind", "surface")
+        check_kind(config, ["surface"], "kocc surface")
     else:
         config = parse_overrides(args.overrides)
     metrics = run_surface(args.input, args.out, config)
@@ -127,16 +129,11 @@ def _benchmark_runners(recipe_path: str) -> dict:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from kocc.experiments.recipes import RecipeError, load_recipe_data
+    from kocc.experiments.recipes import check_kind, load_recipe_data
 
     data = load_recipe_data(args.recipe, args.overrides)
     runners = _benchmark_runners(args.recipe)
-    kind = data.get("kind")
-    if kind not in runners:
-        raise RecipeError(
-            f"recipe kind {kind!r} is not a benchmark: expected one of "
-            f"{sorted(runners)}"
-        )
+    kind = check_kind(data, list(runners), "kocc benchmark")
     out = Path(args.out) if args.out else Path("runs") / str(data.get("name", kind))
     runners[kind](data, out)
     print(f"wrote the benchmark tables to {out}/")
@@ -223,15 +220,10 @@ def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kocc.experiments.recipes import RecipeError, ToyRecipe, load_recipe
+    from kocc.experiments.recipes import load_recipe
     from kocc.experiments.toy_experiment import run_toy
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    if not isinstance(recipe, ToyRecipe):
-        raise RecipeError(
-            f"kocc train runs kind: toy recipes; a kind: {recipe.kind} recipe runs "
-            "with kocc benchmark"
-        )
+    recipe = load_recipe(args.recipe, args.overrides, ("toy",), "kocc train")
     out = Path(args.out) if args.out else Path("runs") / recipe.name
     metrics = run_toy(recipe, out)
     print(f"wrote {out}/metrics.json, {out}/level_sets.png, {out}/model.keras")

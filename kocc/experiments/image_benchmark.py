@@ -45,9 +45,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
-from sklearn.svm import OneClassSVM
 
 from kocc.architectures import (
     PAPER_MLP_WIDTHS,
@@ -57,17 +55,30 @@ from kocc.architectures import (
 )
 from kocc.attacks import attacked_auroc
 from kocc.baselines.deep_svdd import DeepSVDD
+from kocc.baselines.detectors import Detector
 from kocc.datasets.images import (
     PIXEL_DOMAIN_BOUNDS,
     ImageDatasetSpec,
     image_spec,
     load_image_arrays,
 )
+from kocc.experiments.recipes import (
+    ACTIVATION_RULE,
+    OPTIMIZER_CHOICES,
+    RecipeError,
+    at_least,
+    from_dict,
+    non_negative,
+    one_of,
+    open_fraction,
+    positive,
+)
 from kocc.generation import save_image_grid, synthesize
 from kocc.image_prior import GradedBox
 from kocc.metrics import certified_auroc
 from kocc.models import OCSDF
 from kocc.sampling import Box
+from kocc.training import compile_ocsdf, fit_ocsdf
 
 #: Table 3 of the paper (MNIST, AUROC %): reference only, never computed with.
 PAPER_TABLE3_MNIST = {
@@ -79,44 +90,7 @@ PAPER_TABLE3_MNIST = {
     "isolation_forest_mean": 92.3,
 }
 
-_META_KEYS = {"kind", "benchmark", "name", "description"}
 BASELINES = ("ocsvm", "isolation_forest", "deep_svdd")
-
-
-# ------------------------------------------------------------------- validation
-def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    if not isinstance(section, Mapping):
-        raise ValueError(f"{where} must be a mapping, got {type(section).__name__}")
-    unknown = set(section) - allowed
-    if unknown:
-        raise ValueError(
-            f"unknown key(s) {sorted(unknown)} in {where}; allowed: {sorted(allowed)}"
-        )
-
-
-def _int(value: Any, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if not (isinstance(value, float) and value.is_integer()):
-            raise ValueError(f"{what} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(value: Any, what: str, positive: bool = True) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} must be a number, got {value!r}") from err
-    if not np.isfinite(number) or (positive and number <= 0) or number < 0:
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{what} must be finite and {bound}, got {value!r}")
-    return number
-
-
-def _optional_int(value: Any, what: str) -> int | None:
-    return None if value is None else _int(value, what)
 
 
 # ----------------------------------------------------------------------- config
@@ -138,54 +112,48 @@ class DataSettings:
     """
 
     dataset: str = "mnist"
-    normal_class: int | list[int] | None = None
+    normal_class: Any = None
     data_dir: str | None = None
     tfds_dir: str | None = None
-    source: str = "local"
-    max_train: int | None = None
-    max_test: int | None = None
-    cifar_train_fraction: float = 0.5
+    source: str = field(default="local", metadata=one_of("local", "tfds"))
+    max_train: int | None = field(default=None, metadata=at_least(1))
+    max_test: int | None = field(default=None, metadata=at_least(1))
+    cifar_train_fraction: float = field(default=0.5, metadata=open_fraction())
 
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> DataSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "data")
-        settings = cls(**section)
-        spec = image_spec(settings.dataset)
-        settings.dataset = spec.name
-        if settings.source not in ("local", "tfds"):
-            raise ValueError(
-                f"data.source must be 'local' or 'tfds', got {settings.source!r}"
-            )
-        settings.normal_class = _normal_classes(settings.normal_class, spec)
-        settings.max_train = _optional_int(settings.max_train, "data.max_train")
-        settings.max_test = _optional_int(settings.max_test, "data.max_test")
-        fraction = _float(settings.cifar_train_fraction, "data.cifar_train_fraction")
-        if not fraction < 1:
-            raise ValueError(
-                f"data.cifar_train_fraction must be in (0, 1), got {fraction}"
-            )
-        settings.cifar_train_fraction = fraction
-        return settings
+    def validate(self, key: str) -> None:
+        try:
+            spec = image_spec(self.dataset)
+        except ValueError as err:
+            raise RecipeError(
+                key=f"{key}.dataset", expected=str(err), given=self.dataset
+            ) from err
+        self.dataset = spec.name
+        self.normal_class = _normal_classes(self.normal_class, spec, key)
 
 
-def _normal_classes(value: Any, spec: ImageDatasetSpec) -> list[int]:
+def _normal_classes(value: Any, spec: ImageDatasetSpec, key: str) -> list[int]:
+    key = f"{key}.normal_class"
     if value is None:
         return list(range(spec.num_classes))
     values = [value] if not isinstance(value, (list, tuple)) else list(value)
     if not values:
-        raise ValueError("data.normal_class is an empty list")
+        raise RecipeError(key=key, expected="a class, not an empty list", given=[])
     classes = []
     for item in values:
         if isinstance(item, str) and item in spec.class_names:
             item = spec.class_names.index(item)
-        k = _int(item, "data.normal_class", minimum=0)
-        if k >= spec.num_classes:
-            raise ValueError(
-                f"data.normal_class {k} does not exist: {spec.name} has classes "
-                f"0..{spec.num_classes - 1}"
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise RecipeError(
+                key=key, expected="a class index >= 0 or a class name", given=item
             )
-        classes.append(k)
+        if item >= spec.num_classes:
+            raise RecipeError(
+                key=key,
+                expected=f"a class of {spec.name}, which has classes 0.."
+                f"{spec.num_classes - 1} (class {item} does not exist)",
+                given=item,
+            )
+        classes.append(item)
     return classes
 
 
@@ -194,6 +162,12 @@ ARCHITECTURES = {
     "vgg": (lipschitz_vgg, PAPER_VGG_WIDTHS),
     "mlp": (lipschitz_mlp, PAPER_MLP_WIDTHS),
 }
+
+
+def _positive_ints(values: Any) -> bool:
+    return all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in values
+    )
 
 
 @dataclass
@@ -212,51 +186,39 @@ class ModelSettings:
         activation: ``groupsort2`` (paper), ``fullsort``, ``groupsort<k>``.
     """
 
-    architecture: str = "vgg"
-    widths: list | None = None
-    activation: str = "groupsort2"
+    architecture: str = field(default="vgg", metadata=one_of(*ARCHITECTURES))
+    widths: Any = None
+    activation: str = field(default="groupsort2", metadata=ACTIVATION_RULE)
 
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> ModelSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "model")
-        settings = cls(**section)
-        if settings.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"model.architecture must be one of {sorted(ARCHITECTURES)}, got "
-                f"{settings.architecture!r}"
-            )
-        widths = settings.widths
+    def validate(self, key: str) -> None:
+        key = f"{key}.widths"
+        widths = self.widths
         if widths is None:
-            widths = ARCHITECTURES[settings.architecture][1]
-        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-            widths = None
-        if not widths:
-            raise ValueError(
-                f"model.widths must be a non-empty list, got {settings.widths!r}"
-            )
-        if settings.architecture == "mlp":
-            if any(isinstance(w, Sequence) for w in widths):
-                raise ValueError(
-                    "model.widths of the mlp architecture is a list of layer "
-                    f"widths such as [512, 512], got {widths!r}"
+            widths = ARCHITECTURES[self.architecture][1]
+        if not isinstance(widths, (list, tuple)) or not widths:
+            raise RecipeError(key=key, expected="a non-empty list", given=self.widths)
+        if self.architecture == "mlp":
+            if not _positive_ints(widths):
+                raise RecipeError(
+                    key=key,
+                    expected="a list of layer widths such as [512, 512] (mlp)",
+                    given=widths,
                 )
-            settings.widths = [_int(w, "model.widths entries") for w in widths]
-            return settings
-        if not all(
-            isinstance(stage, Sequence) and not isinstance(stage, str)
-            for stage in widths
-        ):
-            raise ValueError(
-                "model.widths of the vgg architecture is a list of stages such as "
-                f"[[8, 8], [16, 16], [16]], got {widths!r}"
+            self.widths = list(widths)
+            return
+        if not all(isinstance(stage, (list, tuple)) for stage in widths):
+            raise RecipeError(
+                key=key,
+                expected="a list of stages such as [[8, 8], [16, 16], [16]] (vgg)",
+                given=widths,
             )
-        settings.widths = [
-            [_int(w, "model.widths entries") for w in stage] for stage in widths
-        ]
-        if any(not stage for stage in settings.widths):
-            raise ValueError(f"model.widths has an empty stage: {widths!r}")
-        return settings
+        if any(not stage or not _positive_ints(stage) for stage in widths):
+            raise RecipeError(
+                key=key,
+                expected="stages of widths >= 1, none of them an empty stage",
+                given=widths,
+            )
+        self.widths = [list(stage) for stage in widths]
 
     def build(self, image_shape: Sequence[int], seed: int) -> tf.keras.Model:
         """The 1-Lipschitz network on images of ``image_shape``."""
@@ -282,19 +244,7 @@ class DomainSettings:
             negative, a deviation used by the CPU profiles).
     """
 
-    kind: str = "box"
-
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> DomainSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "domain")
-        settings = cls(**section)
-        if settings.kind not in DOMAIN_KINDS:
-            raise ValueError(
-                f"domain.kind must be one of {sorted(DOMAIN_KINDS)}, got "
-                f"{settings.kind!r}"
-            )
-        return settings
+    kind: str = field(default="box", metadata=one_of(*DOMAIN_KINDS))
 
     def build(self, image_shape: Sequence[int]) -> Box:
         """The domain over images of ``image_shape``."""
@@ -312,51 +262,26 @@ class TrainingSettings:
         nr_steps: Newton-Raphson steps T (paper: 16).
         epochs: epochs (paper: 70).
         warmup_epochs: first epochs with T = 0 (paper: 10).
-        optimizer: ``rmsprop`` (paper) or ``adam``.
+        optimizer: ``rmsprop`` (paper), ``adam`` or ``sgd``.
         learning_rate: initial rate (paper: 1e-3).
         final_learning_rate: rate reached linearly at the last step (paper 1e-6).
         updates_per_sampling: parameter updates per negative sampling.
         negatives_per_batch: negatives per step (``None``: batch size).
     """
 
-    margin: float = 0.02 * float(np.sqrt(28 * 28 * 2))
-    lam: float = 200.0
-    batch_size: int = 128
-    nr_steps: int = 16
-    epochs: int = 70
-    warmup_epochs: int = 10
-    optimizer: str = "rmsprop"
-    learning_rate: float = 1e-3
-    final_learning_rate: float = 1e-6
-    updates_per_sampling: int = 1
-    negatives_per_batch: int | None = None
-
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> TrainingSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "training")
-        s = cls(**section)
-        s.margin = _float(s.margin, "training.margin")
-        s.lam = _float(s.lam, "training.lam")
-        s.batch_size = _int(s.batch_size, "training.batch_size")
-        s.nr_steps = _int(s.nr_steps, "training.nr_steps", minimum=0)
-        s.epochs = _int(s.epochs, "training.epochs")
-        s.warmup_epochs = _int(s.warmup_epochs, "training.warmup_epochs", minimum=0)
-        if s.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(
-                f"training.optimizer must be 'rmsprop' or 'adam', got {s.optimizer!r}"
-            )
-        s.learning_rate = _float(s.learning_rate, "training.learning_rate")
-        s.final_learning_rate = _float(
-            s.final_learning_rate, "training.final_learning_rate", positive=False
-        )
-        s.updates_per_sampling = _int(
-            s.updates_per_sampling, "training.updates_per_sampling"
-        )
-        s.negatives_per_batch = _optional_int(
-            s.negatives_per_batch, "training.negatives_per_batch"
-        )
-        return s
+    margin: float = field(
+        default=0.02 * float(np.sqrt(28 * 28 * 2)), metadata=positive()
+    )
+    lam: float = field(default=200.0, metadata=positive())
+    batch_size: int = field(default=128, metadata=at_least(1))
+    nr_steps: int = field(default=16, metadata=at_least(0))
+    epochs: int = field(default=70, metadata=at_least(1))
+    warmup_epochs: int = field(default=10, metadata=at_least(0))
+    optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
+    learning_rate: float = field(default=1e-3, metadata=positive())
+    final_learning_rate: float = field(default=1e-6, metadata=non_negative())
+    updates_per_sampling: int = field(default=1, metadata=at_least(1))
+    negatives_per_batch: int | None = field(default=None, metadata=at_least(1))
 
 
 @dataclass
@@ -375,28 +300,12 @@ class AttackSettings:
     """
 
     enabled: bool = True
-    steps: int = 20
-    restarts: int = 3
-    rel_stepsize: float = 0.25
-    max_normal: int | None = 500
-    max_anomalous: int | None = 500
-    batch_size: int = 256
-
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> AttackSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "evaluation.attack")
-        s = cls(**section)
-        s.enabled = bool(s.enabled)
-        s.steps = _int(s.steps, "evaluation.attack.steps")
-        s.restarts = _int(s.restarts, "evaluation.attack.restarts")
-        s.rel_stepsize = _float(s.rel_stepsize, "evaluation.attack.rel_stepsize")
-        s.max_normal = _optional_int(s.max_normal, "evaluation.attack.max_normal")
-        s.max_anomalous = _optional_int(
-            s.max_anomalous, "evaluation.attack.max_anomalous"
-        )
-        s.batch_size = _int(s.batch_size, "evaluation.attack.batch_size")
-        return s
+    steps: int = field(default=20, metadata=at_least(1))
+    restarts: int = field(default=3, metadata=at_least(1))
+    rel_stepsize: float = field(default=0.25, metadata=positive())
+    max_normal: int | None = field(default=500, metadata=at_least(1))
+    max_anomalous: int | None = field(default=500, metadata=at_least(1))
+    batch_size: int = field(default=256, metadata=at_least(1))
 
 
 @dataclass
@@ -409,18 +318,16 @@ class EvaluationSettings:
         attack: :class:`AttackSettings`.
     """
 
-    epsilons_255: list[float] = field(default_factory=lambda: [8.0, 16.0, 36.0, 72.0])
+    epsilons_255: list[float] = field(
+        default_factory=lambda: [8.0, 16.0, 36.0, 72.0], metadata=positive()
+    )
     attack: AttackSettings = field(default_factory=AttackSettings)
 
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> EvaluationSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "evaluation")
-        eps = section.get("epsilons_255", [8.0, 16.0, 36.0, 72.0])
-        if not isinstance(eps, Sequence) or isinstance(eps, str) or not eps:
-            raise ValueError(f"evaluation.epsilons_255 must be a list, got {eps!r}")
-        eps = [_float(e, "evaluation.epsilons_255 entries") for e in eps]
-        return cls(eps, AttackSettings.from_dict(section.get("attack")))
+    def validate(self, key: str) -> None:
+        if not self.epsilons_255:
+            raise RecipeError(
+                key=f"{key}.epsilons_255", expected="a non-empty list", given=[]
+            )
 
     @property
     def epsilons(self) -> np.ndarray:
@@ -439,27 +346,11 @@ class DeepSVDDSettings:
         weight_decay: lambda (paper: 0.5e-6).
     """
 
-    epochs: int = 150
-    pretrain_epochs: int = 250
-    batch_size: int = 200
-    learning_rate: float = 1e-4
-    weight_decay: float = 5e-7
-
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> DeepSVDDSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "baselines.deep_svdd")
-        s = cls(**section)
-        s.epochs = _int(s.epochs, "baselines.deep_svdd.epochs")
-        s.pretrain_epochs = _int(
-            s.pretrain_epochs, "baselines.deep_svdd.pretrain_epochs", minimum=0
-        )
-        s.batch_size = _int(s.batch_size, "baselines.deep_svdd.batch_size")
-        s.learning_rate = _float(s.learning_rate, "baselines.deep_svdd.learning_rate")
-        s.weight_decay = _float(
-            s.weight_decay, "baselines.deep_svdd.weight_decay", positive=False
-        )
-        return s
+    epochs: int = field(default=150, metadata=at_least(1))
+    pretrain_epochs: int = field(default=250, metadata=at_least(0))
+    batch_size: int = field(default=200, metadata=at_least(1))
+    learning_rate: float = field(default=1e-4, metadata=positive())
+    weight_decay: float = field(default=5e-7, metadata=non_negative())
 
 
 @dataclass
@@ -471,84 +362,96 @@ class SynthesisSettings:
         steps: Newton-Raphson steps (paper: 64).
     """
 
-    n: int = 0
-    steps: int = 64
-
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> SynthesisSettings:
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "synthesis")
-        return cls(
-            _int(section.get("n", 0), "synthesis.n", minimum=0),
-            _int(section.get("steps", 64), "synthesis.steps"),
-        )
+    n: int = field(default=0, metadata=at_least(0))
+    steps: int = field(default=64, metadata=at_least(1))
 
 
 @dataclass
 class ImageBenchmarkConfig:
-    """A validated image benchmark recipe (see docs/images.md, "Recipe").
+    """``kind: images``: a validated image benchmark recipe (docs/images.md).
 
-    Top-level keys: ``kind`` / ``benchmark`` / ``name`` / ``description`` (free
-    text), ``seed`` (class ``k`` trains with seed ``seed + k``), ``data``,
-    ``model``, ``domain``, ``training``, ``evaluation``, ``baselines`` (a mapping from
+    Top-level keys: ``kind``, ``name``, ``description`` (free text), ``seed``
+    (class ``k`` trains with seed ``seed + k``), ``data``, ``model``,
+    ``domain``, ``training``, ``evaluation``, ``baselines`` (a mapping from
     ``ocsvm`` / ``isolation_forest`` / ``deep_svdd`` to its options; absent key =
     default set of all three, an empty mapping = none), ``synthesis``.
     """
 
+    kind: str = field(default="images", metadata=one_of("images"))
+    benchmark: str = ""
     name: str = "image_one_class"
-    seed: int = 0
+    description: str = ""
+    seed: int = field(default=0, metadata=at_least(0))
     data: DataSettings = field(default_factory=DataSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     domain: DomainSettings = field(default_factory=DomainSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
-    baselines: dict[str, dict[str, Any]] = field(
+    baselines: dict[str, Any] | None = field(
         default_factory=lambda: {name: {} for name in BASELINES}
     )
-    deep_svdd: DeepSVDDSettings = field(default_factory=DeepSVDDSettings)
+    #: ``baselines.deep_svdd`` validated (set from ``baselines``, not a key)
+    deep_svdd: DeepSVDDSettings = field(
+        default_factory=DeepSVDDSettings, metadata={"derived": True}
+    )
     synthesis: SynthesisSettings = field(default_factory=SynthesisSettings)
+
+    def validate(self, key: str) -> None:
+        if self.baselines is None:
+            self.baselines = {name: {} for name in BASELINES}
+        unknown = [name for name in self.baselines if name not in BASELINES]
+        if unknown:
+            raise RecipeError(
+                key=f"baselines.{unknown[0]}",
+                expected="a known baseline",
+                given=unknown[0],
+                valid=list(BASELINES),
+            )
+        self.baselines = {name: dict(o or {}) for name, o in self.baselines.items()}
+        for name in ("ocsvm", "isolation_forest"):
+            if name in self.baselines:
+                try:
+                    _make_sklearn_baseline(name, self.baselines[name], 0)
+                except (TypeError, ValueError) as err:
+                    raise RecipeError(
+                        key=f"baselines.{name}",
+                        expected=f"options of the scikit-learn detector ({err})",
+                        given=self.baselines[name],
+                    ) from err
+        self.deep_svdd = from_dict(
+            DeepSVDDSettings, self.baselines.get("deep_svdd"), "baselines.deep_svdd."
+        )
+        if self.training.warmup_epochs > self.training.epochs:
+            raise RecipeError(
+                key="training.warmup_epochs",
+                expected=f"at most training.epochs = {self.training.epochs}",
+                given=self.training.warmup_epochs,
+            )
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> ImageBenchmarkConfig:
-        """Validate a recipe dictionary.
+        """Validate a recipe mapping (:func:`kocc.experiments.recipes.from_dict`).
 
         Raises:
-            ValueError: on an unknown key, a value of the wrong type or range,
-                an unknown data set, class or baseline (the message names it).
+            RecipeError: naming the key path, what was expected and what was
+                given: an unknown key, a value of the wrong type or range, an
+                unknown data set, class or baseline.
         """
         if not isinstance(config, Mapping):
-            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
-        sections = {"data", "model", "domain", "training", "evaluation", "baselines"}
-        _check_keys(config, sections | {"synthesis", "seed"} | _META_KEYS, "the recipe")
-        baselines = config.get("baselines")
-        if baselines is None:
-            baselines = {name: {} for name in BASELINES}
-        _check_keys(baselines, set(BASELINES), "baselines")
-        baselines = {name: dict(opts or {}) for name, opts in baselines.items()}
-        for name in ("ocsvm", "isolation_forest"):
-            if name in baselines:
-                _make_sklearn_baseline(name, baselines[name], 0)  # validates options
-        return cls(
-            name=str(config.get("name", "image_one_class")),
-            seed=_int(config.get("seed", 0), "seed", minimum=0),
-            data=DataSettings.from_dict(config.get("data")),
-            model=ModelSettings.from_dict(config.get("model")),
-            domain=DomainSettings.from_dict(config.get("domain")),
-            training=TrainingSettings.from_dict(config.get("training")),
-            evaluation=EvaluationSettings.from_dict(config.get("evaluation")),
-            baselines=baselines,
-            deep_svdd=DeepSVDDSettings.from_dict(baselines.get("deep_svdd")),
-            synthesis=SynthesisSettings.from_dict(config.get("synthesis")),
-        )
+            raise RecipeError(key="recipe", expected="a mapping", given=config)
+        return from_dict(cls, dict(config))
+
+
+#: This benchmark's settings of the scikit-learn detectors, under the recipe's.
+DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ocsvm": {"nu": 0.1, "gamma": "scale"},
+    "isolation_forest": {"n_estimators": 100},
+}
 
 
 def _make_sklearn_baseline(name: str, options: Mapping[str, Any], seed: int):
-    try:
-        if name == "ocsvm":
-            return OneClassSVM(**{"nu": 0.1, "gamma": "scale", **options})
-        return IsolationForest(**{"n_estimators": 100, "random_state": seed, **options})
-    except TypeError as err:
-        raise ValueError(f"bad option for baseline {name!r}: {err}") from err
+    """A detector of :mod:`kocc.baselines.detectors` (higher = more normal)."""
+    return Detector(name, seed=seed, **{**DETECTOR_DEFAULTS[name], **options})
 
 
 # -------------------------------------------------------------------- protocol
@@ -682,7 +585,7 @@ def build_ocsdf(
     tf.keras.utils.set_random_seed(seed)
     backbone = model.build(image_shape, seed)
     domain = domain or DomainSettings()
-    ocsdf = OCSDF(
+    return compile_ocsdf(
         backbone,
         domain.build(image_shape),
         margin=training.margin,
@@ -691,20 +594,12 @@ def build_ocsdf(
         warmup_epochs=training.warmup_epochs,
         updates_per_sampling=training.updates_per_sampling,
         negatives_per_batch=training.negatives_per_batch,
+        optimizer=training.optimizer,
+        learning_rate=training.learning_rate,
+        final_learning_rate=training.final_learning_rate,
+        decay_steps=max(1, training.epochs * steps_per_epoch),
         seed=seed,
     )
-    schedule = tf.keras.optimizers.schedules.PolynomialDecay(
-        training.learning_rate,
-        decay_steps=max(1, training.epochs * steps_per_epoch),
-        end_learning_rate=training.final_learning_rate,
-        power=1.0,
-    )
-    if training.optimizer == "adam":
-        optimizer = tf.keras.optimizers.Adam(schedule)
-    else:
-        optimizer = tf.keras.optimizers.RMSprop(schedule)
-    ocsdf.compile(optimizer=optimizer)
-    return ocsdf
 
 
 def train_ocsdf(
@@ -720,8 +615,8 @@ def train_ocsdf(
     ocsdf = build_ocsdf(
         x_train.shape[1:], model, training, steps_per_epoch, seed, domain
     )
-    ocsdf.fit(
-        x_train, batch_size=batch_size, epochs=training.epochs, shuffle=True, verbose=0
+    fit_ocsdf(
+        ocsdf, x_train, epochs=training.epochs, batch_size=batch_size, shuffle=True
     )
     return ocsdf
 
@@ -946,8 +841,7 @@ def _evaluate_class(
             baseline_scores = svdd.score_samples(split.x_test)
         else:
             estimator = _make_sklearn_baseline(name, config.baselines[name], seed)
-            estimator.fit(flat_train)
-            baseline_scores = estimator.score_samples(flat_test)
+            baseline_scores = estimator.fit(flat_train).scores(flat_test)
         baselines[name] = float(roc_auc_score(normal, baseline_scores))
         seconds[name] = time.perf_counter() - tic
         log(f"class {k}: {name} AUROC {baselines[name]:.4f} ({seconds[name]:.0f} s)")

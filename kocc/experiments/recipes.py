@@ -10,9 +10,12 @@ through the same validation.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
 import os
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,111 @@ yaml = require("yaml")
 
 
 class RecipeError(ValueError):
-    """A recipe that cannot be loaded: missing file, unknown key, bad value."""
+    """A recipe that cannot be loaded: missing file, unknown key, bad value.
+
+    Raised with ``key``/``expected``/``given`` (and ``valid`` keys for an
+    unknown key), the message reads ``recipe key 'training.learning_rate':
+    expected a finite number > 0, given -1.0``; those parts are kept as
+    attributes. A plain message is for errors about the file itself.
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        key: str | None = None,
+        expected: str | None = None,
+        given: Any = None,
+        valid: Sequence[str] | None = None,
+    ) -> None:
+        self.key, self.expected, self.given = key, expected, given
+        self.valid = list(valid) if valid is not None else None
+        if message is None:
+            message = f"recipe key {key!r}: expected {expected}, given {given!r}"
+            if self.valid is not None:
+                section = key.rpartition(".")[0] or "the recipe"
+                message += f"; valid keys in {section}: {', '.join(self.valid)}"
+        super().__init__(message)
+
+
+# ------------------------------------------------------------------ rules
+@dataclass(frozen=True)
+class Rule:
+    """A range or choice a recipe value must satisfy (per item for lists)."""
+
+    expected: str
+    test: Callable[[Any], bool]
+
+    def check(self, value: Any, key: str) -> None:
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if item is not None and not self.test(item):
+                where = f"{key}[{i}]" if isinstance(value, list) else key
+                raise RecipeError(key=where, expected=self.expected, given=item)
+
+
+def rule(expected: str, test: Callable[[Any], bool]) -> dict:
+    """Field metadata: ``field(default=..., metadata=rule(...))``."""
+    return {"rule": Rule(expected, test)}
+
+
+def positive() -> dict:
+    return rule("a finite number > 0", lambda v: math.isfinite(v) and v > 0)
+
+
+def non_negative() -> dict:
+    return rule("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+
+
+def at_least(low: int) -> dict:
+    return rule(f"an integer >= {low}", lambda v: v >= low)
+
+
+def open_fraction() -> dict:
+    return rule("a number in (0, 1)", lambda v: 0 < v < 1)
+
+
+def unit_interval() -> dict:
+    return rule("a number in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def one_of(*choices: Any) -> dict:
+    return rule(f"one of {list(choices)}", lambda v: v in choices)
+
+
+def _is_activation(name: str) -> bool:
+    from kocc.architectures import lipschitz_activation
+
+    try:
+        lipschitz_activation(name)
+    except ValueError:
+        return False
+    return True
+
+
+#: The choices every recipe kind shares.
+OPTIMIZER_CHOICES = ("rmsprop", "adam", "sgd")  # kocc.training.OPTIMIZERS
+ACTIVATION_RULE = rule("fullsort, groupsort2 or groupsort<k>", _is_activation)
+#: Parameter updates above this are refused unless ``training.allow_long_runs``.
+MAX_STEPS = 10**7
+
+
+def check_steps(training: Any, key: str) -> None:
+    """``steps`` within :data:`MAX_STEPS` (unless opted in) and >= ``epochs``."""
+    if training.steps > MAX_STEPS and not training.allow_long_runs:
+        raise RecipeError(
+            key=f"{key}.steps",
+            expected=f"at most {MAX_STEPS:.0e} updates (or {key}.allow_long_runs: "
+            "true)",
+            given=training.steps,
+        )
+    if training.epochs > training.steps:
+        raise RecipeError(
+            key=f"{key}.epochs",
+            expected=f"at most {key}.steps = {training.steps} (an epoch is at "
+            "least one update)",
+            given=training.epochs,
+        )
 
 
 # ---------------------------------------------------------------- schemas
@@ -32,45 +139,64 @@ class ToyDataConfig:
     """A scikit-learn 2-D toy (see :mod:`kocc.datasets.toys`)."""
 
     name: str = "two_moons"
-    n_train: int = 2048
-    noise: float = 0.05
-    n_test: int = 1024
+    n_train: int = field(default=2048, metadata=at_least(2))
+    noise: float = field(default=0.05, metadata=non_negative())
+    n_test: int = field(default=1024, metadata=at_least(1))
 
 
 @dataclass
 class MLPConfig:
     """:func:`kocc.architectures.lipschitz_mlp` settings."""
 
-    widths: list[int] = field(default_factory=lambda: [128, 128, 128])
-    activation: str = "fullsort"
+    widths: list[int] = field(
+        default_factory=lambda: [128, 128, 128], metadata=at_least(1)
+    )
+    activation: str = field(default="fullsort", metadata=ACTIVATION_RULE)
+
+    def validate(self, key: str) -> None:
+        if not self.widths:
+            raise RecipeError(
+                key=f"{key}.widths", expected="at least one width", given=[]
+            )
 
 
 @dataclass
 class DomainConfig:
     """Where negatives are drawn: ``ball`` (radius, around 0) or ``box``."""
 
-    kind: str = "ball"
-    radius: float = 5.0
+    kind: str = field(default="ball", metadata=one_of("ball", "box"))
+    radius: float = field(default=5.0, metadata=positive())
     low: float = -5.0
     high: float = 5.0
+
+    def validate(self, key: str) -> None:
+        if not self.high > self.low:
+            raise RecipeError(
+                key=f"{key}.high", expected=f"> {key}.low = {self.low}", given=self.high
+            )
 
 
 @dataclass
 class TrainingConfig:
     """OCSDF and optimizer settings (paper appendix E for the toys)."""
 
-    margin: float = 0.05
-    lam: float = 100.0
-    batch_size: int = 256
-    steps: int = 2000
-    epochs: int = 10
-    nr_steps: int = 4
-    warmup_epochs: int = 0
-    updates_per_sampling: int = 1
-    learning_rate: float = 1e-3
+    margin: float = field(default=0.05, metadata=positive())
+    lam: float = field(default=100.0, metadata=non_negative())
+    batch_size: int = field(default=256, metadata=at_least(1))
+    steps: int = field(default=2000, metadata=at_least(1))
+    epochs: int = field(default=10, metadata=at_least(1))
+    nr_steps: int = field(default=4, metadata=at_least(0))
+    warmup_epochs: int = field(default=0, metadata=at_least(0))
+    updates_per_sampling: int = field(default=1, metadata=at_least(1))
+    learning_rate: float = field(default=1e-3, metadata=positive())
     #: if set, the learning rate decays linearly to this value over ``steps``
-    final_learning_rate: float | None = None
-    optimizer: str = "rmsprop"
+    final_learning_rate: float | None = field(default=None, metadata=positive())
+    optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
+    #: opt in to more than :data:`MAX_STEPS` updates
+    allow_long_runs: bool = False
+
+    def validate(self, key: str) -> None:
+        check_steps(self, key)
 
 
 @dataclass
@@ -78,10 +204,10 @@ class ToyEvaluationConfig:
     """Anomalies = uniform points of ``[-box, box]^2`` farther than ``min_distance``
     from every training point; ``grid_size`` is the contour plot's resolution."""
 
-    n_anomalies: int = 2048
-    box: float = 3.0
-    min_distance: float = 0.3
-    grid_size: int = 200
+    n_anomalies: int = field(default=2048, metadata=at_least(1))
+    box: float = field(default=3.0, metadata=positive())
+    min_distance: float = field(default=0.3, metadata=non_negative())
+    grid_size: int = field(default=200, metadata=at_least(2))
 
 
 @dataclass
@@ -94,30 +220,45 @@ class ToyComparisonConfig:
     (scikit-learn). Empty: OCSDF alone.
     """
 
-    methods: list[str] = field(default_factory=list)
+    methods: list[str] = field(
+        default_factory=list,
+        metadata=one_of("bce", "one_class_svm", "isolation_forest"),
+    )
     #: hidden widths of the BCE network; ``null`` = the OCSDF widths
     bce_widths: list[int] | None = None
     #: parameter updates of the BCE network; ``null`` = ``training.steps``
-    bce_steps: int | None = None
-    bce_learning_rate: float = 1e-3
-    ocsvm_nu: float = 0.05
+    bce_steps: int | None = field(default=None, metadata=at_least(1))
+    bce_learning_rate: float = field(default=1e-3, metadata=positive())
+    ocsvm_nu: float = field(
+        default=0.05, metadata=rule("a number in (0, 1]", lambda v: 0 < v <= 1)
+    )
     ocsvm_gamma: str = "scale"
-    if_n_estimators: int = 100
+    if_n_estimators: int = field(default=100, metadata=at_least(1))
 
 
 @dataclass
 class ToyRecipe:
     """``kind: toy``: train OCSDF on a 2-D toy, report AUROC and a contour plot."""
 
-    kind: str = "toy"
+    kind: str = field(default="toy", metadata=one_of("toy"))
     name: str = "toy"
-    seed: int = 0
+    description: str = ""
+    seed: int = field(default=0, metadata=at_least(0))
     data: ToyDataConfig = field(default_factory=ToyDataConfig)
     model: MLPConfig = field(default_factory=MLPConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: ToyEvaluationConfig = field(default_factory=ToyEvaluationConfig)
     comparison: ToyComparisonConfig = field(default_factory=ToyComparisonConfig)
+
+    def validate(self, key: str) -> None:
+        if self.data.n_train < self.training.batch_size:
+            raise RecipeError(
+                key="data.n_train",
+                expected=f"at least one batch (training.batch_size = "
+                f"{self.training.batch_size})",
+                given=self.data.n_train,
+            )
 
 
 @dataclass
@@ -129,20 +270,55 @@ class ToySuiteRecipe:
     them, e.g. a smaller network for a CPU.
     """
 
-    kind: str = "toy_suite"
+    kind: str = field(default="toy_suite", metadata=one_of("toy_suite"))
     name: str = "toy_suite"
+    description: str = ""
     recipes: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
 
 
-#: Recipe kinds and their schemas.
-SCHEMAS: dict[str, type] = {"toy": ToyRecipe, "toy_suite": ToySuiteRecipe}
-
-_CHOICES = {
-    ("domain", "kind"): ("ball", "box"),
-    ("training", "optimizer"): ("rmsprop", "adam", "sgd"),
-    ("comparison", "methods"): ("bce", "one_class_svm", "isolation_forest"),
+#: Recipe kinds and their schemas (``module:class`` for the drivers' own).
+SCHEMAS: dict[str, type | str] = {
+    "toy": ToyRecipe,
+    "toy_suite": ToySuiteRecipe,
+    "tabular": "kocc.experiments.tabular_benchmark:TabularRecipe",
+    "images": "kocc.experiments.image_benchmark:ImageBenchmarkConfig",
+    "surface": "kocc.experiments.surface_pipeline:SurfaceRecipe",
 }
+
+#: The command that runs each kind.
+COMMANDS: dict[str, str] = {
+    "toy": "kocc train",
+    "toy_suite": "kocc benchmark",
+    "tabular": "kocc benchmark",
+    "images": "kocc benchmark",
+    "surface": "kocc surface INPUT --recipe",
+}
+
+
+def schema(kind: str) -> type:
+    """The dataclass schema of a recipe ``kind``."""
+    entry = SCHEMAS[kind]
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+    return entry
+
+
+def check_kind(data: dict, kinds: Sequence[str], command: str) -> str:
+    """The recipe's ``kind``, if ``command`` runs it; else a RecipeError that
+    names the command running it."""
+    kind = data.get("kind")
+    if kind not in SCHEMAS:
+        raise RecipeError(key="kind", expected=f"one of {sorted(SCHEMAS)}", given=kind)
+    if kind not in kinds:
+        raise RecipeError(
+            key="kind",
+            expected=f"a kind that {command} runs ({', '.join(kinds)}); a "
+            f"kind: {kind} recipe runs with {COMMANDS[kind]}",
+            given=kind,
+        )
+    return kind
 
 
 # ------------------------------------------------------------- validation
@@ -152,27 +328,35 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], key)
+        if len(args) > 1:  # e.g. int | list[int]: the first type that fits
+            for arg in args[:-1]:
+                try:
+                    return _coerce(value, arg, key)
+                except RecipeError:
+                    pass
+        return _coerce(value, args[-1] if len(args) > 1 else args[0], key)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):
-            raise RecipeError(f"recipe key {key!r} must be a list, got {value!r}")
+            raise RecipeError(key=key, expected="a list", given=value)
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise RecipeError(f"recipe key {key!r} must be a mapping, got {value!r}")
+            raise RecipeError(key=key, expected="a mapping", given=value)
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise RecipeError(f"recipe key {key!r} must be true/false, got {value!r}")
+            raise RecipeError(key=key, expected="true or false", given=value)
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"recipe key {key!r} must be an integer, got {value!r}")
+            raise RecipeError(key=key, expected="an integer", given=value)
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
@@ -181,32 +365,44 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RecipeError(f"recipe key {key!r} must be a number, got {value!r}")
+            raise RecipeError(key=key, expected="a number", given=value)
+        if not math.isfinite(value):
+            raise RecipeError(key=key, expected="a finite number", given=value)
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise RecipeError(f"recipe key {key!r} must be a string, got {value!r}")
+            raise RecipeError(key=key, expected="a string", given=value)
         return value
     raise RecipeError(f"recipe key {key!r}: unsupported type {_type_name(tp)}")
 
 
 def from_dict(cls: type, data: dict | None, prefix: str = "") -> Any:
-    """Build the dataclass ``cls`` from a mapping, validating keys and types.
+    """Build the dataclass ``cls`` from a mapping, validating keys and values.
+
+    The one validation of every recipe kind: unknown keys, types, NaN and
+    infinities, the ranges and choices of each field (``metadata=rule(...)``),
+    then the dataclass' own ``validate(key)`` (checks across fields), all
+    before anything runs.
 
     Raises:
-        RecipeError: on an unknown key (listing the valid ones) or a bad value.
+        RecipeError: naming the key path, what was expected and what was given
+            (and the valid keys, for an unknown key).
     """
     data = {} if data is None else data
-    where = prefix.rstrip(".") or "the recipe"
+    where = prefix.rstrip(".")
     if not isinstance(data, dict):
-        raise RecipeError(f"{where} must be a mapping, got {data!r}")
+        raise RecipeError(key=where or "recipe", expected="a mapping", given=data)
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
+    fields = {
+        f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("derived")
+    }
+    unknown = [k for k in data if k not in fields]
     if unknown:
         raise RecipeError(
-            f"unknown recipe key {prefix + str(unknown[0])!r}; valid keys in "
-            f"{where}: {', '.join(names)}"
+            key=prefix + str(unknown[0]),
+            expected="a known key",
+            given=unknown[0],
+            valid=list(fields),
         )
     kwargs = {}
     for name, value in data.items():
@@ -214,17 +410,28 @@ def from_dict(cls: type, data: dict | None, prefix: str = "") -> Any:
         key = prefix + name
         if dataclasses.is_dataclass(tp):
             kwargs[name] = from_dict(tp, value, key + ".")
-        else:
-            kwargs[name] = _coerce(value, tp, key)
-            choices = _CHOICES.get(tuple(key.split(".")))
-            values = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
-            bad = [v for v in values if choices and v not in choices]
-            if bad:
-                raise RecipeError(
-                    f"recipe key {key!r} must be one of {list(choices)}, got "
-                    f"{bad[0]!r}"
-                )
-    return cls(**kwargs)
+            continue
+        kwargs[name] = _coerce(value, tp, key)
+        if "rule" in fields[name].metadata:
+            fields[name].metadata["rule"].check(kwargs[name], key)
+    for name, spec in fields.items():  # sections left at their defaults
+        if name not in kwargs and dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _validated(spec.default_factory(), prefix + name)
+    recipe = cls(**kwargs)
+    if hasattr(recipe, "validate"):
+        recipe.validate(where)
+    return recipe
+
+
+def _validated(section: Any, key: str) -> Any:
+    """A default section, its own checks run (they may normalize it)."""
+    for spec in dataclasses.fields(section):
+        value = getattr(section, spec.name)
+        if dataclasses.is_dataclass(value) and not spec.metadata.get("derived"):
+            _validated(value, f"{key}.{spec.name}")
+    if hasattr(section, "validate"):
+        section.validate(key)
+    return section
 
 
 def to_dict(recipe: Any) -> dict:
@@ -287,28 +494,35 @@ def load_recipe_data(
     return _merge(data, parse_overrides(overrides))
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Any:
+def load_recipe(
+    path: str | os.PathLike,
+    overrides: list[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    command: str = "this command",
+) -> Any:
     """Read a YAML recipe, apply ``key=value`` overrides and validate it.
+
+    The one loader of every recipe kind (:data:`SCHEMAS`).
 
     Args:
         path: the recipe file.
         overrides: ``["training.steps=500", ...]``.
+        kinds: the kinds the caller runs (default: any).
+        command: the caller, named when the kind is not one of ``kinds``.
 
     Returns:
         The recipe dataclass of its ``kind`` (e.g. :class:`ToyRecipe`).
 
     Raises:
-        RecipeError: missing or unreadable file, invalid YAML, unknown kind,
-            unknown key or bad value.
+        RecipeError: missing or unreadable file, invalid YAML, unknown kind or
+            one ``command`` does not run, unknown key or bad value.
     """
-    return recipe_from_dict(load_recipe_data(path, overrides))
+    return recipe_from_dict(load_recipe_data(path, overrides), kinds, command)
 
 
-def recipe_from_dict(data: dict) -> Any:
+def recipe_from_dict(
+    data: dict, kinds: Sequence[str] | None = None, command: str = "this command"
+) -> Any:
     """Validate a recipe mapping against the schema of its ``kind``."""
-    kind = data.get("kind")
-    if kind not in SCHEMAS:
-        raise RecipeError(
-            f"recipe kind {kind!r} is not known: expected one of {sorted(SCHEMAS)}"
-        )
-    return from_dict(SCHEMAS[kind], data)
+    kind = check_kind(data, list(kinds or SCHEMAS), command)
+    return from_dict(schema(kind), data)

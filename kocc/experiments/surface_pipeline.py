@@ -35,10 +35,14 @@ import numpy as np
 from kocc.baselines.distance_regression import fit_distance_regression
 from kocc.experiments.recipes import (
     MLPConfig,
-    RecipeError,
     TrainingConfig,
+    at_least,
     from_dict,
+    non_negative,
+    one_of,
+    positive,
     to_dict,
+    unit_interval,
 )
 from kocc.extras import require
 from kocc.mesh_distances import bounding_box_diagonal, compare_surfaces
@@ -61,8 +65,9 @@ trimesh = require("trimesh")
 class SurfaceInputConfig:
     """How a mesh input becomes a point cloud (ignored for point-cloud input)."""
 
-    n_points: int = 2048
-    sampling: str = "surface"  # surface | volume (watertight meshes only)
+    n_points: int = field(default=2048, metadata=at_least(4))
+    #: surface | volume (watertight meshes only)
+    sampling: str = field(default="surface", metadata=one_of("surface", "volume"))
 
 
 @dataclass
@@ -70,18 +75,18 @@ class SurfaceDomainConfig:
     """Negatives' domain around the standardized points: ``box`` or ``ball``,
     grown by ``padding`` x the cloud's largest extent (also the extraction box)."""
 
-    kind: str = "box"
-    padding: float = 0.1
+    kind: str = field(default="box", metadata=one_of("box", "ball"))
+    padding: float = field(default=0.1, metadata=non_negative())
 
 
 @dataclass
 class ExtractionConfig:
     """Marching cubes settings (:func:`kocc.surfaces.extract_mesh`)."""
 
-    resolution: int = 200
+    resolution: int = field(default=200, metadata=at_least(2))
     level: float | None = None  # None: the level_quantile of f on the points
-    level_quantile: float = 0.01
-    batch_size: int = 32768
+    level_quantile: float = field(default=0.01, metadata=unit_interval())
+    batch_size: int = field(default=32768, metadata=at_least(1))
 
 
 @dataclass
@@ -91,20 +96,22 @@ class DistanceRegressionConfig:
     enabled: bool = True
     widths: list[int] = field(default_factory=lambda: [256, 256, 256, 256])
     activation: str = "relu"
-    clamp: float = 0.1
-    n_queries: int = 250000
-    near_sigmas: list[float] = field(default_factory=lambda: [0.08, 0.025])
-    uniform_fraction: float = 0.2
-    batch_size: int = 1024
-    steps: int = 4000
-    learning_rate: float = 1e-3
+    clamp: float = field(default=0.1, metadata=positive())
+    n_queries: int = field(default=250000, metadata=at_least(1))
+    near_sigmas: list[float] = field(
+        default_factory=lambda: [0.08, 0.025], metadata=positive()
+    )
+    uniform_fraction: float = field(default=0.2, metadata=unit_interval())
+    batch_size: int = field(default=1024, metadata=at_least(1))
+    steps: int = field(default=4000, metadata=at_least(1))
+    learning_rate: float = field(default=1e-3, metadata=positive())
 
 
 @dataclass
 class SurfaceMetricsConfig:
     """Surface samples per side for Chamfer / Hausdorff (DeepSDF: 30,000)."""
 
-    n_samples: int = 30000
+    n_samples: int = field(default=30000, metadata=at_least(1))
 
 
 @dataclass
@@ -112,8 +119,9 @@ class RenderConfig:
     """The PNG rendering (:func:`kocc.meshes.render_meshes`)."""
 
     enabled: bool = True
-    samples: int = 400000  # surface points per mesh (z-buffered splats)
-    pixels: int = 320  # image side per panel
+    #: surface points per mesh (z-buffered splats)
+    samples: int = field(default=400000, metadata=at_least(1))
+    pixels: int = field(default=320, metadata=at_least(1))  # image side per panel
 
 
 def _surface_model() -> MLPConfig:
@@ -137,9 +145,10 @@ def _surface_training() -> TrainingConfig:
 class SurfaceRecipe:
     """``kind: surface``: fit a point cloud, extract and compare meshes."""
 
-    kind: str = "surface"
+    kind: str = field(default="surface", metadata=one_of("surface"))
     name: str = "surface"
-    seed: int = 0
+    description: str = ""
+    seed: int = field(default=0, metadata=at_least(0))
     input: SurfaceInputConfig = field(default_factory=SurfaceInputConfig)
     model: MLPConfig = field(default_factory=_surface_model)
     domain: SurfaceDomainConfig = field(default_factory=SurfaceDomainConfig)
@@ -161,18 +170,6 @@ def surface_recipe(config: dict | SurfaceRecipe | None) -> SurfaceRecipe:
         recipe = config
     else:
         recipe = from_dict(SurfaceRecipe, dict(config or {}))
-    if recipe.kind != "surface":
-        raise RecipeError(f"recipe kind must be 'surface', got {recipe.kind!r}")
-    if recipe.input.sampling not in ("surface", "volume"):
-        raise RecipeError(
-            "recipe key 'input.sampling' must be one of ['surface', 'volume'], "
-            f"got {recipe.input.sampling!r}"
-        )
-    if recipe.domain.kind not in ("box", "ball"):
-        raise RecipeError(
-            "recipe key 'domain.kind' must be one of ['box', 'ball'], got "
-            f"{recipe.domain.kind!r}"
-        )
     return recipe
 
 

@@ -18,9 +18,9 @@ Protocols (recipe key ``protocol``):
   plus all anomalies. ``test_fraction`` is the share of normals held out.
 
 OCSDF's margin ``m`` (the hinge margin of the HKR loss, Eq. (4) of the paper) is
-trained for every value in ``ocsdf.margins`` (the paper's grid is
+trained for every value in ``training.margins`` (the paper's grid is
 {0.01, 0.05, 0.2, 1.0}) and one value per data set is reported, chosen by
-``ocsdf.margin_selection``:
+``training.margin_selection``:
 
 * ``best_auroc``: the margin with the best mean AUROC over the runs. This uses the
   labels; it is how the paper's Table 2 reports its numbers (per-data-set choice of
@@ -33,7 +33,7 @@ trained for every value in ``ocsdf.margins`` (the paper's grid is
   margin near ``s / 4`` keeps negatives out of the gaps of the sample while staying
   as small as possible.
 
-``ocsdf.margin_per_dataset`` fixes the margin of a data set (only that margin is
+``training.margin_per_dataset`` fixes the margin of a data set (only that margin is
 trained), which is how a known per-data-set choice is replayed.
 """
 
@@ -51,14 +51,28 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from scipy.stats import rankdata
-from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
-from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
-from sklearn.svm import OneClassSVM
+from sklearn.neighbors import NearestNeighbors
 
+from kocc.architectures import lipschitz_mlp
+from kocc.baselines.detectors import DETECTORS, Detector
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
+from kocc.experiments.recipes import (
+    ACTIVATION_RULE,
+    OPTIMIZER_CHOICES,
+    RecipeError,
+    Rule,
+    at_least,
+    check_steps,
+    from_dict,
+    non_negative,
+    one_of,
+    open_fraction,
+    positive,
+)
 from kocc.tabular_prior import tabular_prior
+from kocc.training import train_ocsdf as train_ocsdf_on
 
 #: The paper's Table 2 (Béthune et al., ICML 2023): AUROC in %, AD protocol, for
 #: OCSDF and Isolation Forest. Reference figures copied from the paper, printed beside
@@ -87,47 +101,134 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
 PROTOCOLS = ("anomaly_detection", "one_class")
 MARGIN_SELECTIONS = ("best_auroc", "knn_scale")
 PRIOR_KINDS = ("box", "gaussian")
-OPTIMIZERS = ("rmsprop", "adam")
-BASELINES = ("isolation_forest", "one_class_svm", "local_outlier_factor", "knn")
-METHOD_LABELS = {
-    "ocsdf": "OCSDF",
-    "isolation_forest": "IF",
-    "one_class_svm": "OC-SVM",
-    "local_outlier_factor": "LOF",
-    "knn": "kNN",
-}
-_META_KEYS = {"kind", "description"}
+BASELINES = tuple(DETECTORS)  # isolation_forest, one_class_svm, lof, knn
+METHOD_LABELS = {"ocsdf": "OCSDF"} | {n: d.label for n, d in DETECTORS.items()}
 
 
-# --------------------------------------------------------------------------- config
-def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(section) - allowed
-    if unknown:
-        raise ValueError(
-            f"unknown key(s) {sorted(unknown)} in {where}; expected some of "
-            f"{sorted(allowed)}."
-        )
+# --------------------------------------------------------------------------- recipe
+@dataclass
+class TabularModelConfig:
+    """Recipe section ``model``: the 1-Lipschitz MLP ``d -> widths -> 1``."""
+
+    widths: list[int] = field(
+        default_factory=lambda: [128, 128, 128], metadata=at_least(1)
+    )
+    activation: str = field(default="fullsort", metadata=ACTIVATION_RULE)
 
 
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}.")
-    return int(value)
+@dataclass
+class TabularDomainConfig:
+    """Recipe section ``domain``: the negatives' prior on standardized features
+    (:func:`kocc.tabular_prior.tabular_prior`)."""
+
+    kind: str = field(default="box", metadata=one_of(*PRIOR_KINDS))
+    pad: float = field(default=1.0, metadata=non_negative())
+    scale: float = field(default=1.0, metadata=positive())
 
 
-def _positive_float(value: Any, what: str, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise ValueError(f"{what} must be a number, got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be finite and {bound}, got {value!r}.")
-    return value
+@dataclass
+class TabularTrainingConfig:
+    """Recipe section ``training``: the HKR loss, its margin rule, the optimizer."""
+
+    margins: list[float] | float = field(
+        default_factory=lambda: [0.01, 0.05, 0.2, 1.0], metadata=positive()
+    )
+    margin_selection: str = field(
+        default="best_auroc", metadata=one_of(*MARGIN_SELECTIONS)
+    )
+    margin_per_dataset: dict[str, float] = field(default_factory=dict)
+    knn_scale_neighbors: int = field(default=10, metadata=at_least(1))
+    lam: float = field(default=100.0, metadata=positive())
+    nr_steps: int = field(default=4, metadata=at_least(1))
+    batch_size: int = field(default=256, metadata=at_least(1))
+    steps: int = field(default=2000, metadata=at_least(1))
+    epochs: int = 1
+    learning_rate: float = field(default=1e-3, metadata=positive())
+    optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
+    allow_long_runs: bool = False
+
+    def validate(self, key: str) -> None:
+        check_steps(self, key)
+        if self.epochs != 1:
+            raise RecipeError(
+                key=f"{key}.epochs",
+                expected="1 (the tabular benchmark counts steps)",
+                given=self.epochs,
+            )
+        if isinstance(self.margins, list) and not self.margins:
+            raise RecipeError(key=f"{key}.margins", expected="a margin", given=[])
+        for name, margin in self.margin_per_dataset.items():
+            Rule("a finite number > 0", _finite_positive).check(
+                margin, f"{key}.margin_per_dataset.{name}"
+            )
+
+
+def _finite_positive(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+@dataclass
+class TabularRecipe:
+    """``kind: tabular``: the schema of ``recipes/tabular_odds.yaml``."""
+
+    kind: str = field(default="tabular", metadata=one_of("tabular"))
+    name: str = "tabular"
+    description: str = ""
+    datasets: list[str] | str = field(default_factory=list)
+    data_dir: str | None = None
+    protocol: str = field(default="anomaly_detection", metadata=one_of(*PROTOCOLS))
+    test_fraction: float = field(default=0.5, metadata=open_fraction())
+    runs: int = field(default=20, metadata=at_least(1))
+    seed: int = field(default=0, metadata=at_least(0))
+    model: TabularModelConfig = field(default_factory=TabularModelConfig)
+    domain: TabularDomainConfig = field(default_factory=TabularDomainConfig)
+    training: TabularTrainingConfig = field(default_factory=TabularTrainingConfig)
+    baselines: dict[str, Any] | list[str] = field(
+        default_factory=lambda: {name: {} for name in BASELINES}
+    )
+    paper_reference: bool = True
+
+    def validate(self, key: str) -> None:
+        datasets = [self.datasets] if isinstance(self.datasets, str) else self.datasets
+        if not datasets:
+            raise RecipeError(
+                key="datasets", expected="a non-empty list of names", given=datasets
+            )
+        lowered = [d.lower() for d in datasets]
+        if len(set(lowered)) != len(lowered):
+            raise RecipeError(
+                key="datasets", expected="no duplicates", given=list(datasets)
+            )
+        self.datasets = lowered
+        if isinstance(self.baselines, list):
+            self.baselines = {name: {} for name in self.baselines}
+        unknown = [name for name in self.baselines if name not in BASELINES]
+        if unknown:
+            raise RecipeError(
+                key=f"baselines.{unknown[0]}",
+                expected="a known baseline",
+                given=unknown[0],
+                valid=list(BASELINES),
+            )
+        for name, options in self.baselines.items():
+            try:
+                _make_baseline(name, dict(options or {}))
+            except (TypeError, ValueError) as err:
+                raise RecipeError(
+                    key=f"baselines.{name}",
+                    expected=f"options of the scikit-learn detector ({err})",
+                    given=options,
+                ) from err
 
 
 @dataclass(frozen=True)
 class OCSDFSettings:
-    """OCSDF hyper-parameters of the benchmark (recipe section ``ocsdf``).
+    """OCSDF settings of the benchmark (recipe sections ``model`` and ``training``).
 
     Attributes:
         widths: hidden widths of the 1-Lipschitz MLP.
@@ -141,7 +242,7 @@ class OCSDFSettings:
         batch_size: rows per gradient step.
         steps: gradient steps per training.
         learning_rate: optimizer step size.
-        optimizer: ``"rmsprop"`` or ``"adam"``.
+        optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
     """
 
     widths: tuple[int, ...] = (128, 128, 128)
@@ -156,66 +257,6 @@ class OCSDFSettings:
     steps: int = 2000
     learning_rate: float = 1e-3
     optimizer: str = "rmsprop"
-
-    @classmethod
-    def from_dict(cls, section: Mapping[str, Any] | None) -> OCSDFSettings:
-        """Validate the recipe section ``ocsdf``; missing keys take the defaults."""
-        section = dict(section or {})
-        _check_keys(section, set(cls.__dataclass_fields__), "ocsdf")
-        kwargs: dict[str, Any] = {}
-        if "widths" in section:
-            widths = section["widths"]
-            if not isinstance(widths, Sequence) or not widths:
-                raise ValueError(
-                    f"ocsdf.widths must be a list of ints, got {widths!r}."
-                )
-            kwargs["widths"] = tuple(
-                _positive_int(w, "ocsdf.widths[i]") for w in widths
-            )
-        if "activation" in section:
-            kwargs["activation"] = str(section["activation"])
-        if "margins" in section:
-            margins = section["margins"]
-            if isinstance(margins, int | float):
-                margins = [margins]
-            if not isinstance(margins, Sequence) or not margins:
-                raise ValueError(
-                    f"ocsdf.margins must be a number or a list, got {margins!r}."
-                )
-            kwargs["margins"] = tuple(
-                _positive_float(m, "ocsdf.margins[i]") for m in margins
-            )
-        if "margin_selection" in section:
-            if section["margin_selection"] not in MARGIN_SELECTIONS:
-                raise ValueError(
-                    f"ocsdf.margin_selection must be one of {MARGIN_SELECTIONS}, got "
-                    f"{section['margin_selection']!r}."
-                )
-            kwargs["margin_selection"] = section["margin_selection"]
-        if "margin_per_dataset" in section:
-            per = section["margin_per_dataset"] or {}
-            if not isinstance(per, Mapping):
-                raise ValueError(
-                    f"ocsdf.margin_per_dataset must map names to margins, got {per!r}."
-                )
-            kwargs["margin_per_dataset"] = {
-                str(k).lower(): _positive_float(v, f"ocsdf.margin_per_dataset.{k}")
-                for k, v in per.items()
-            }
-        for key in ("knn_scale_neighbors", "nr_steps", "batch_size", "steps"):
-            if key in section:
-                kwargs[key] = _positive_int(section[key], f"ocsdf.{key}")
-        for key in ("lam", "learning_rate"):
-            if key in section:
-                kwargs[key] = _positive_float(section[key], f"ocsdf.{key}")
-        if "optimizer" in section:
-            if section["optimizer"] not in OPTIMIZERS:
-                raise ValueError(
-                    f"ocsdf.optimizer must be one of {OPTIMIZERS}, got "
-                    f"{section['optimizer']!r}."
-                )
-            kwargs["optimizer"] = section["optimizer"]
-        return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -258,90 +299,51 @@ class TabularBenchmarkConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TabularBenchmarkConfig:
-        """Validate a recipe dictionary (as parsed from YAML).
+        """Validate a recipe mapping (as parsed from YAML) with :class:`TabularRecipe`.
 
         Raises:
-            ValueError: naming the first bad or unknown key.
+            RecipeError: naming the key path, what was expected and what was given.
         """
         if not isinstance(config, Mapping):
-            raise ValueError(f"config must be a mapping, got {type(config).__name__}.")
-        allowed = {
-            "datasets",
-            "data_dir",
-            "protocol",
-            "test_fraction",
-            "runs",
-            "seed",
-            "prior",
-            "ocsdf",
-            "baselines",
-            "name",
-            "paper_reference",
-        }
-        _check_keys(config, allowed | _META_KEYS, "the tabular benchmark recipe")
-        datasets = config.get("datasets")
-        if isinstance(datasets, str):
-            datasets = [datasets]
-        if not isinstance(datasets, Sequence) or not datasets:
-            raise ValueError(
-                f"datasets must be a non-empty list of names, got {datasets!r}."
-            )
-        kwargs: dict[str, Any] = {"datasets": tuple(str(d).lower() for d in datasets)}
-        if len(set(kwargs["datasets"])) != len(kwargs["datasets"]):
-            raise ValueError(f"datasets has duplicates: {list(datasets)}.")
-        if config.get("data_dir") is not None:
-            kwargs["data_dir"] = str(config["data_dir"])
-        protocol = config.get("protocol", "anomaly_detection")
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
-        kwargs["protocol"] = protocol
-        if "test_fraction" in config:
-            fraction = _positive_float(config["test_fraction"], "test_fraction")
-            if fraction >= 1:
-                raise ValueError(f"test_fraction must be in (0, 1), got {fraction}.")
-            kwargs["test_fraction"] = fraction
-        if "runs" in config:
-            kwargs["runs"] = _positive_int(config["runs"], "runs")
-        if "seed" in config:
-            seed = config["seed"]
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
-            kwargs["seed"] = seed
-        prior = dict(config.get("prior") or {})
-        _check_keys(prior, {"kind", "pad", "scale"}, "prior")
-        kind = prior.get("kind", "box")
-        if kind not in PRIOR_KINDS:
-            raise ValueError(f"prior.kind must be one of {PRIOR_KINDS}, got {kind!r}.")
-        kwargs["prior_kind"] = kind
-        if "pad" in prior:
-            kwargs["prior_pad"] = _positive_float(prior["pad"], "prior.pad", True)
-        if "scale" in prior:
-            kwargs["prior_scale"] = _positive_float(prior["scale"], "prior.scale")
-        kwargs["ocsdf"] = OCSDFSettings.from_dict(config.get("ocsdf"))
-        if "baselines" in config:
-            baselines = config["baselines"]
-            if isinstance(baselines, Sequence) and not isinstance(baselines, str):
-                baselines = {name: {} for name in baselines}
-            if not isinstance(baselines, Mapping):
-                raise ValueError(
-                    "baselines must be a list of names or a mapping, got "
-                    f"{baselines!r}."
-                )
-            _check_keys(baselines, set(BASELINES), "baselines")
-            kwargs["baselines"] = {
-                name: dict(baselines[name] or {})
+            raise RecipeError(key="recipe", expected="a mapping", given=config)
+        recipe = from_dict(TabularRecipe, dict(config))
+        training = recipe.training
+        margins = training.margins
+        ocsdf = OCSDFSettings(
+            widths=tuple(recipe.model.widths),
+            activation=recipe.model.activation,
+            margins=tuple([margins] if isinstance(margins, float) else margins),
+            margin_selection=training.margin_selection,
+            margin_per_dataset={
+                str(k).lower(): float(v) for k, v in training.margin_per_dataset.items()
+            },
+            knn_scale_neighbors=training.knn_scale_neighbors,
+            lam=training.lam,
+            nr_steps=training.nr_steps,
+            batch_size=training.batch_size,
+            steps=training.steps,
+            learning_rate=training.learning_rate,
+            optimizer=training.optimizer,
+        )
+        return cls(
+            datasets=tuple(recipe.datasets),
+            data_dir=recipe.data_dir,
+            protocol=recipe.protocol,
+            test_fraction=recipe.test_fraction,
+            runs=recipe.runs,
+            seed=recipe.seed,
+            prior_kind=recipe.domain.kind,
+            prior_pad=recipe.domain.pad,
+            prior_scale=recipe.domain.scale,
+            ocsdf=ocsdf,
+            baselines={
+                name: dict(recipe.baselines[name] or {})
                 for name in BASELINES
-                if name in baselines
-            }
-            for name, options in kwargs["baselines"].items():
-                _make_baseline(name, options)  # validates the options early
-        if "kind" in config and config["kind"] != "tabular":
-            raise ValueError(f"kind must be 'tabular', got {config['kind']!r}.")
-        if "name" in config:
-            kwargs["name"] = str(config["name"])
-        if "paper_reference" in config:
-            kwargs["paper_reference"] = bool(config["paper_reference"])
-        return cls(**kwargs)
+                if name in recipe.baselines
+            },
+            name=recipe.name,
+            paper_reference=recipe.paper_reference,
+        )
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -350,104 +352,17 @@ class TabularBenchmarkConfig:
 
 
 # ------------------------------------------------------------------------ baselines
-class _Baseline:
-    """A scikit-learn detector: ``anomaly_scores(x_fit, x_score, seed)``.
-
-    Higher score = more anomalous. In the ``anomaly_detection`` protocol ``x_score`` is
-    ``x_fit`` itself (``same_rows=True``) and the transductive estimator is used (LOF's
-    ``negative_outlier_factor_``, kNN without self-matches).
-    """
-
-    randomized = False
-
-    def is_randomized(self, n_fit: int) -> bool:
-        """Whether the scores depend on the seed when fitting ``n_fit`` rows."""
-        return self.randomized
-
-    def anomaly_scores(
-        self, x_fit: np.ndarray, x_score: np.ndarray, seed: int, same_rows: bool
-    ) -> np.ndarray:
-        raise NotImplementedError
+#: This benchmark's settings on top of scikit-learn's defaults: the kernel SVM
+#: is fitted on at most 10,000 rows (seeded subset).
+DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "one_class_svm": {"max_fit_rows": 10000}
+}
 
 
-class _IsolationForest(_Baseline):
-    randomized = True
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
-        IsolationForest(**options)  # invalid names fail here
-
-    def anomaly_scores(self, x_fit, x_score, seed, same_rows):
-        forest = IsolationForest(random_state=seed, **self.options).fit(x_fit)
-        return -forest.score_samples(x_score)
-
-
-class _OneClassSVM(_Baseline):
-    def __init__(self, max_fit_rows: int = 10000, **options: Any) -> None:
-        self.max_fit_rows = _positive_int(max_fit_rows, "one_class_svm.max_fit_rows")
-        self.options = options
-        OneClassSVM(**options)
-
-    def is_randomized(self, n_fit: int) -> bool:
-        return n_fit > self.max_fit_rows  # the seeded subsample
-
-    def anomaly_scores(self, x_fit, x_score, seed, same_rows):
-        if x_fit.shape[0] > self.max_fit_rows:  # kernel SVM is O(n^2): subsample
-            rows = np.random.default_rng(seed).choice(
-                x_fit.shape[0], self.max_fit_rows, replace=False
-            )
-            x_fit = x_fit[rows]
-        svm = OneClassSVM(**self.options).fit(x_fit)
-        return -svm.decision_function(x_score)
-
-
-class _LocalOutlierFactor(_Baseline):
-    def __init__(self, **options: Any) -> None:
-        if "novelty" in options:
-            raise ValueError(
-                "local_outlier_factor.novelty is set by the protocol; remove it."
-            )
-        self.options = options
-        LocalOutlierFactor(**options)
-
-    def anomaly_scores(self, x_fit, x_score, seed, same_rows):
-        if same_rows:
-            lof = LocalOutlierFactor(**self.options).fit(x_fit)
-            return -lof.negative_outlier_factor_
-        lof = LocalOutlierFactor(novelty=True, **self.options).fit(x_fit)
-        return -lof.score_samples(x_score)
-
-
-class _KNNDistance(_Baseline):
-    """Distance to the ``k``-th nearest fitted row (self excluded on the same rows)."""
-
-    def __init__(self, n_neighbors: int = 5, **options: Any) -> None:
-        self.n_neighbors = _positive_int(n_neighbors, "knn.n_neighbors")
-        self.options = options
-        NearestNeighbors(**options)
-
-    def anomaly_scores(self, x_fit, x_score, seed, same_rows):
-        index = NearestNeighbors(n_neighbors=self.n_neighbors, **self.options)
-        index.fit(x_fit)
-        # X=None queries the fitted rows without counting each row as its own
-        # neighbour (scikit-learn semantics).
-        distances, _ = index.kneighbors(None if same_rows else x_score)
-        return distances[:, -1]
-
-
-def _make_baseline(name: str, options: Mapping[str, Any]) -> _Baseline:
-    classes = {
-        "isolation_forest": _IsolationForest,
-        "one_class_svm": _OneClassSVM,
-        "local_outlier_factor": _LocalOutlierFactor,
-        "knn": _KNNDistance,
-    }
-    if name not in classes:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}.")
-    try:
-        return classes[name](**options)
-    except TypeError as err:
-        raise ValueError(f"bad options for baseline {name!r}: {err}") from err
+def _make_baseline(name: str, options: Mapping[str, Any]) -> Detector:
+    """The detector of :mod:`kocc.baselines.detectors` with this benchmark's
+    defaults (:data:`DETECTOR_DEFAULTS`) under the recipe's options."""
+    return Detector(name, **{**DETECTOR_DEFAULTS.get(name, {}), **options})
 
 
 # ----------------------------------------------------------------------------- OCSDF
@@ -493,12 +408,6 @@ def knn_scale_margin(
     return float(grid[np.argmin(np.abs(np.log(grid) - np.log(target)))]), scale
 
 
-def _make_optimizer(settings: OCSDFSettings) -> tf.keras.optimizers.Optimizer:
-    if settings.optimizer == "adam":
-        return tf.keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    return tf.keras.optimizers.RMSprop(learning_rate=settings.learning_rate)
-
-
 def train_ocsdf(
     x_train: np.ndarray,
     settings: OCSDFSettings,
@@ -518,25 +427,24 @@ def train_ocsdf(
     Returns:
         The trained :class:`kocc.models.OCSDF`.
     """
-    from kocc.architectures import lipschitz_mlp
-    from kocc.models import OCSDF
-
     tf.keras.utils.set_random_seed(seed)
     backbone = lipschitz_mlp(
         x_train.shape[1], widths=settings.widths, activation=settings.activation
     )
-    model = OCSDF(
+    batch_size = min(settings.batch_size, x_train.shape[0])
+    model, _ = train_ocsdf_on(
         backbone,
         domain,
+        streamed_dataset(x_train, batch_size, seed=seed),
+        epochs=1,
+        steps_per_epoch=settings.steps,
         margin=margin,
         lam=settings.lam,
         nr_steps=settings.nr_steps,
+        optimizer=settings.optimizer,
+        learning_rate=settings.learning_rate,
         seed=seed,
     )
-    model.compile(optimizer=_make_optimizer(settings))
-    batch_size = min(settings.batch_size, x_train.shape[0])
-    dataset = streamed_dataset(x_train, batch_size, seed=seed)
-    model.fit(dataset, epochs=1, steps_per_epoch=settings.steps, verbose=0)
     return model
 
 
@@ -707,7 +615,8 @@ def _run_dataset(
                 value = cache[method]
             else:
                 start = time.perf_counter()
-                scores = baseline.anomaly_scores(x_train, x_test, seed, same_rows)
+                baseline.fit(x_train, seed=seed, novelty=not same_rows)
+                scores = -baseline.scores(x_test, fitted_rows=same_rows)
                 seconds[method] += time.perf_counter() - start
                 value = float(roc_auc_score(y_test, scores))
                 if fixed_scores:

@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
-from sklearn.ensemble import IsolationForest
-from sklearn.svm import OneClassSVM
 
 from kocc.baselines.bce import bce_network, fit_bce_network
+from kocc.baselines.detectors import fit_detector
 from kocc.diagnostics import local_lipschitz
 from kocc.experiments.recipes import ToyRecipe
 from kocc.metrics import certified_auroc
@@ -126,13 +125,13 @@ def fit_comparison(
             lipschitz = local_lipschitz(network, lipschitz_points)
             extra = {"widths": list(widths), "epochs": epochs}
         elif method == "one_class_svm":
-            svm = OneClassSVM(nu=cfg.ocsvm_nu, gamma=cfg.ocsvm_gamma).fit(x_train)
-            score = svm.decision_function
+            score = fit_detector(
+                method, x_train, nu=cfg.ocsvm_nu, gamma=cfg.ocsvm_gamma
+            )
         elif method == "isolation_forest":
-            forest = IsolationForest(
-                n_estimators=cfg.if_n_estimators, random_state=recipe.seed
-            ).fit(x_train)
-            score = forest.decision_function
+            score = fit_detector(
+                method, x_train, recipe.seed, n_estimators=cfg.if_n_estimators
+            )
         else:  # the recipe schema only lets the three names through
             raise ValueError(f"unknown comparison method {method!r}")
         results[method] = MethodResult(
