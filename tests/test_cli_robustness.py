@@ -132,12 +132,20 @@ def test_train_refuses_an_existing_run_without_overwrite(trained, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in trained.iterdir()} == before
 
 
-def test_train_overwrite_replaces_the_run_whole(tmp_path):
+def test_train_overwrite_replaces_the_run_whole(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier run")
     argv = ["train", T, "--out", str(out), *TINY, "--set", "seed=3", "--overwrite"]
-    assert main(argv) == EXIT_OK
+    assert main([*argv, "--quiet"]) == EXIT_OK
+    # --quiet: only the summary on the terminal, everything in the log (Keras
+    # prints a line per epoch when stdout is not a terminal)
+    assert capsys.readouterr().out == (
+        f"wrote {out}/metrics.json, {out}/level_sets.png, {out}/model.keras\n"
+    )
+    log = (out / LOG_FILE).read_text()
+    assert re.search(r"^20/20 - .*loss: ", log, re.MULTILINE), log
+    assert re.search(r"^AUROC \d\.\d{4}", log, re.MULTILINE)
     assert not (out / "stale.txt").exists()
     assert is_complete(out)
     assert "seed: 3" in (out / "recipe.yaml").read_text()
@@ -433,7 +441,9 @@ def test_two_trainings_into_one_folder_one_wins_and_the_terminal_stays_clean(
     assert sorted(p.name for p in out.parent.iterdir()) == ["x"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
+)
 def test_an_interrupted_training_exits_130_and_leaves_the_old_run(tmp_path, sig):
     """Ctrl-C (SIGINT) or kill (SIGTERM) mid-training, with --overwrite over an
     earlier run: exit 130, one line, the earlier run untouched, nothing left."""

@@ -87,6 +87,12 @@ def _common_options() -> argparse.ArgumentParser:
         help="show TensorFlow's native log lines and dependencies' warnings "
         "(hidden by default; TF_CPP_MIN_LOG_LEVEL, if you set it, is respected)",
     )
+    common.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only errors and the final summary (a run folder's "
+        f"{LOG_FILE} still gets everything)",
+    )
     return common
 
 
@@ -324,7 +330,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with _run_directory(args, out, [args.recipe]) as work:
         from kocc.experiments.toy_experiment import run_toy
 
-        metrics = run_toy(recipe, work)
+        # Keras's progress bar on a terminal, one line per epoch otherwise
+        verbose = 1 if sys.stdout.isatty() and not args.quiet else 2
+        metrics = run_toy(recipe, work, verbose=verbose)
         print(
             f"AUROC {metrics['auroc']:.4f}  train {metrics['train_seconds']:.1f} s  "
             f"({metrics['steps_per_second']:.1f} steps/s)"
@@ -403,21 +411,27 @@ _COMMANDS = {
 
 # ----------------------------------------------------------- run directories
 class _Tee:
-    """A text stream that also copies what is written to a log file."""
+    """A text stream that also copies what is written to a log file (or only
+    writes it there, if not ``show``)."""
 
-    def __init__(self, stream, log) -> None:
-        self._stream, self._log = stream, log
+    def __init__(self, stream, log, show: bool = True) -> None:
+        self._stream, self._log, self._show = stream, log, show
 
     def write(self, text: str) -> int:
-        self._stream.write(text)
+        if self._show:
+            self._stream.write(text)
         self._log.write(text)
         return len(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        if self._show:
+            self._stream.flush()
         self._log.flush()
 
-    def __getattr__(self, name: str):  # isatty, fileno, encoding...
+    def isatty(self) -> bool:
+        return self._show and self._stream.isatty()
+
+    def __getattr__(self, name: str):  # fileno, encoding...
         return getattr(self._stream, name)
 
 
@@ -449,7 +463,8 @@ def _run_log(path: Path, args: argparse.Namespace) -> Iterator[None]:
         )
         log.flush()
         stdout, stderr = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(stdout, log), _Tee(stderr, log)
+        sys.stdout = _Tee(stdout, log, show=not args.quiet)
+        sys.stderr = _Tee(stderr, log)
         try:
             yield
         finally:
