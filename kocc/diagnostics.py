@@ -95,6 +95,13 @@ def local_lipschitz(
     constant; for kocc's 1-Lipschitz networks it must not exceed 1 (up to float
     error and the orthogonalization's tolerance).
 
+    Not :func:`deel.lip.utils.evaluate_lip_const`: that one estimates the
+    constant from one random finite difference per point (a seeded uniform
+    perturbation, a lower estimate that depends on its ``eps`` and prints);
+    this one takes the exact gradient norm at each point by automatic
+    differentiation, deterministic and per point, as Table 1 reports
+    (``tests/test_reuse_deel_lip.py`` checks the first never exceeds it).
+
     Args:
         model: kocc model, Keras model or differentiable callable.
         x: points ``(n, *feature_shape)``.

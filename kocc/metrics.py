@@ -448,6 +448,13 @@ def certified_accuracy(
 ) -> np.ndarray | float:
     """Certified accuracy: fraction of samples correct AND certified beyond eps.
 
+    For a binary HKR classifier (radii from :func:`hkr_binary_radius`) this is
+    :class:`deel.lip.metrics.BinaryProvableRobustAccuracy` (``y f / L > eps``,
+    ``tests/test_reuse_deel_lip.py``); kocc keeps its own because deel-lip's is
+    a Keras loss on label/logit tensors for one ``eps`` at a time, while the
+    benchmarks need radii from any source (also certified AUROC-style scores)
+    at many radii in one NumPy pass.
+
     ``acc_eps = mean(correct_i and r_i > eps)``; a sample whose radius equals
     ``eps`` is not counted (the decision could flip exactly on the boundary).
     At ``eps = 0`` this is the accuracy on samples with a non-zero margin.

@@ -85,44 +85,28 @@ def compile_ocsdf(
     backbone: tf.keras.Model,
     domain: Domain,
     *,
-    margin: float,
-    lam: float,
-    nr_steps: int,
-    warmup_epochs: int = 0,
-    updates_per_sampling: int = 1,
-    negatives_per_batch: int | None = None,
     optimizer: str | tf.keras.optimizers.Optimizer = "rmsprop",
     learning_rate: float = 1e-3,
     final_learning_rate: float | None = None,
     decay_steps: int | None = None,
-    seed: int = 0,
+    **ocsdf_settings: Any,
 ) -> OCSDF:
     """The compiled :class:`kocc.models.OCSDF` of ``backbone`` and ``domain``.
 
     Args:
         backbone: the 1-Lipschitz network f.
         domain: where negatives are drawn (:class:`kocc.sampling.Domain`).
-        margin, lam: hinge-KR margin m and weight lambda.
-        nr_steps: Newton-Raphson steps T per sampling (paper Algorithm 1).
-        warmup_epochs: first epochs with T = 0.
-        updates_per_sampling, negatives_per_batch: see :class:`OCSDF`.
         optimizer: a name of :data:`OPTIMIZERS` (built by :func:`make_optimizer`
             with the rate arguments) or a Keras optimizer.
         learning_rate, final_learning_rate, decay_steps: see
             :func:`make_optimizer`.
-        seed: seeds the negatives.
+        **ocsdf_settings: the keyword arguments of :class:`OCSDF`, validated
+            there: ``margin``, ``lam`` (hinge-KR margin m and weight lambda),
+            ``nr_steps``, ``warmup_epochs`` (Newton-Raphson steps T, first
+            epochs with T = 0), ``updates_per_sampling``,
+            ``negatives_per_batch``, ``seed`` (of the negatives).
     """
-    model = OCSDF(
-        backbone,
-        domain,
-        margin=margin,
-        lam=lam,
-        nr_steps=nr_steps,
-        warmup_epochs=warmup_epochs,
-        updates_per_sampling=updates_per_sampling,
-        negatives_per_batch=negatives_per_batch,
-        seed=seed,
-    )
+    model = OCSDF(backbone, domain, **ocsdf_settings)
     if isinstance(optimizer, str):
         optimizer = make_optimizer(
             optimizer,
@@ -215,27 +199,28 @@ def steps_per_epoch_for(steps: int, epochs: int) -> int:
     return math.ceil(int(steps) / int(epochs))
 
 
+#: Keyword arguments of :func:`train_ocsdf` that go to :func:`fit_ocsdf`.
+FIT_KEYS = (
+    "epochs",
+    "steps_per_epoch",
+    "verbose",
+    "callbacks",
+    "batch_size",
+    "shuffle",
+)
+
+
 def train_ocsdf(
-    backbone: tf.keras.Model,
-    domain: Domain,
-    data: Any,
-    *,
-    epochs: int,
-    steps_per_epoch: int | None = None,
-    verbose: str | int = 0,
-    callbacks: list | None = None,
-    fit_kwargs: dict | None = None,
-    **settings: Any,
+    backbone: tf.keras.Model, domain: Domain, data: Any, **settings: Any
 ) -> tuple[OCSDF, FitReport]:
-    """:func:`compile_ocsdf` then :func:`fit_ocsdf`; ``settings`` go to the first."""
+    """:func:`compile_ocsdf` then :func:`fit_ocsdf` on ``data``.
+
+    ``settings`` of :data:`FIT_KEYS` (``epochs`` is required) go to
+    :func:`fit_ocsdf`, the others to :func:`compile_ocsdf`.
+
+    Returns:
+        The fitted model and its :class:`FitReport`.
+    """
+    fit = {key: settings.pop(key) for key in FIT_KEYS if key in settings}
     model = compile_ocsdf(backbone, domain, **settings)
-    report = fit_ocsdf(
-        model,
-        data,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        verbose=verbose,
-        callbacks=callbacks,
-        **(fit_kwargs or {}),
-    )
-    return model, report
+    return model, fit_ocsdf(model, data, **fit)

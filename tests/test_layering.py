@@ -59,6 +59,15 @@ def test_no_core_module_imports_the_experiment_layer():
     assert not offenders, f"core modules import kocc.experiments: {offenders}"
 
 
+def test_baselines_do_not_import_the_surfaces_they_are_compared_with():
+    offenders = {
+        str(path.relative_to(ROOT))
+        for path in (PACKAGE / "baselines").glob("*.py")
+        if any(n.startswith("kocc.surfaces") for n in _imported_modules(path))
+    }
+    assert not offenders
+
+
 def test_import_walk_sees_an_upward_import(tmp_path):
     # the walk itself must catch both import forms, relative ones included
     probe = tmp_path / "probe.py"

@@ -33,8 +33,12 @@ import numpy as np
 import tensorflow as tf
 from scipy.spatial import cKDTree
 
+from kocc.implicit_surface import (
+    ImplicitSurface,
+    IsotropicStandardization,
+    padded_bounds,
+)
 from kocc.meshes import check_points
-from kocc.surfaces import ImplicitSurface, IsotropicStandardization, padded_bounds
 
 
 @tf.keras.utils.register_keras_serializable("kocc")

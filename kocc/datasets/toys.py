@@ -66,6 +66,12 @@ class Standardizer:
     """Per-feature standardization ``(x - mean) / std`` fitted on training data.
 
     Constant features keep a scale of 1 so they map to 0 instead of NaN.
+
+    scikit-learn's ``StandardScaler`` does the same (and also maps constant
+    features to 0); this class stays because it fits the statistics in
+    float64 and applies them in float32, exactly as the measured toy tables
+    (Table 1, Figure 6) were produced: switching could move their figures by
+    rounding and would need re-measuring them.
     """
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray) -> None:

@@ -65,8 +65,10 @@ from kocc.datasets.images import (
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
+    Recipe,
     RecipeError,
     at_least,
+    check_baselines,
     from_dict,
     non_negative,
     one_of,
@@ -79,16 +81,6 @@ from kocc.metrics import certified_auroc
 from kocc.models import OCSDF
 from kocc.sampling import Box
 from kocc.training import compile_ocsdf, fit_ocsdf
-
-#: Table 3 of the paper (MNIST, AUROC %): reference only, never computed with.
-PAPER_TABLE3_MNIST = {
-    "ocsdf": [99.7, 99.8, 90.6, 93.4, 96.5, 93.9, 98.7, 97.1, 89.4, 96.4],
-    "ocsdf_mean": 95.5,
-    "certified_mean": {8: 93.2, 16: 89.9, 36: 78.4, 72: 57.5},
-    "deep_svdd_mean": 94.8,
-    "ocsvm_mean": 91.3,
-    "isolation_forest_mean": 92.3,
-}
 
 BASELINES = ("ocsvm", "isolation_forest", "deep_svdd")
 
@@ -367,7 +359,7 @@ class SynthesisSettings:
 
 
 @dataclass
-class ImageBenchmarkConfig:
+class ImageBenchmarkConfig(Recipe):
     """``kind: images``: a validated image benchmark recipe (docs/images.md).
 
     Top-level keys: ``kind``, ``name``, ``description`` (free text), ``seed``
@@ -378,10 +370,8 @@ class ImageBenchmarkConfig:
     """
 
     kind: str = field(default="images", metadata=one_of("images"))
-    benchmark: str = ""
     name: str = "image_one_class"
-    description: str = ""
-    seed: int = field(default=0, metadata=at_least(0))
+    benchmark: str = ""
     data: DataSettings = field(default_factory=DataSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     domain: DomainSettings = field(default_factory=DomainSettings)
@@ -399,25 +389,12 @@ class ImageBenchmarkConfig:
     def validate(self, key: str) -> None:
         if self.baselines is None:
             self.baselines = {name: {} for name in BASELINES}
-        unknown = [name for name in self.baselines if name not in BASELINES]
-        if unknown:
-            raise RecipeError(
-                key=f"baselines.{unknown[0]}",
-                expected="a known baseline",
-                given=unknown[0],
-                valid=list(BASELINES),
-            )
-        self.baselines = {name: dict(o or {}) for name, o in self.baselines.items()}
-        for name in ("ocsvm", "isolation_forest"):
-            if name in self.baselines:
-                try:
-                    _make_sklearn_baseline(name, self.baselines[name], 0)
-                except (TypeError, ValueError) as err:
-                    raise RecipeError(
-                        key=f"baselines.{name}",
-                        expected=f"options of the scikit-learn detector ({err})",
-                        given=self.baselines[name],
-                    ) from err
+        self.baselines = check_baselines(
+            self.baselines,
+            BASELINES,
+            lambda name, options: name == "deep_svdd"
+            or _make_sklearn_baseline(name, options, 0),
+        )
         self.deep_svdd = from_dict(
             DeepSVDDSettings, self.baselines.get("deep_svdd"), "baselines.deep_svdd."
         )

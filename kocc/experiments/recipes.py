@@ -108,6 +108,34 @@ def _is_activation(name: str) -> bool:
     return True
 
 
+def check_baselines(
+    baselines: dict | list, valid: Sequence[str], make: Callable[[str, dict], Any]
+) -> dict[str, dict]:
+    """A recipe's ``baselines`` (names, or names -> options) checked by building
+    each with ``make(name, options)``; returns names -> options."""
+    if isinstance(baselines, list):
+        baselines = {name: {} for name in baselines}
+    unknown = [name for name in baselines if name not in valid]
+    if unknown:
+        raise RecipeError(
+            key=f"baselines.{unknown[0]}",
+            expected="a known baseline",
+            given=unknown[0],
+            valid=list(valid),
+        )
+    checked = {name: dict(options or {}) for name, options in baselines.items()}
+    for name, options in checked.items():
+        try:
+            make(name, options)
+        except (TypeError, ValueError) as err:
+            raise RecipeError(
+                key=f"baselines.{name}",
+                expected=f"options of the detector ({err})",
+                given=options,
+            ) from err
+    return checked
+
+
 #: The choices every recipe kind shares.
 OPTIMIZER_CHOICES = ("rmsprop", "adam", "sgd")  # kocc.training.OPTIMIZERS
 ACTIVATION_RULE = rule("fullsort, groupsort2 or groupsort<k>", _is_activation)
@@ -237,13 +265,23 @@ class ToyComparisonConfig:
 
 
 @dataclass
-class ToyRecipe:
+class Recipe:
+    """The keys every recipe that trains starts with; a kind's schema subclasses
+    it and sets the defaults of ``kind`` and ``name``."""
+
+    kind: str = ""
+    name: str = ""
+    description: str = ""
+    #: seeds the data, the network and the negatives
+    seed: int = field(default=0, metadata=at_least(0))
+
+
+@dataclass
+class ToyRecipe(Recipe):
     """``kind: toy``: train OCSDF on a 2-D toy, report AUROC and a contour plot."""
 
     kind: str = field(default="toy", metadata=one_of("toy"))
     name: str = "toy"
-    description: str = ""
-    seed: int = field(default=0, metadata=at_least(0))
     data: ToyDataConfig = field(default_factory=ToyDataConfig)
     model: MLPConfig = field(default_factory=MLPConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
@@ -277,23 +315,20 @@ class ToySuiteRecipe:
     overrides: list[str] = field(default_factory=list)
 
 
-#: Recipe kinds and their schemas (``module:class`` for the drivers' own).
-SCHEMAS: dict[str, type | str] = {
-    "toy": ToyRecipe,
-    "toy_suite": ToySuiteRecipe,
-    "tabular": "kocc.experiments.tabular_benchmark:TabularRecipe",
-    "images": "kocc.experiments.image_benchmark:ImageBenchmarkConfig",
-    "surface": "kocc.experiments.surface_pipeline:SurfaceRecipe",
+#: Recipe kind -> (its schema, ``module:class`` for the drivers' own; the
+#: command that runs it).
+KINDS: dict[str, tuple[type | str, str]] = {
+    "toy": (ToyRecipe, "kocc train"),
+    "toy_suite": (ToySuiteRecipe, "kocc benchmark"),
+    "tabular": ("kocc.experiments.tabular_benchmark:TabularRecipe", "kocc benchmark"),
+    "images": (
+        "kocc.experiments.image_benchmark:ImageBenchmarkConfig",
+        "kocc benchmark",
+    ),
+    "surface": ("kocc.experiments.surface_pipeline:SurfaceRecipe", "kocc surface"),
 }
-
-#: The command that runs each kind.
-COMMANDS: dict[str, str] = {
-    "toy": "kocc train",
-    "toy_suite": "kocc benchmark",
-    "tabular": "kocc benchmark",
-    "images": "kocc benchmark",
-    "surface": "kocc surface INPUT --recipe",
-}
+SCHEMAS = {kind: entry[0] for kind, entry in KINDS.items()}
+COMMANDS = {kind: entry[1] for kind, entry in KINDS.items()}
 
 
 def schema(kind: str) -> type:

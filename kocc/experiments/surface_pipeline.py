@@ -35,6 +35,7 @@ import numpy as np
 from kocc.baselines.distance_regression import fit_distance_regression
 from kocc.experiments.recipes import (
     MLPConfig,
+    Recipe,
     TrainingConfig,
     at_least,
     from_dict,
@@ -142,13 +143,11 @@ def _surface_training() -> TrainingConfig:
 
 
 @dataclass
-class SurfaceRecipe:
+class SurfaceRecipe(Recipe):
     """``kind: surface``: fit a point cloud, extract and compare meshes."""
 
     kind: str = field(default="surface", metadata=one_of("surface"))
     name: str = "surface"
-    description: str = ""
-    seed: int = field(default=0, metadata=at_least(0))
     input: SurfaceInputConfig = field(default_factory=SurfaceInputConfig)
     model: MLPConfig = field(default_factory=_surface_model)
     domain: SurfaceDomainConfig = field(default_factory=SurfaceDomainConfig)

@@ -58,12 +58,15 @@ from sklearn.neighbors import NearestNeighbors
 from kocc.architectures import lipschitz_mlp
 from kocc.baselines.detectors import DETECTORS, Detector
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
+from kocc.experiments.paper_reference import PAPER_TABLE2
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
+    Recipe,
     RecipeError,
     Rule,
     at_least,
+    check_baselines,
     check_steps,
     from_dict,
     non_negative,
@@ -73,30 +76,6 @@ from kocc.experiments.recipes import (
 )
 from kocc.tabular_prior import tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
-
-#: The paper's Table 2 (Béthune et al., ICML 2023): AUROC in %, AD protocol, for
-#: OCSDF and Isolation Forest. Reference figures copied from the paper, printed beside
-#: the measured ones; ``speech`` is omitted (not available in the shared data).
-PAPER_TABLE2: dict[str, dict[str, float]] = {
-    "breastw": {"ocsdf": 82.6, "isolation_forest": 98.3},
-    "cardio": {"ocsdf": 95.0, "isolation_forest": 93.2},
-    "glass": {"ocsdf": 73.9, "isolation_forest": 77.1},
-    "http": {"ocsdf": 67.5, "isolation_forest": 99.96},
-    "ionosphere": {"ocsdf": 80.2, "isolation_forest": 84.5},
-    "lympho": {"ocsdf": 96.1, "isolation_forest": 99.8},
-    "mammography": {"ocsdf": 86.0, "isolation_forest": 86.4},
-    "musk": {"ocsdf": 92.6, "isolation_forest": 99.99},
-    "optdigits": {"ocsdf": 51.0, "isolation_forest": 70.9},
-    "pima": {"ocsdf": 60.7, "isolation_forest": 72.9},
-    "satimage-2": {"ocsdf": 97.9, "isolation_forest": 99.2},
-    "shuttle": {"ocsdf": 99.1, "isolation_forest": 99.6},
-    "smtp": {"ocsdf": 87.1, "isolation_forest": 89.7},
-    "thyroid": {"ocsdf": 95.9, "isolation_forest": 98.3},
-    "vertebral": {"ocsdf": 48.6, "isolation_forest": 36.7},
-    "vowels": {"ocsdf": 94.7, "isolation_forest": 73.9},
-    "wbc": {"ocsdf": 93.6, "isolation_forest": 99.0},
-    "wine": {"ocsdf": 81.5, "isolation_forest": 80.4},
-}
 
 PROTOCOLS = ("anomaly_detection", "one_class")
 MARGIN_SELECTIONS = ("best_auroc", "knn_scale")
@@ -173,18 +152,16 @@ def _finite_positive(value: Any) -> bool:
 
 
 @dataclass
-class TabularRecipe:
+class TabularRecipe(Recipe):
     """``kind: tabular``: the schema of ``recipes/tabular_odds.yaml``."""
 
     kind: str = field(default="tabular", metadata=one_of("tabular"))
     name: str = "tabular"
-    description: str = ""
     datasets: list[str] | str = field(default_factory=list)
     data_dir: str | None = None
     protocol: str = field(default="anomaly_detection", metadata=one_of(*PROTOCOLS))
     test_fraction: float = field(default=0.5, metadata=open_fraction())
     runs: int = field(default=20, metadata=at_least(1))
-    seed: int = field(default=0, metadata=at_least(0))
     model: TabularModelConfig = field(default_factory=TabularModelConfig)
     domain: TabularDomainConfig = field(default_factory=TabularDomainConfig)
     training: TabularTrainingConfig = field(default_factory=TabularTrainingConfig)
@@ -205,25 +182,7 @@ class TabularRecipe:
                 key="datasets", expected="no duplicates", given=list(datasets)
             )
         self.datasets = lowered
-        if isinstance(self.baselines, list):
-            self.baselines = {name: {} for name in self.baselines}
-        unknown = [name for name in self.baselines if name not in BASELINES]
-        if unknown:
-            raise RecipeError(
-                key=f"baselines.{unknown[0]}",
-                expected="a known baseline",
-                given=unknown[0],
-                valid=list(BASELINES),
-            )
-        for name, options in self.baselines.items():
-            try:
-                _make_baseline(name, dict(options or {}))
-            except (TypeError, ValueError) as err:
-                raise RecipeError(
-                    key=f"baselines.{name}",
-                    expected=f"options of the scikit-learn detector ({err})",
-                    given=options,
-                ) from err
+        self.baselines = check_baselines(self.baselines, BASELINES, _make_baseline)
 
 
 @dataclass(frozen=True)
