@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,7 +50,12 @@ import kocc
 from kocc.lipschitz_bound import LipschitzBoundError, lipschitz_upper_bound
 from kocc.models import OCSDF
 from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
-from kocc.safe_output import check_output, output_directory
+from kocc.safe_output import (
+    COMPLETION_MARKER,
+    check_output,
+    is_complete,
+    output_directory,
+)
 
 #: Name of the serving signature (TF Serving's default).
 SIGNATURE_KEY = "serving_default"
@@ -386,6 +392,11 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
         path: a run directory written by ``kocc train`` (holding
             ``model.keras``) or a ``.keras`` file.
 
+    Warns:
+        UserWarning: if a run directory lacks the completion marker that
+            ``kocc train`` writes last (:data:`kocc.safe_output.COMPLETION_MARKER`):
+            the run may be incomplete, or was written by something else.
+
     Raises:
         FileNotFoundError: if there is no such model.
         ModelFileError: if the file is empty, truncated or not a Keras model.
@@ -396,6 +407,14 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
         raise FileNotFoundError(
             f"{path} is neither a run directory holding {RUN_MODEL_FILE} nor a "
             ".keras file"
+        )
+    if path.is_dir() and not is_complete(path):
+        warnings.warn(
+            f"run directory {str(path)!r} has no {COMPLETION_MARKER} marker: it "
+            "is not a run kocc train finished (interrupted, copied in part, or "
+            "written by other code); using its model.keras anyway",
+            UserWarning,
+            stacklevel=2,
         )
     if file.stat().st_size == 0:
         raise ModelFileError(f"{file} is empty (0 bytes): not a saved model")

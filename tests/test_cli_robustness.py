@@ -376,6 +376,18 @@ def test_reading_a_folder_as_a_file_exits_2(served, tmp_path, capsys):
     assert "dir.npy" in _error_line(capsys)
 
 
+def test_a_run_without_its_completion_marker_is_used_with_a_one_line_warning(
+    run_dir, trained, samples, capsys
+):
+    argv = [str(samples / "x.npy"), "--out", str(samples / "o.csv")]
+    assert main(["predict", str(run_dir), *argv]) == EXIT_OK
+    line = _error_line(capsys)  # run_dir was written by model.save alone
+    assert line.startswith("kocc predict: warning: run directory")
+    assert COMPLETION_MARKER in line
+    assert main(["predict", str(trained), *argv, "--overwrite"]) == EXIT_OK
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------- export
 def test_export_refuses_an_existing_export_unless_overwrite(
     run_dir, served, capsys, tmp_path

@@ -604,6 +604,16 @@ def _filter_dependency_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _warning_line(command: str):
+    """``warnings.showwarning`` printing one line: ``kocc CMD: warning: ...``."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"kocc {command}: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
 def _one_line(err: BaseException) -> str:
     """The error's message on one line (YAML and OS errors span several)."""
     if isinstance(err, OSError) and err.strerror and err.filename is not None:
@@ -638,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if not args.verbose:
                 _filter_dependency_warnings()
+                warnings.showwarning = _warning_line(args.command)
             return _COMMANDS[args.command](args)
     except KeyboardInterrupt as err:
         cause = str(err) or "Ctrl-C"
