@@ -408,6 +408,19 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
             f"{path} is neither a run directory holding {RUN_MODEL_FILE} nor a "
             ".keras file"
         )
+    if file.stat().st_size == 0:
+        raise ModelFileError(f"{file} is empty (0 bytes): not a saved model")
+    if not zipfile.is_zipfile(file):
+        raise ModelFileError(
+            f"{file} is not a .keras archive (not a zip file, or truncated)"
+        )
+    try:
+        model = tf.keras.models.load_model(file, compile=False)
+    except LOAD_ERRORS as err:
+        raise ModelFileError(
+            f"cannot load {file}: {type(err).__name__}: {err} (the file is "
+            "truncated or corrupt, or was not written by model.save)"
+        ) from err
     if path.is_dir() and not is_complete(path):
         warnings.warn(
             f"run directory {str(path)!r} has no {COMPLETION_MARKER} marker: it "
@@ -416,19 +429,7 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
             UserWarning,
             stacklevel=2,
         )
-    if file.stat().st_size == 0:
-        raise ModelFileError(f"{file} is empty (0 bytes): not a saved model")
-    if not zipfile.is_zipfile(file):
-        raise ModelFileError(
-            f"{file} is not a .keras archive (not a zip file, or truncated)"
-        )
-    try:
-        return tf.keras.models.load_model(file, compile=False)
-    except LOAD_ERRORS as err:
-        raise ModelFileError(
-            f"cannot load {file}: {type(err).__name__}: {err} (the file is "
-            "truncated or corrupt, or was not written by model.save)"
-        ) from err
+    return model
 
 
 def export_run(

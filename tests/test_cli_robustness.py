@@ -33,7 +33,7 @@ from kocc.experiments.cli import (
     LOG_FILE,
     main,
 )
-from kocc.safe_output import COMPLETION_MARKER, is_complete
+from kocc.safe_output import COMPLETION_MARKER, is_complete, output_directory
 
 REPO = Path(__file__).resolve().parents[1]
 T = str(REPO / "recipes" / "toy2d_two_moons.yaml")
@@ -92,6 +92,15 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return make_run_dir(tmp_path_factory.mktemp("run"), 2, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def complete_run(run_dir, tmp_path_factory):
+    """``run_dir`` published whole, with its completion marker (as by train)."""
+    out = tmp_path_factory.mktemp("complete") / "run"
+    with output_directory(out) as work:
+        (work / "model.keras").write_bytes((run_dir / "model.keras").read_bytes())
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +268,9 @@ def test_predict_refuses_an_existing_output_unless_overwrite(served, samples, ca
 @pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
 @pytest.mark.parametrize("where", ["folder", "under_a_file"])
 def test_an_out_of_the_wrong_kind_is_named(
-    command, where, run_dir, served, samples, capsys
+    command, where, complete_run, served, samples, capsys
 ):
+    run_dir = complete_run
     if where == "folder":  # a folder where a file goes (export: a file)
         out = samples / "a_folder"
         if command == "export":
@@ -390,8 +400,9 @@ def test_a_run_without_its_completion_marker_is_used_with_a_one_line_warning(
 
 # ------------------------------------------------------------------- export
 def test_export_refuses_an_existing_export_unless_overwrite(
-    run_dir, served, capsys, tmp_path
+    complete_run, capsys, tmp_path
 ):
+    run_dir = complete_run
     out = tmp_path / "export"
     out.mkdir()
     (out / "old").write_text("x")
@@ -401,7 +412,8 @@ def test_export_refuses_an_existing_export_unless_overwrite(
     assert (out / "saved_model.pb").is_file() and not (out / "old").exists()
 
 
-def test_export_prints_the_bound_with_all_its_digits(run_dir, tmp_path, capsys):
+def test_export_prints_the_bound_with_all_its_digits(complete_run, tmp_path, capsys):
+    run_dir = complete_run
     out = tmp_path / "export"
     code = main(["export", str(run_dir), "--out", str(out)])
     assert code == EXIT_OK
