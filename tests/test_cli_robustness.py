@@ -524,3 +524,21 @@ def test_help_answers_fast_without_importing_tensorflow(command):
     # TensorFlow imported it was ~100x (8.5 s)
     ratio = _wall(help_argv, 3) / _wall([sys.executable, "-c", "pass"], 3)
     assert ratio < 8.0
+
+
+def test_run_output_names_the_final_folder_not_the_temporary_one(tmp_path):
+    """Drivers print paths inside the work folder (``.x.partial-PID-...``); the
+    terminal and kocc.log show the folder's final name."""
+    import io
+
+    from kocc.experiments.cli import _Tee
+
+    work, out = tmp_path / ".x.partial-1-ab", tmp_path / "x"
+    terminal, log = io.StringIO(), io.StringIO()
+    tee = _Tee(terminal, log, True, (str(work), str(out)))
+    tee.write(f"wrote {work / 'results.json'}\n")
+    assert terminal.getvalue() == log.getvalue() == f"wrote {out / 'results.json'}\n"
+    quiet = _Tee(terminal, log, False)
+    quiet.write("epoch 1\n")
+    assert "epoch 1" in log.getvalue() and "epoch 1" not in terminal.getvalue()
+    assert not quiet.isatty()

@@ -414,10 +414,15 @@ class _Tee:
     """A text stream that also copies what is written to a log file (or only
     writes it there, if not ``show``)."""
 
-    def __init__(self, stream, log, show: bool = True) -> None:
+    def __init__(
+        self, stream, log, show: bool = True, rename: tuple[str, str] = ("", "")
+    ) -> None:
         self._stream, self._log, self._show = stream, log, show
+        self._rename = rename
 
     def write(self, text: str) -> int:
+        if self._rename[0]:  # the work folder is published under its final name
+            text = text.replace(*self._rename)
         if self._show:
             self._stream.write(text)
         self._log.write(text)
@@ -449,9 +454,12 @@ def _versions() -> str:
 
 
 @contextlib.contextmanager
-def _run_log(path: Path, args: argparse.Namespace) -> Iterator[None]:
+def _run_log(
+    path: Path, args: argparse.Namespace, work: Path, out: Path
+) -> Iterator[None]:
     """Write ``path``: the command line, versions, timings and what was printed
-    (Python's stdout and stderr are copied to it while the block runs)."""
+    (Python's stdout and stderr are copied to it while the block runs; the
+    temporary folder ``work`` is named by its final name ``out``)."""
     start = time.perf_counter()
     with open(path, "w", encoding="utf-8") as log:
         log.write(
@@ -463,8 +471,9 @@ def _run_log(path: Path, args: argparse.Namespace) -> Iterator[None]:
         )
         log.flush()
         stdout, stderr = sys.stdout, sys.stderr
-        sys.stdout = _Tee(stdout, log, show=not args.quiet)
-        sys.stderr = _Tee(stderr, log)
+        rename = (str(work), str(out))
+        sys.stdout = _Tee(stdout, log, not args.quiet, rename)
+        sys.stderr = _Tee(stderr, log, True, rename)
         try:
             yield
         finally:
@@ -496,7 +505,7 @@ def _run_directory(
     created = _missing_parents(out)
     try:
         with output_directory(out, args.overwrite, inputs) as work:
-            with _run_log(work / LOG_FILE, args):
+            with _run_log(work / LOG_FILE, args, work, out):
                 yield work
     except BaseException:
         for folder in created:
