@@ -586,12 +586,17 @@ def _quiet_tensorflow_import(verbose: bool) -> Iterator[None]:
         hook.remove()
 
 
-def _quiet_environment(verbose: bool) -> None:
-    """TensorFlow's native logging: everything with ``--verbose``; else only
-    fatal errors. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is left alone."""
+def _user_set_tf_log_level() -> bool:
     from kocc.backend import USER_SET_TF_LOG_LEVEL
 
-    if USER_SET_TF_LOG_LEVEL:
+    return USER_SET_TF_LOG_LEVEL
+
+
+def _quiet_environment(verbose: bool) -> None:
+    """TensorFlow's native logging: everything with ``--verbose``; else only
+    fatal errors. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is left alone (and
+    TensorFlow's start-up lines are then not filtered either)."""
+    if _user_set_tf_log_level():
         return
     if verbose:
         os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
@@ -653,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         with (
             warnings.catch_warnings(),
             terminate_as_interrupt(),
-            _quiet_tensorflow_import(args.verbose),
+            _quiet_tensorflow_import(args.verbose or _user_set_tf_log_level()),
         ):
             if not args.verbose:
                 _filter_dependency_warnings()
