@@ -74,6 +74,15 @@ def _bitonic_sort(keys: tf.Tensor) -> tf.Tensor:
     return keys
 
 
+#: Keys (8 bytes each) sorted per block of rows: the block stays in the core's
+#: cache through the network's stages instead of streaming through memory.
+BLOCK_KEYS = 32768
+
+
+def _sort_packed_block(packed: tf.Tensor) -> tf.Tensor:
+    return _bitonic_sort(packed)
+
+
 @tf.function(jit_compile=True)
 def _sort_with_permutation(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     n = x.shape[-1]
@@ -84,7 +93,18 @@ def _sort_with_permutation(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     )
     if padded != n:
         packed = tf.pad(packed, [[0, 0], [0, padded - n]], constant_values=_INT64_MAX)
-    packed = _bitonic_sort(packed)[:, :n]
+    rows = tf.shape(packed)[0]
+    block = max(1, BLOCK_KEYS // padded)
+    blocks = (rows + block - 1) // block
+    packed = tf.pad(
+        packed, [[0, blocks * block - rows], [0, 0]], constant_values=_INT64_MAX
+    )
+    packed = tf.map_fn(
+        _sort_packed_block,
+        tf.reshape(packed, [blocks, block, padded]),
+        parallel_iterations=1,
+    )
+    packed = tf.reshape(packed, [-1, padded])[:rows, :n]
     keys = tf.cast(tf.bitwise.right_shift(packed, 32), tf.int32)
     values = tf.bitcast(_order_preserving_int(keys), tf.float32)
     columns = tf.cast(tf.bitwise.bitwise_and(packed, _LOW32), tf.int32)

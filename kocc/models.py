@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+import kocc.activations  # noqa: F401  (registers kocc's sorting layers for loading)
 from kocc.losses import OneClassHKR
 from kocc.orthogonalization import (
     CHAIN_RULE,

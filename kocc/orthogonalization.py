@@ -216,7 +216,7 @@ def kernel_gradients(
 #: Newton-Schulz (Björck, beta = 1/2) iterations per retraction; more are run
 #: only while the kernel is farther than :data:`RETRACTION_TOLERANCE` (Frobenius
 #: norm of ``K^T K - I``) from the orthogonal matrices.
-RETRACTION_ITERATIONS = 1
+RETRACTION_ITERATIONS = 2
 RETRACTION_TOLERANCE = 0.05
 
 
@@ -302,8 +302,11 @@ def retract(
     layers (and spectral layers without Björck) take their own normalization
     (:func:`orthogonalize`), kernel set to ``wbar / c``.
 
-    Training runs on these kernels, orthogonal to about ``1e-3`` (the deviation
-    one update adds, squared). The network that predicts and exports is
+    Each Newton-Schulz step squares the deviation one update adds; two keep the
+    training kernels orthogonal to float precision in practice (with one, the
+    deviation of ~1e-3 let the network be slightly steeper than 1 during
+    training, and the annulus SDF error grew from 0.074 to 0.115; see
+    ``docs/performance.md``). The network that predicts and exports is
     re-orthogonalized by deel-lip's own normalization, run to its tolerance
     (:func:`sync_constrained_kernels`, called by ``OCSDF.fit`` at the end), and
     its Lipschitz bound is proved from those weights (:mod:`kocc.lipschitz_bound`).

@@ -95,3 +95,35 @@ def test_fit_bce_network_with_newton_raphson_negatives_trains():
 def test_bce_baseline_rejects_bad_arguments_with_named_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_one_class_bce_is_keras_bce_on_zero_one_labels_and_serializes():
+    from kocc.baselines import OneClassBCE
+
+    logits = tf.constant([2.0, -1.0, 0.5, -3.0])
+    y = tf.constant([1.0, -1.0, -1.0, 1.0])
+    keras_bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+    expected = keras_bce(
+        tf.reshape((1.0 + y) / 2.0, [-1, 1]), tf.reshape(logits, [-1, 1])
+    )
+    assert float(OneClassBCE()(y, logits)) == pytest.approx(float(expected), rel=1e-6)
+    loss = OneClassBCE(level_set=0.5)
+    restored = tf.keras.losses.deserialize(tf.keras.losses.serialize(loss))
+    assert isinstance(restored, OneClassBCE) and restored.negative_level == 0.5
+    with pytest.raises(ValueError, match="level_set must be finite"):
+        OneClassBCE(level_set=float("nan"))
+
+
+def test_fit_bce_network_trains_through_ocsdf_with_negatives_redrawn_every_step():
+    from kocc.baselines import OneClassBCE
+    from kocc.models import OCSDF
+
+    x = _disk(64, 5)
+    model = bce_network(2, widths=(8,), seed=0)
+    history = fit_bce_network(model, x, Box(-2.0, 2.0, shape=(2,)), epochs=1)
+    assert {"loss", "f_pos", "f_neg", "grad_norm_neg"} <= set(history)
+    # the same train_step: negatives of consecutive steps differ (seeded by step)
+    trainer = OCSDF(model, Box(-2.0, 2.0, shape=(2,)), loss=OneClassBCE(), nr_steps=0)
+    first = trainer.sample_negatives(16, tf.constant([0, 0], tf.int64))
+    second = trainer.sample_negatives(16, tf.constant([0, 1], tf.int64))
+    assert not np.allclose(first.numpy(), second.numpy())

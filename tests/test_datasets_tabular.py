@@ -83,6 +83,20 @@ def test_unknown_name_error_lists_available_names():
     assert "wbc" in str(info.value) and "http" in str(info.value)
 
 
+def test_a_missing_name_says_where_odds_and_adbench_files_come_from(tmp_path):
+    (tmp_path / "odds").mkdir()
+    _write_mat_v5(tmp_path / "odds" / "wbc.mat", np.zeros((3, 2)), np.zeros(3))
+    with pytest.raises(FileNotFoundError) as info:
+        load_tabular("pima", data_dir=tmp_path)
+    message = str(info.value)
+    assert "'pima'" in message and "Available: wbc." in message
+    assert "odds.cs.stonybrook.edu" in message and str(tmp_path / "odds") in message
+    assert (
+        "github.com/Minqi824/ADBench" in message
+        and "adbench/datasets/Classical" in message
+    )
+
+
 def test_missing_data_directory_is_an_error_naming_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_tabular("wbc", data_dir=tmp_path / "nowhere")

@@ -8,8 +8,14 @@
   LeNet-type encoders of that paper, for images.
 """
 
-from kocc.baselines.bce import bce_network, fit_bce_network
+from kocc.baselines.bce import OneClassBCE, bce_network, fit_bce_network
 from kocc.baselines.deep_svdd import DeepSVDD
 from kocc.baselines.distance_regression import fit_distance_regression
 
-__all__ = ["DeepSVDD", "bce_network", "fit_bce_network", "fit_distance_regression"]
+__all__ = [
+    "DeepSVDD",
+    "OneClassBCE",
+    "bce_network",
+    "fit_bce_network",
+    "fit_distance_regression",
+]

@@ -24,10 +24,60 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from kocc.sampling import Domain, newton_raphson
+from kocc.models import OCSDF
+from kocc.sampling import Domain
 from kocc.validation import check_batch
 
-__all__ = ["bce_network", "fit_bce_network"]
+__all__ = ["OneClassBCE", "bce_network", "fit_bce_network"]
+
+
+@tf.keras.utils.register_keras_serializable("kocc")
+class OneClassBCE(tf.keras.losses.Loss):
+    r"""Binary cross-entropy on logits with OCSDF's labels (+1 normal, -1 negative).
+
+    :math:`\mathcal{L}(y, f) = \log(1 + e^{-y f})`, i.e. the BCE of
+    :math:`\sigma(f)` against the 0/1 label :math:`(1 + y) / 2`, so that
+    :class:`kocc.models.OCSDF` trains the baseline with its own ``train_step``
+    (``OCSDF(network, domain, loss=OneClassBCE())``).
+
+    Args:
+        level_set: the level the Newton-Raphson steps move negatives to
+            (:attr:`negative_level`; 0 = the decision boundary).
+        reduction: Keras loss reduction (default: mean over the batch).
+        name: loss name.
+
+    Raises:
+        ValueError: if ``level_set`` is not finite.
+    """
+
+    def __init__(
+        self,
+        level_set: float = 0.0,
+        reduction: str = tf.keras.losses.Reduction.AUTO,
+        name: str = "one_class_bce",
+    ) -> None:
+        if not np.isfinite(float(level_set)):
+            raise ValueError(f"level_set must be finite, got {level_set!r}")
+        super().__init__(reduction=reduction, name=name)
+        self.level_set = float(level_set)
+
+    @property
+    def negative_level(self) -> float:
+        return self.level_set
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        y_pred = tf.convert_to_tensor(y_pred)
+        y_true = tf.reshape(tf.cast(y_true, y_pred.dtype), tf.shape(y_pred))
+        labels = 0.5 * (1.0 + y_true)
+        per_sample = tf.nn.sigmoid_cross_entropy_with_logits(labels, y_pred)
+        if per_sample.shape.rank is not None and per_sample.shape.rank > 1:
+            per_sample = tf.reduce_mean(per_sample, axis=-1)
+        return per_sample
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["level_set"] = self.level_set
+        return config
 
 
 def bce_network(
@@ -86,35 +136,34 @@ def fit_bce_network(
 ) -> dict[str, list[float]]:
     """Trains ``model`` with BCE: normal samples (y=1) against fresh negatives (y=0).
 
-    Every epoch draws ``round(negatives_ratio * n)`` negatives uniformly from
-    ``domain`` (seed ``(seed, epoch)``), moves them by ``nr_steps``
-    Newton-Raphson steps toward the level set ``f = level_set`` of the current
-    network (paper Algorithm 1, as for OCSDF; 0 = plain uniform negatives), and
-    runs one epoch of ``model.fit`` on the shuffled union with the BCE on
-    logits. Shuffling, negatives and initialization are seeded; on one CPU
-    thread a run reproduces exactly.
-
-    The model is compiled here (loss ``BinaryCrossentropy(from_logits=True)``)
-    with ``optimizer`` (default Adam, learning rate 1e-3) unless it is already
-    compiled, in which case its optimizer and loss are kept.
+    The training is OCSDF's own ``train_step`` with the :class:`OneClassBCE`
+    loss (:class:`kocc.models.OCSDF` ``(model, domain, loss=OneClassBCE(level_set))``):
+    every update draws its negatives uniformly from ``domain`` and moves them by
+    ``nr_steps`` Newton-Raphson steps toward the level set ``f = level_set`` of
+    the current network (paper Algorithm 1, as for OCSDF; 0 = plain uniform
+    negatives). An update sees ``batch_size`` samples:
+    ``round(batch_size / (1 + negatives_ratio))`` normal ones and the rest
+    negatives, so an epoch (one pass over the normal samples) makes about
+    ``(1 + negatives_ratio) n / batch_size`` updates. Shuffling, negatives and
+    initialization are seeded; on one CPU thread a run reproduces exactly.
 
     Args:
         model: a Keras model mapping inputs to one logit per sample (e.g.
-            :func:`bce_network`).
+            :func:`bce_network`); trained in place.
         x_normal: normal samples ``(n, *feature_shape)``.
         domain: where negatives are drawn (a :class:`kocc.sampling.Domain`).
         epochs: number of epochs (``>= 1``).
-        batch_size: mini-batch size (``>= 1``).
-        negatives_ratio: negatives per normal sample per epoch (``> 0``).
+        batch_size: samples per update, normal and negative (``>= 2``).
+        negatives_ratio: negatives per normal sample (``> 0``).
         nr_steps: Newton-Raphson steps on the negatives (``>= 0``).
         level_set: target level of the Newton-Raphson steps.
         optimizer: Keras optimizer or its name; ``None`` = Adam(1e-3).
         seed: seed of negatives and shuffling.
-        verbose: Keras verbosity of each epoch.
+        verbose: Keras verbosity.
 
     Returns:
-        The history, ``{"loss": [one value per epoch]}`` (plus any compiled
-        metrics).
+        The history, ``{"loss": [one value per epoch], ...}`` (OCSDF's logs:
+        also ``f_pos``, ``f_neg``, ``grad_norm_neg``).
 
     Raises:
         ValueError: on invalid hyper-parameters, a domain that is not a kocc
@@ -122,7 +171,7 @@ def fit_bce_network(
     """
     if not isinstance(domain, Domain):
         raise ValueError(f"domain must be a kocc.sampling Domain, got {domain!r}.")
-    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
+    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2)):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
     if int(nr_steps) != nr_steps or nr_steps < 0:
@@ -132,38 +181,26 @@ def fit_bce_network(
     feature_shape = tuple(int(s) for s in model.input_shape[1:])
     x_normal = check_batch(x_normal, feature_shape, "x_normal")
     domain.resolve_shape(feature_shape)
-    if model.optimizer is None:
-        model.compile(
-            optimizer=optimizer or tf.keras.optimizers.Adam(1e-3),
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-        )
 
-    n_neg = max(1, int(round(float(negatives_ratio) * len(x_normal))))
-    labels = np.r_[np.ones(len(x_normal)), np.zeros(n_neg)].astype(np.float32)[:, None]
-    history: dict[str, list[float]] = {}
-    for epoch in range(int(epochs)):
-        negatives = domain.sample(
-            n_neg, seed=[int(seed), 2 * epoch], shape=feature_shape
-        )
-        if nr_steps > 0:
-            negatives = newton_raphson(
-                model,
-                negatives,
-                steps=int(nr_steps),
-                level_set=float(level_set),
-                domain=domain,
-                seed=[int(seed), 2 * epoch + 1],
-            )
-        inputs = np.concatenate([x_normal, np.asarray(negatives)], axis=0)
-        order = np.random.default_rng([int(seed), epoch]).permutation(len(inputs))
-        logs = model.fit(
-            inputs[order],
-            labels[order],
-            batch_size=int(batch_size),
-            epochs=1,
-            shuffle=False,
-            verbose=verbose,
-        ).history
-        for key, values in logs.items():
-            history.setdefault(key, []).extend(values)
-    return history
+    n_pos = min(
+        len(x_normal),
+        max(1, int(round(int(batch_size) / (1.0 + float(negatives_ratio))))),
+    )
+    n_neg = max(1, int(batch_size) - n_pos)
+    trainer = OCSDF(
+        model,
+        domain,
+        loss=OneClassBCE(level_set),
+        nr_steps=int(nr_steps),
+        negatives_per_batch=n_neg,
+        seed=int(seed),
+        name=f"{model.name}_bce",
+    )
+    trainer.compile(optimizer=optimizer or tf.keras.optimizers.Adam(1e-3))
+    data = (
+        tf.data.Dataset.from_tensor_slices(x_normal)
+        .shuffle(len(x_normal), seed=int(seed), reshuffle_each_iteration=True)
+        .batch(n_pos)
+    )
+    logs = trainer.fit(data, epochs=int(epochs), verbose=verbose).history
+    return {key: [float(v) for v in values] for key, values in logs.items()}

@@ -1,8 +1,16 @@
-"""Image data sets through tensorflow-datasets, read offline from ``KOCC_DATA_DIR``.
+"""Image data sets (MNIST, Fashion-MNIST, CIFAR-10) through tensorflow-datasets.
 
-Three TFDS builders read the local copies of the shared data folder with TFDS'
-*manual directory* mechanism (``DownloadConfig(manual_dir=...)``), so that
-``tfds.load`` works without a network:
+Two ways in, both through ``tfds.load``:
+
+* **TFDS' normal path** (``source="tfds"``; the default when no data folder is
+  given): TFDS' own ``mnist`` / ``fashion_mnist`` / ``cifar10`` builders download
+  the published files and prepare them into the TFDS data directory, as in any
+  Keras tutorial. Needs a network the first time; later calls reuse the
+  prepared copy.
+* **A manual folder** (``source="local"``; the default when ``data_dir`` is
+  given or ``KOCC_DATA_DIR`` is set): three offline builders read local copies
+  with TFDS' *manual directory* mechanism (``DownloadConfig(manual_dir=...)``),
+  so ``tfds.load`` works without a network:
 
 =====================  ==================  ======================================
 builder                manual directory    files
@@ -16,16 +24,15 @@ builder                manual directory    files
                                            *test* set only, decoded from JPEG
 =====================  ==================  ======================================
 
-Their features are those of TFDS' own ``mnist`` / ``fashion_mnist`` / ``cifar10``
-(``image``: uint8 ``(H, W, C)``, ``label``: ``ClassLabel``), so with internet
-access ``source="tfds"`` loads TFDS' published copies through the same functions.
-``kocc_cifar10`` has a single ``test`` split (the only part of CIFAR-10 available
-here); the one-class protocol splits it per class (see
-:mod:`kocc.experiments.image_benchmark`).
+The offline builders' features are those of TFDS' own builders (``image``: uint8
+``(H, W, C)``, ``label``: ``ClassLabel``), so both ways give the same arrays.
+``kocc_cifar10`` has a single ``test`` split (the only part of CIFAR-10 in the
+shared folder); the one-class protocol splits it per class (see
+:mod:`kocc.experiments.image_benchmark`). TFDS' ``cifar10`` has ``train`` and ``test``.
 
 TFDS writes a prepared copy (TFRecord files) the first time a builder is loaded:
 into ``tfds_dir``, else ``$KOCC_TFDS_DIR``, else TFDS' default
-(``~/tensorflow_datasets``). The shared data folder itself is only read.
+(``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). A manual folder is only read.
 
 Pixels are mapped to ``[-1, 1]`` by :func:`scale_pixels`, ``x / 127.5 - 1``, so the
 negative-sampling domain of OCSDF is the box ``B = [-1, 1]^(H*W*C)``
@@ -42,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from kocc.datasets.paths import DATA_DIR_ENV
 from kocc.datasets.paths import data_dir as resolve_data_dir
 from kocc.extras import require
 
@@ -368,13 +376,43 @@ def scale_pixels(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
-def _check_source(source: str) -> str:
-    if source not in ("local", "tfds"):
+#: Accepted values of ``source``.
+SOURCES = ("auto", "local", "tfds")
+
+
+def resolve_source(source: str, data_dir: str | os.PathLike | None = None) -> str:
+    """Where images come from: ``"local"`` (a manual folder) or ``"tfds"``.
+
+    Args:
+        source: ``"local"``, ``"tfds"``, or ``"auto"``: ``"local"`` when a data
+            folder is given (``data_dir``, else ``$KOCC_DATA_DIR``), ``"tfds"``
+            (TFDS' download and prepare) otherwise.
+        data_dir: the caller's data folder, if any.
+
+    Raises:
+        ValueError: for another ``source``.
+    """
+    if source not in SOURCES:
         raise ValueError(
-            f"source must be 'local' (offline builders reading the data directory) "
-            f"or 'tfds' (TFDS' own download), got {source!r}"
+            f"source must be 'auto', 'local' (offline builders reading the data "
+            f"directory) or 'tfds' (TFDS' own download), got {source!r}"
         )
-    return source
+    if source != "auto":
+        return source
+    return "local" if data_dir is not None or os.environ.get(DATA_DIR_ENV) else "tfds"
+
+
+def _load_from_tfds(spec: ImageDatasetSpec, **kwargs):
+    """``tfds.load`` of TFDS' own builder: download and prepare on first use."""
+    try:
+        return tfds.load(spec.tfds_name, **kwargs)
+    except OSError as error:  # requests' connection errors are OSErrors too
+        raise OSError(
+            f"TFDS could not download and prepare {spec.tfds_name!r} "
+            f"({type(error).__name__}: {error}). Without a network, give a folder "
+            f"holding local copies: data_dir=... or {DATA_DIR_ENV} (its "
+            f"{spec.folder}/ sub-folder, see kocc.datasets.images)."
+        ) from error
 
 
 def _load_raw(
@@ -386,7 +424,7 @@ def _load_raw(
     batch_size: int | None,
 ):
     spec = image_spec(name)
-    _check_source(source)
+    source = resolve_source(source, data_dir)
     kwargs = {
         "split": split,
         "data_dir": tfds_dir(tfds_data_dir),
@@ -395,7 +433,7 @@ def _load_raw(
         "shuffle_files": False,
     }
     if source == "tfds":
-        return spec, tfds.load(spec.tfds_name, **kwargs)
+        return spec, _load_from_tfds(spec, **kwargs)
     base_split = split.split("[")[0]
     if base_split not in spec.local_splits:
         raise ValueError(
@@ -428,18 +466,20 @@ def image_dataset(
     split: str,
     data_dir: str | os.PathLike | None = None,
     tfds_data_dir: str | os.PathLike | None = None,
-    source: str = "local",
+    source: str = "auto",
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(image, label)`` with pixels in ``[-1, 1]``.
 
     Args:
         name: ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
         split: a TFDS split (``"train"``, ``"test"``, ``"test[:50%]"`` ...).
-        data_dir: the shared data folder (default ``$KOCC_DATA_DIR``); used with
-            ``source="local"``.
+        data_dir: the folder of local copies (default ``$KOCC_DATA_DIR``); used
+            with ``source="local"``.
         tfds_data_dir: where TFDS writes prepared copies (see :func:`tfds_dir`).
-        source: ``"local"`` (offline builders) or ``"tfds"`` (TFDS' own builders,
-            which download).
+        source: ``"local"`` (offline builders reading ``data_dir``), ``"tfds"``
+            (TFDS' own builders, which download and prepare) or ``"auto"``
+            (``"local"`` when a data folder is given, see
+            :func:`resolve_source`).
 
     Returns:
         Unbatched dataset of float32 ``(H, W, C)`` images and int64 labels.
@@ -447,6 +487,7 @@ def image_dataset(
     Raises:
         ValueError: unknown name, split or source.
         FileNotFoundError: missing data directory or file.
+        OSError: TFDS could not download (the message says how to work offline).
     """
     _, dataset = _load_raw(name, split, data_dir, tfds_data_dir, source, None)
     return dataset.map(
@@ -460,7 +501,7 @@ def load_image_arrays(
     split: str,
     data_dir: str | os.PathLike | None = None,
     tfds_data_dir: str | os.PathLike | None = None,
-    source: str = "local",
+    source: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """A whole split as numpy arrays, through ``tfds.load(..., batch_size=-1)``.
 

@@ -8,7 +8,11 @@ laid out as::
     <data_dir>/odds/<name>.mat          # ODDS, keys X, y (1 = outlier)
     <data_dir>/adbench/<k>_<name>.npz   # ADBench, keys X, y (1 = anomaly)
 
-Files placed directly in ``<data_dir>`` are found too. ODDS files are MATLAB v5
+Files placed directly in ``<data_dir>`` are found too. ODDS files come from
+the ODDS library (https://odds.cs.stonybrook.edu), ADBench files from the ADBench
+repository (https://github.com/Minqi824/ADBench, ``adbench/datasets/Classical``);
+kocc downloads neither, and the error for a missing name says so
+(:data:`TABULAR_SOURCES`). ODDS files are MATLAB v5
 (read with :func:`scipy.io.loadmat`) except ``smtp.mat``, which is MATLAB v7.3, i.e.
 HDF5, read with h5py; HDF5 stores MATLAB arrays column-major, so they are transposed.
 
@@ -42,6 +46,15 @@ from kocc.extras import require
 
 ODDS_FOLDER = "odds"
 ADBENCH_FOLDER = "adbench"
+
+#: Where the files come from, for the error of a name that is not found.
+TABULAR_SOURCES = (
+    "ODDS files come from the ODDS library (Rayana, 2016, "
+    "https://odds.cs.stonybrook.edu): one '<name>.mat' per data set, put in "
+    "<data_dir>/odds/. ADBench files come from the ADBench repository (Han et al., "
+    "2022, https://github.com/Minqi824/ADBench, folder adbench/datasets/Classical): "
+    "'<k>_<name>.npz', put in <data_dir>/adbench/."
+)
 _ADBENCH_PREFIX = re.compile(r"^\d+_")
 
 
@@ -155,7 +168,7 @@ def load_tabular(
         raise FileNotFoundError(
             f"Unknown tabular data set {name!r}: no ODDS '{name}.mat' or ADBench "
             f"'*_{name}.npz' under {root} (searched {root}, {root / ODDS_FOLDER}, "
-            f"{root / ADBENCH_FOLDER}). Available: {listed}."
+            f"{root / ADBENCH_FOLDER}). Available: {listed}. {TABULAR_SOURCES}"
         )
     path = files[key]
     x, y = _read_mat(path) if path.suffix == ".mat" else _read_npz(path)
