@@ -493,12 +493,15 @@ def test_an_interrupted_training_exits_130_and_leaves_the_old_run(tmp_path, sig)
     assert [p.name for p in out.iterdir()] == ["metrics.json"]
 
 
-def _wall(argv: list[str], repeats: int) -> float:
-    best = float("inf")
+def _best_walls(commands: list[list[str]], repeats: int) -> list[float]:
+    """Best wall time of each command over ``repeats`` interleaved runs (load
+    from other processes hits both alike)."""
+    best = [float("inf")] * len(commands)
     for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True)
-        best = min(best, time.perf_counter() - start)
+        for i, argv in enumerate(commands):
+            start = time.perf_counter()
+            subprocess.run(argv, capture_output=True, check=True)
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -519,11 +522,15 @@ def test_help_answers_fast_without_importing_tensorflow(command):
     )
     assert proc.stdout.strip().splitlines()[-1] == "[]"
     help_argv = [sys.executable, "-m", "kocc.experiments.cli", *command, "--help"]
-    # best of 3 against best of 3: measured 2.1-4.2x on the 2-core machine at
-    # load average 15 (help 0.12-0.22 s, python -c pass 0.053-0.056 s); with
-    # TensorFlow imported it was ~100x (8.5 s)
-    ratio = _wall(help_argv, 3) / _wall([sys.executable, "-c", "pass"], 3)
-    assert ratio < 8.0
+    help_wall, python_wall = _best_walls(
+        [help_argv, [sys.executable, "-c", "pass"]], repeats=5
+    )
+    # Measured on the shared 2-core machine: ratio 1.6-2.6 at load average 6-8
+    # (help 0.07-0.11 s, python -c pass 0.03-0.06 s), 2.1-8.8 at load average
+    # 10-15; importing TensorFlow makes it ~100 (8.5 s). 20 is 1 s over the
+    # interpreter's 0.05 s start-up: the issue's bound, kept as a ratio.
+    assert help_wall / python_wall < 20.0
+    assert help_wall < 1.0
 
 
 def test_run_output_names_the_final_folder_not_the_temporary_one(tmp_path):
