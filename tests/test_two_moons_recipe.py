@@ -18,7 +18,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "toy2d_two_moons.yaml
 
 def _kocc_command() -> list[str]:
     script = shutil.which("kocc", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "kocc.cli"]
+    return [script] if script else [sys.executable, "-m", "kocc.experiments.cli"]
 
 
 @pytest.mark.slow
