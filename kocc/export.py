@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,7 +50,12 @@ import kocc
 from kocc.lipschitz_bound import LipschitzBoundError, lipschitz_upper_bound
 from kocc.models import OCSDF
 from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
-from kocc.safe_output import check_output, output_directory
+from kocc.safe_output import (
+    COMPLETION_MARKER,
+    check_output,
+    is_complete,
+    output_directory,
+)
 
 #: Name of the serving signature (TF Serving's default).
 SIGNATURE_KEY = "serving_default"
@@ -386,6 +392,11 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
         path: a run directory written by ``kocc train`` (holding
             ``model.keras``) or a ``.keras`` file.
 
+    Warns:
+        UserWarning: if a run directory lacks the completion marker that
+            ``kocc train`` writes last (:data:`kocc.safe_output.COMPLETION_MARKER`):
+            the run may be incomplete, or was written by something else.
+
     Raises:
         FileNotFoundError: if there is no such model.
         ModelFileError: if the file is empty, truncated or not a Keras model.
@@ -404,12 +415,21 @@ def load_trained_model(path: str | os.PathLike) -> tf.keras.Model:
             f"{file} is not a .keras archive (not a zip file, or truncated)"
         )
     try:
-        return tf.keras.models.load_model(file, compile=False)
+        model = tf.keras.models.load_model(file, compile=False)
     except LOAD_ERRORS as err:
         raise ModelFileError(
             f"cannot load {file}: {type(err).__name__}: {err} (the file is "
             "truncated or corrupt, or was not written by model.save)"
         ) from err
+    if path.is_dir() and not is_complete(path):
+        warnings.warn(
+            f"run directory {str(path)!r} has no {COMPLETION_MARKER} marker: it "
+            "is not a run kocc train finished (interrupted, copied in part, or "
+            "written by other code); using its model.keras anyway",
+            UserWarning,
+            stacklevel=2,
+        )
+    return model
 
 
 def export_run(

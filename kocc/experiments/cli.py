@@ -1,27 +1,54 @@
 """The ``kocc`` command.
 
-Commands: ``train`` a recipe; ``benchmark`` a benchmark recipe; ``export`` a
-trained run as a serving SavedModel with certified radii; ``predict`` scores of
-a file with an export or a run; ``evaluate`` AUROC and certified AUROC on normal
-and anomalous files.
+Commands: ``train`` a recipe; ``benchmark`` a benchmark recipe; ``surface`` a
+mesh or point cloud; ``export`` a trained run as a serving SavedModel with
+certified radii; ``predict`` scores of a file with an export or a run;
+``evaluate`` AUROC and certified AUROC on normal and anomalous files.
 
-Exit codes (stable, for scripts): 0 success; 2 bad usage, recipe or input (the
-message names the problem: unknown recipe key, missing file, NaN, shape); 3 the
-model cannot be certified (its network is not provably 1-Lipschitz: export
-refused); 1 an unexpected failure.
+Exit codes (stable, for scripts; see ``docs/reliability.md``): 0 success; 2 bad
+usage, recipe, input or output path (a one-line message names the file or the
+recipe key); 3 the model cannot be certified (its network is not provably
+1-Lipschitz: export refused); 130 interrupted (Ctrl-C or ``SIGTERM``; the
+partial output is removed); 1 an unexpected failure (a bug: a traceback).
+
+This module imports nothing heavy at import time: the argument tree is plain
+``argparse`` and each command imports its implementation (and TensorFlow) in
+its handler, so ``kocc --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import os
+import re
+import shlex
 import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNCERTIFIED = 3
+EXIT_INTERRUPTED = 130
+
+#: The log file every run folder (train, benchmark, surface) holds.
+LOG_FILE = "kocc.log"
+
+#: A line of TensorFlow's native (C++) logging: absl (``I0000 00:00:17.. 123
+#: port.cc:153] ...``), the older TF format (``2025-01-01 10:00:00.1: I
+#: file.cc:12] ...``), absl's pre-initialization notice, and the second line
+#: of the CPU-feature notice.
+_NATIVE_LOG_LINE = re.compile(
+    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]"
+    r"|WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|To enable the following instructions: )"
+)
 
 
 def _add_overrides_arg(parser: argparse.ArgumentParser) -> None:
@@ -42,48 +69,89 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     _add_overrides_arg(parser)
 
 
+def _add_overwrite_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace an existing {what} (refused without it; the new output "
+        "replaces the old one only once complete)",
+    )
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every command takes (a parent parser)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's native log lines and dependencies' warnings "
+        "(hidden by default; TF_CPP_MIN_LOG_LEVEL, if you set it, is respected)",
+    )
+    common.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only errors and the final summary (a run folder's "
+        f"{LOG_FILE} still gets everything)",
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argument tree of ``kocc`` (plain argparse: no heavy import)."""
     parser = argparse.ArgumentParser(
         prog="kocc",
-        description="Robust one-class classification with 1-Lipschitz networks.",
+        description="Robust one-class classification with 1-Lipschitz networks. "
+        "Exit codes: 0 success, 2 bad usage or input (one line naming the file or "
+        "key), 3 uncertifiable export, 130 interrupted.",
     )
+    common = _common_options()
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
         "train",
+        parents=[common],
         help="train a recipe and write its report (metrics.json, plot, model)",
-        description="Train the recipe's model and write metrics.json, figures and "
-        "the trained model into the run directory.",
+        description="Train the recipe's model and write metrics.json, figures, "
+        f"the trained model and {LOG_FILE} into the run directory. The directory "
+        "appears complete or not at all (with a .kocc-complete marker); two runs "
+        "cannot write one directory at once.",
     )
     _add_recipe_args(train)
     train.add_argument(
         "--out", default=None, help="run directory (default: runs/<recipe name>)"
     )
+    _add_overwrite_arg(train, "run directory")
     bench = sub.add_parser(
         "benchmark",
+        parents=[common],
         help="run a benchmark recipe (kind: tabular, images or toy_suite) and write "
         "its tables",
         description="Run a benchmark recipe: OCSDF and its baselines on every data "
-        "set of the recipe; writes CSV and markdown tables into the output "
-        "directory. Data sets are read from the recipe's data_dir or "
-        "$KOCC_DATA_DIR.",
+        "set of the recipe; writes CSV and markdown tables (and "
+        f"{LOG_FILE}) into the output directory, which appears complete or not at "
+        "all. Data sets are read from the recipe's data_dir or $KOCC_DATA_DIR.",
     )
     _add_recipe_args(bench)
     bench.add_argument(
         "--out", default=None, help="output directory (default: runs/<recipe name>)"
     )
-    _add_serving_commands(sub)
-    _add_surface_command(sub)
+    _add_overwrite_arg(bench, "output directory")
+    _add_serving_commands(sub, common)
+    _add_surface_command(sub, common)
     return parser
 
 
-def _add_surface_command(sub: argparse._SubParsersAction) -> None:
+def _add_surface_command(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     surface = sub.add_parser(
         "surface",
+        parents=[common],
         help="mesh a point cloud through the learned signed distance",
         description="Sample a mesh's surface (or read a .ply/.xyz/.npy point "
         "cloud), fit OCSDF, extract the level set with marching cubes and write "
         "the mesh (.ply), a rendering (.png) and metrics.json (Chamfer, "
-        "Hausdorff, times) for OCSDF and the distance-regression baseline.",
+        "Hausdorff, times) for OCSDF and the distance-regression baseline, and "
+        f"{LOG_FILE}.",
     )
     surface.add_argument("input", help="mesh (.off/.stl/.obj/.ply) or points")
     surface.add_argument("--out", required=True, help="run directory")
@@ -94,22 +162,40 @@ def _add_surface_command(sub: argparse._SubParsersAction) -> None:
         "recipes/surface_modelnet.yaml)",
     )
     _add_overrides_arg(surface)
+    _add_overwrite_arg(surface, "run directory")
+
+
+def _load_recipe_data(path: str, overrides: list[str]) -> dict:
+    """The recipe mapping; a file that is not UTF-8 text is named."""
+    from kocc.experiments.recipes import RecipeError, load_recipe_data
+
+    try:
+        return load_recipe_data(path, overrides)
+    except UnicodeDecodeError as err:
+        raise RecipeError(
+            f"recipe {path!r} is not UTF-8 text (byte {err.object[err.start]:#04x} "
+            f"at offset {err.start}): save it as UTF-8"
+        ) from None
 
 
 def _cmd_surface(args: argparse.Namespace) -> int:
     import json
 
-    from kocc.experiments.recipes import check_kind, load_recipe_data, parse_overrides
-    from kocc.experiments.surface_pipeline import run_surface
+    from kocc.experiments.recipes import check_kind, parse_overrides
 
     if args.recipe:
-        config = load_recipe_data(args.recipe, args.overrides)
+        config = _load_recipe_data(args.recipe, args.overrides)
         config.setdefault("kind", "surface")
         check_kind(config, ["surface"], "kocc surface")
     else:
         config = parse_overrides(args.overrides)
-    metrics = run_surface(args.input, args.out, config)
-    print(json.dumps(metrics, indent=2, default=str))
+    inputs = [args.input] + ([args.recipe] if args.recipe else [])
+    with _run_directory(args, Path(args.out), inputs) as work:
+        from kocc.experiments.surface_pipeline import run_surface
+
+        metrics = run_surface(args.input, work, config)
+        print(json.dumps(metrics, indent=2, default=str))
+    print(f"wrote {args.out}/")
     return EXIT_OK
 
 
@@ -128,14 +214,22 @@ def _benchmark_runners(recipe_path: str) -> dict:
     }
 
 
-def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from kocc.experiments.recipes import check_kind, load_recipe_data
+#: Recipe kinds ``kocc benchmark`` runs (the keys of ``_benchmark_runners``).
+BENCHMARK_KINDS = ("tabular", "images", "toy_suite")
 
-    data = load_recipe_data(args.recipe, args.overrides)
-    runners = _benchmark_runners(args.recipe)
-    kind = check_kind(data, list(runners), "kocc benchmark")
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from kocc.experiments.recipes import check_kind
+
+    data = _load_recipe_data(args.recipe, args.overrides)
+    kind = check_kind(data, list(BENCHMARK_KINDS), "kocc benchmark")
     out = Path(args.out) if args.out else Path("runs") / str(data.get("name", kind))
-    runners[kind](data, out)
+    inputs = [args.recipe]
+    data_dir = data.get("data_dir") or os.environ.get("KOCC_DATA_DIR")
+    if isinstance(data_dir, str) and data_dir:
+        inputs.append(data_dir)  # the output may not replace the data
+    with _run_directory(args, out, inputs) as work:
+        _benchmark_runners(args.recipe)[kind](data, work)
     print(f"wrote the benchmark tables to {out}/")
     return EXIT_OK
 
@@ -162,13 +256,16 @@ def _add_threshold_arg(parser: argparse.ArgumentParser, default_help: str) -> No
     )
 
 
-def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
+def _add_serving_commands(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     export = sub.add_parser(
         "export",
+        parents=[common],
         help="export a trained run as a serving SavedModel with certified radii",
         description="Write a TF SavedModel whose serving_default signature returns "
-        "score, anomaly_score, certified_radius and is_normal. The network is "
-        "exported as plain Dense/Conv layers and refused (exit 3) unless its "
+        "score, anomaly_score, certified_radius, is_normal and valid. The network "
+        "is exported as plain Dense/Conv layers and refused (exit 3) unless its "
         "Lipschitz constant is proved <= 1 + tolerance from its weights.",
     )
     export.add_argument("run", help="run directory (model.keras) or a .keras file")
@@ -180,13 +277,15 @@ def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
         default=1e-3,
         help="slack allowed above 1 on the proven Lipschitz bound (default 1e-3)",
     )
+    _add_overwrite_arg(export, "SavedModel directory")
 
     predict = sub.add_parser(
         "predict",
+        parents=[common],
         help="score a .npy/.csv file with an export or a run",
         description="Score every sample (row) of INPUT and write score, "
-        "anomaly_score, certified_radius and is_normal to --out (.csv columns, "
-        ".npz arrays, or a .npy structured array).",
+        "anomaly_score, certified_radius, is_normal and valid to --out (.csv "
+        "columns, .npz arrays, or a .npy structured array), atomically.",
     )
     predict.add_argument("model", help="serving export, run directory or .keras file")
     predict.add_argument("input", help="samples, .npy or .csv (one sample per row)")
@@ -195,9 +294,11 @@ def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--batch-size", type=int, default=8192, help="samples per call (8192)"
     )
+    _add_overwrite_arg(predict, "output file")
 
     evaluate = sub.add_parser(
         "evaluate",
+        parents=[common],
         help="AUROC and certified AUROC on normal and anomalous samples",
         description="Score normal and anomalous samples and print (and write "
         "with --out) a JSON report: AUROC, certified AUROC at each radius "
@@ -217,40 +318,61 @@ def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
     )
     _add_threshold_arg(evaluate, "default: the export's, or 0 for a run")
     evaluate.add_argument("--out", default=None, help="also write the report here")
+    _add_overwrite_arg(evaluate, "report file")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kocc.experiments.recipes import load_recipe
-    from kocc.experiments.toy_experiment import run_toy
+    from kocc.experiments.recipes import recipe_from_dict
 
-    recipe = load_recipe(args.recipe, args.overrides, ("toy",), "kocc train")
+    data = _load_recipe_data(args.recipe, args.overrides)
+    recipe = recipe_from_dict(data, ("toy",), "kocc train")
     out = Path(args.out) if args.out else Path("runs") / recipe.name
-    metrics = run_toy(recipe, out)
+    with _run_directory(args, out, [args.recipe]) as work:
+        from kocc.experiments.toy_experiment import run_toy
+
+        # Keras's progress bar on a terminal, one line per epoch otherwise
+        verbose = 1 if sys.stdout.isatty() and not args.quiet else 2
+        metrics = run_toy(recipe, work, verbose=verbose)
+        print(
+            f"AUROC {metrics['auroc']:.4f}  train {metrics['train_seconds']:.1f} s  "
+            f"({metrics['steps_per_second']:.1f} steps/s)"
+        )
     print(f"wrote {out}/metrics.json, {out}/level_sets.png, {out}/model.keras")
-    print(
-        f"AUROC {metrics['auroc']:.4f}  train {metrics['train_seconds']:.1f} s  "
-        f"({metrics['steps_per_second']:.1f} steps/s)"
-    )
     return EXIT_OK
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from kocc.safe_output import check_output
+
+    check_output(args.out, "directory", args.overwrite, [args.run])
     from kocc.export import export_run
 
-    metadata = export_run(args.run, args.out, args.threshold, args.lipschitz_tolerance)
+    metadata = export_run(
+        args.run,
+        args.out,
+        args.threshold,
+        args.lipschitz_tolerance,
+        overwrite=args.overwrite,
+    )
+    # every digit (repr): a bound of 1.0000002 is not rounded to 1
     print(
         f"wrote {args.out}: signature serving_default, threshold "
-        f"{metadata.threshold:g}, proven Lipschitz bound "
-        f"{metadata.lipschitz_bound:.6f}"
+        f"{metadata.threshold!r}, proven Lipschitz bound "
+        f"{metadata.lipschitz_bound!r}"
     )
     return EXIT_OK
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from kocc.safe_output import check_output
+
+    check_output(args.out, "file", args.overwrite, [args.input, args.model])
     from kocc.serving import ServedModel, predict_file
 
     model = ServedModel.load(args.model, threshold=args.threshold)
-    outputs = predict_file(model, args.input, args.out, args.batch_size)
+    outputs = predict_file(
+        model, args.input, args.out, args.batch_size, overwrite=args.overwrite
+    )
     n, normal = len(outputs["score"]), int(outputs["is_normal"].sum())
     print(f"wrote {args.out}: {n} samples, {normal} normal, {n - normal} anomalous")
     return EXIT_OK
@@ -259,6 +381,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
+    from kocc.safe_output import check_output, write_text
+
+    inputs = [args.normal, args.anomalous, args.model]
+    if args.out:  # checked before anything is computed
+        check_output(args.out, "file", args.overwrite, inputs)
     from kocc.serving import ServedModel, evaluate, read_inputs
 
     model = ServedModel.load(args.model, threshold=args.threshold)
@@ -267,8 +394,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     text = json.dumps(report, indent=2)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        write_text(args.out, text + "\n", args.overwrite, inputs)
     print(text)
     return EXIT_OK
 
@@ -283,6 +409,235 @@ _COMMANDS = {
 }
 
 
+# ----------------------------------------------------------- run directories
+class _Tee:
+    """A text stream that also copies what is written to a log file (or only
+    writes it there, if not ``show``)."""
+
+    def __init__(
+        self, stream, log, show: bool = True, rename: tuple[str, str] = ("", "")
+    ) -> None:
+        self._stream, self._log, self._show = stream, log, show
+        self._rename = rename
+
+    def write(self, text: str) -> int:
+        if self._rename[0]:  # the work folder is published under its final name
+            text = text.replace(*self._rename)
+        if self._show:
+            self._stream.write(text)
+        self._log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._show:
+            self._stream.flush()
+        self._log.flush()
+
+    def isatty(self) -> bool:
+        return self._show and self._stream.isatty()
+
+    def __getattr__(self, name: str):  # fileno, encoding...
+        return getattr(self._stream, name)
+
+
+def _versions() -> str:
+    import importlib.metadata
+    import platform
+
+    parts = [f"python {platform.python_version()}"]
+    for package in ("kocc", "tensorflow", "tf-keras", "deel-lip", "numpy"):
+        try:
+            parts.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{package} (not installed)")
+    return ", ".join(parts)
+
+
+@contextlib.contextmanager
+def _run_log(
+    path: Path, args: argparse.Namespace, work: Path, out: Path
+) -> Iterator[None]:
+    """Write ``path``: the command line, versions, timings and what was printed
+    (Python's stdout and stderr are copied to it while the block runs; the
+    temporary folder ``work`` is named by its final name ``out``)."""
+    start = time.perf_counter()
+    with open(path, "w", encoding="utf-8") as log:
+        log.write(
+            f"command: kocc {shlex.join(args.argv)}\n"
+            f"directory: {os.getcwd()}\n"
+            f"started: {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n"
+            f"versions: {_versions()}\n"
+            "--- output ---\n"
+        )
+        log.flush()
+        stdout, stderr = sys.stdout, sys.stderr
+        rename = (str(work), str(out))
+        sys.stdout = _Tee(stdout, log, not args.quiet, rename)
+        sys.stderr = _Tee(stderr, log, True, rename)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+        log.write(
+            f"--- finished: {time.strftime('%Y-%m-%d %H:%M:%S %z')}, "
+            f"{time.perf_counter() - start:.1f} s ---\n"
+        )
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, deepest first."""
+    return [p for p in path.absolute().parents if not p.exists()]
+
+
+@contextlib.contextmanager
+def _run_directory(
+    args: argparse.Namespace, out: Path, inputs: Sequence[str]
+) -> Iterator[Path]:
+    """A run folder that appears at ``out`` whole (marker ``.kocc-complete``,
+    ``kocc.log`` inside) or not at all, written under a lock.
+
+    The block gets the temporary folder to fill. On any failure or interrupt
+    nothing is left: the temporary folder, and the parent folders this run
+    created, are removed.
+    """
+    from kocc.safe_output import output_directory
+
+    created = _missing_parents(out)
+    try:
+        with output_directory(out, args.overwrite, inputs) as work:
+            with _run_log(work / LOG_FILE, args, work, out):
+                yield work
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
+
+
+# ------------------------------------------------------- quiet TensorFlow
+@contextlib.contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
+    """Drop TensorFlow's native log lines written to file descriptor 2.
+
+    Some lines are written by TensorFlow's C++ libraries as they load, before
+    absl logging is initialized, and ``TF_CPP_MIN_LOG_LEVEL`` does not silence
+    them (oneDNN notice, "Could not find cuda drivers", "failed call to cuInit"
+    on a machine without a GPU). While the block runs, file descriptor 2 goes
+    to a temporary file; afterwards every other line is written to the real
+    standard error, in order.
+    """
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", "replace").splitlines(True)
+            kept = "".join(line for line in lines if not _NATIVE_LOG_LINE.match(line))
+            if kept:
+                os.write(2, kept.encode("utf-8"))
+
+
+class _QuietTensorFlowImport:
+    """Imports ``tensorflow``, wherever that happens first, under
+    :func:`_native_stderr_filtered` (a one-shot ``sys.meta_path`` finder)."""
+
+    def find_spec(self, name: str, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        self.remove()
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec_module(module) -> None:
+            with _native_stderr_filtered():
+                exec_module(module)
+
+        spec.loader.exec_module = quiet_exec_module
+        return spec
+
+    def remove(self) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_import(verbose: bool) -> Iterator[None]:
+    """While the block runs, a first ``import tensorflow`` drops TensorFlow's
+    native start-up lines (unless ``verbose``)."""
+    if verbose or "tensorflow" in sys.modules:
+        yield
+        return
+    hook = _QuietTensorFlowImport()
+    sys.meta_path.insert(0, hook)
+    try:
+        yield
+    finally:
+        hook.remove()
+
+
+def _user_set_tf_log_level() -> bool:
+    from kocc.backend import USER_SET_TF_LOG_LEVEL
+
+    return USER_SET_TF_LOG_LEVEL
+
+
+def _quiet_environment(verbose: bool) -> None:
+    """TensorFlow's native logging: everything with ``--verbose``; else only
+    fatal errors. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is left alone (and
+    TensorFlow's start-up lines are then not filtered either)."""
+    if _user_set_tf_log_level():
+        return
+    if verbose:
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    else:
+        # errors that matter reach the user as Python exceptions
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+def _filter_dependency_warnings() -> None:
+    """Hide Python warnings from dependencies that a ``kocc`` user cannot act on.
+
+    Each filter says why; ``--verbose`` shows them all.
+    """
+    # Deprecations inside TensorFlow, tf-keras, deel-lip, absl, NumPy and
+    # scikit-learn are about their own internal calls, not about anything in the
+    # user's recipe or command line.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _warning_line(command: str):
+    """``warnings.showwarning`` printing one line: ``kocc CMD: warning: ...``."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"kocc {command}: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (YAML and OS errors span several)."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        text = f"{err.strerror}: {str(err.filename)!r}"
+        if err.filename2 is not None:
+            text += f" -> {str(err.filename2)!r}"
+        return text
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _error_code(err: Exception) -> int:
     """2 for bad usage or input; 3 when a model's certificates would be unsound."""
     export = sys.modules.get("kocc.export")
@@ -293,12 +648,32 @@ def _error_code(err: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kocc`` console script; returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    _quiet_environment(args.verbose)
+    from kocc.safe_output import terminate_as_interrupt
+
     try:
-        return _COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as err:  # RecipeError is a ValueError
-        print(f"kocc {args.command}: error: {err}", file=sys.stderr)
+        with (
+            warnings.catch_warnings(),
+            terminate_as_interrupt(),
+            _quiet_tensorflow_import(args.verbose or _user_set_tf_log_level()),
+        ):
+            if not args.verbose:
+                _filter_dependency_warnings()
+                warnings.showwarning = _warning_line(args.command)
+            return _COMMANDS[args.command](args)
+    except KeyboardInterrupt as err:
+        cause = str(err) or "Ctrl-C"
+        print(
+            f"kocc {args.command}: interrupted ({cause}); the partial output was "
+            "removed",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError) as err:  # RecipeError, OutputError: ValueErrors
+        print(f"kocc {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return _error_code(err)
 
 
