@@ -243,8 +243,8 @@ def atomic_path(
         overwrite, inputs: see :func:`check_output`.
 
     Raises:
-        The errors of :func:`check_output`, checked before the block runs and,
-        without ``overwrite``, again when publishing.
+        OutputError: the errors of :func:`check_output`, checked before the
+            block runs and, without ``overwrite``, again when publishing.
     """
     path = check_output(path, "file", overwrite, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -460,8 +460,8 @@ def output_directory(
 
     Raises:
         OutputLockedError: another process is writing ``path``.
-        The errors of :func:`check_output`, checked before the block runs and
-        again when publishing.
+        OutputError: the errors of :func:`check_output`, checked before the
+            block runs and again when publishing.
     """
     path = Path(path)
     check_output(path, "directory", overwrite, inputs)

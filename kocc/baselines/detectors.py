@@ -53,8 +53,8 @@ class Detector:
         seed: ``random_state`` of the seeded detectors and of the row subset.
         max_fit_rows: fit on a seeded subset of at most this many rows (the
             kernel SVM is O(n^2)); ``None``: all rows.
-        n_neighbors: ``k`` of ``knn`` (default 5) or of LOF.
-        **options: keyword arguments of the scikit-learn estimator.
+        **options: keyword arguments of the scikit-learn estimator, e.g.
+            ``n_neighbors``: ``k`` of ``knn`` (default 5) or of LOF.
 
     Raises:
         ValueError: unknown name, invalid options (checked at construction),

@@ -172,7 +172,7 @@ def fit_distance_regression(
         verbose: Keras ``fit`` verbosity.
 
     Returns:
-        An :class:`kocc.surfaces.ImplicitSurface` whose model outputs the score
+        An :class:`kocc.implicit_surface.ImplicitSurface` whose model outputs the score
         ``-d`` (minus the predicted unsigned distance).
 
     Raises:

@@ -19,7 +19,7 @@ distance of :math:`\mathrm{INN}(x)` to the cube's boundary,
     s_{out} = \sum_d \max(|z_d| - 1, 0), \quad
     s_{in} = \min(\max_d |z_d| - 1, 0), \quad s = s_{out} + s_{in},
 
-positive outside; :meth:`IOCN.score_samples` returns :math:`-s` so that, as for
+positive outside; ``IOCN.score_samples`` returns :math:`-s` so that, as for
 OCSDF, *higher means more normal* and the inlier region is ``score > 0``.
 
 :class:`FlowBaseline` is the paper's FLOW: the same architecture trained by
@@ -394,8 +394,25 @@ class IOCN(_InvertibleOneClass):
         **kwargs: passed to ``tf.keras.Model``.
     """
 
-    def __init__(self, input_dim: int, **kwargs: Any) -> None:
-        super().__init__(input_dim, **kwargs)
+    def __init__(
+        self,
+        input_dim: int,
+        num_blocks: int = 12,
+        hidden_units: int = 128,
+        clamp: float = 2.0,
+        noise_std: float = 0.0,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            input_dim,
+            num_blocks=num_blocks,
+            hidden_units=hidden_units,
+            clamp=clamp,
+            noise_std=noise_std,
+            seed=seed,
+            **kwargs,
+        )
         self.pull_tracker = tf.keras.metrics.Mean(name="pull")
         self.push_tracker = tf.keras.metrics.Mean(name="push")
         self.inside_tracker = tf.keras.metrics.Mean(name="inside")
