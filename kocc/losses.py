@@ -20,6 +20,16 @@ class OneClassHKR(tf.keras.losses.Loss):
     :math:`S` is the signed distance to the support of the normal data
     (Béthune et al., ICML 2023, Theorem 1).
 
+    Relation to deel-lip: on a batch with as many +1 as -1 samples (OCSDF's
+    batches), ``OneClassHKR(margin=m, lam=l)`` equals one half of
+    ``deel.lip.losses.HKR(alpha=2 * l, min_margin=2 * m)`` (Serrurier et al.,
+    CVPR 2021; tested in ``tests/test_losses_hkr_relation.py``). kocc keeps its
+    own class because it is per sample (so Keras reductions and
+    ``tf.distribute``'s global-batch scaling apply; deel-lip averages the KR
+    term per class, which differs on unbalanced batches), holds plain floats
+    in its config (no ``tf.Variable``), and takes the margin ``m`` of the
+    paper's equation rather than deel-lip's ``min_margin = 2m``.
+
     Args:
         margin: the hinge margin :math:`m > 0`.
         lam: the hinge weight :math:`\lambda > 0`.
