@@ -35,8 +35,10 @@ output directory and returns :class:`ImageBenchmarkResults`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -62,9 +64,12 @@ from kocc.datasets.images import (
     image_spec,
     load_image_arrays,
 )
+from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
+from kocc.distribute import is_chief
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
+    DistributeConfig,
     Recipe,
     RecipeError,
     at_least,
@@ -75,6 +80,7 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
+from kocc.experiments.training import strategy_of
 from kocc.generation import save_image_grid, synthesize
 from kocc.image_prior import GradedBox
 from kocc.metrics import certified_auroc
@@ -274,6 +280,10 @@ class TrainingSettings:
     final_learning_rate: float = field(default=1e-6, metadata=non_negative())
     updates_per_sampling: int = field(default=1, metadata=at_least(1))
     negatives_per_batch: int | None = field(default=None, metadata=at_least(1))
+    #: 0: fit on the images in memory; N >= 1: write them as N TFRecord shards
+    #: (a temporary folder in the run folder) and stream them
+    #: (kocc.datasets.shards.sharded_dataset, docs/distributed.md)
+    shards: int = field(default=0, metadata=at_least(0))
 
 
 @dataclass
@@ -385,6 +395,7 @@ class ImageBenchmarkConfig(Recipe):
         default_factory=DeepSVDDSettings, metadata={"derived": True}
     )
     synthesis: SynthesisSettings = field(default_factory=SynthesisSettings)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     def validate(self, key: str) -> None:
         if self.baselines is None:
@@ -585,16 +596,43 @@ def train_ocsdf(
     training: TrainingSettings,
     seed: int,
     domain: DomainSettings | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    work_dir: str | os.PathLike | None = None,
 ) -> OCSDF:
-    """Build (:func:`build_ocsdf`) and fit OCSDF on the normal images."""
+    """Build (:func:`build_ocsdf`) and fit OCSDF on the normal images.
+
+    Built and fitted in ``strategy.scope()`` (default: the current strategy;
+    ``training.batch_size`` is the global batch). With ``training.shards = N``
+    the images are written as ``N`` TFRecord shards in a temporary folder of
+    ``work_dir`` (removed after the fit) and streamed from them,
+    ``ceil(n / batch)`` steps an epoch.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
     batch_size = min(training.batch_size, len(x_train))
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
-    ocsdf = build_ocsdf(
-        x_train.shape[1:], model, training, steps_per_epoch, seed, domain
-    )
-    fit_ocsdf(
-        ocsdf, x_train, epochs=training.epochs, batch_size=batch_size, shuffle=True
-    )
+    with (
+        tempfile.TemporaryDirectory(prefix="shards-", dir=work_dir)
+        if training.shards
+        else contextlib.nullcontext()
+    ) as folder:
+        with strategy.scope():
+            ocsdf = build_ocsdf(
+                x_train.shape[1:], model, training, steps_per_epoch, seed, domain
+            )
+            if training.shards:
+                files = write_tfrecord_shards([x_train], folder, training.shards)
+                data = sharded_dataset(files, x_train.shape[1:], batch_size, seed=seed)
+                fit_ocsdf(
+                    ocsdf, data, epochs=training.epochs, steps_per_epoch=steps_per_epoch
+                )
+            else:
+                fit_ocsdf(
+                    ocsdf,
+                    x_train,
+                    epochs=training.epochs,
+                    batch_size=batch_size,
+                    shuffle=True,
+                )
     return ocsdf
 
 
@@ -731,6 +769,7 @@ def _evaluate_class(
     spec: ImageDatasetSpec,
     out: Path,
     log: Callable[[str], None],
+    strategy: tf.distribute.Strategy | None = None,
 ) -> ClassResult:
     k = split.normal_class
     seed = config.seed + k
@@ -743,7 +782,13 @@ def _evaluate_class(
 
     tic = time.perf_counter()
     model = train_ocsdf(
-        split.x_train, config.model, config.training, seed, config.domain
+        split.x_train,
+        config.model,
+        config.training,
+        seed,
+        config.domain,
+        strategy,
+        out,
     )
     seconds["ocsdf_train"] = time.perf_counter() - tic
     final = {
@@ -871,14 +916,17 @@ def run_image_benchmark(
     if not isinstance(config, ImageBenchmarkConfig):
         config = ImageBenchmarkConfig.from_dict(config)
     log = log or (lambda message: None)
+    strategy = strategy_of(config.distribute)
     out = Path(out_dir)
+    if not is_chief(strategy):  # the chief writes the run; the others aside
+        out = out / f"worker_{strategy.cluster_resolver.task_id}"
     out.mkdir(parents=True, exist_ok=True)
     data = ImageData(config.data, seed=config.seed)
     results = ImageBenchmarkResults(config, data.protocol, [])
     results.json_path = out / "results.json"
     for k in config.data.normal_class:
         results.classes.append(
-            _evaluate_class(data.split(k), config, data.spec, out, log)
+            _evaluate_class(data.split(k), config, data.spec, out, log, strategy)
         )
         results.json_path.write_text(json.dumps(results.to_dict(), indent=2))
     results.markdown_path = out / "results.md"

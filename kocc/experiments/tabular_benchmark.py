@@ -39,9 +39,11 @@ trained), which is how a known per-data-set choice is replayed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,11 +59,14 @@ from sklearn.neighbors import NearestNeighbors
 
 from kocc.architectures import lipschitz_mlp
 from kocc.baselines.detectors import DETECTORS, Detector
+from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
+from kocc.distribute import is_chief
 from kocc.experiments.paper_reference import PAPER_TABLE2
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
+    DistributeConfig,
     Recipe,
     RecipeError,
     Rule,
@@ -74,6 +79,8 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
+from kocc.experiments.training import strategy_of
+from kocc.score_shards import certified_auroc_from_shards, write_score_shards
 from kocc.tabular_prior import tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
 
@@ -125,6 +132,13 @@ class TabularTrainingConfig:
     learning_rate: float = field(default=1e-3, metadata=positive())
     optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
     allow_long_runs: bool = False
+    #: 0: train from the rows in memory; N >= 1: write the training rows as N
+    #: TFRecord shards (a temporary folder in the run folder) and stream them
+    #: with kocc.datasets.shards.sharded_dataset (docs/distributed.md)
+    shards: int = field(default=0, metadata=at_least(0))
+    #: OCSDF's AUROC from sorted score shards on disk (kocc.score_shards) instead
+    #: of the scores in memory: the same value, for test sets too large to hold
+    score_shards: bool = False
 
     def validate(self, key: str) -> None:
         check_steps(self, key)
@@ -169,6 +183,7 @@ class TabularRecipe(Recipe):
         default_factory=lambda: {name: {} for name in BASELINES}
     )
     paper_reference: bool = True
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     def validate(self, key: str) -> None:
         datasets = [self.datasets] if isinstance(self.datasets, str) else self.datasets
@@ -216,6 +231,8 @@ class OCSDFSettings:
     steps: int = 2000
     learning_rate: float = 1e-3
     optimizer: str = "rmsprop"
+    shards: int = 0
+    score_shards: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,6 +255,8 @@ class TabularBenchmarkConfig:
             ``local_outlier_factor`` and ``knn``).
         name: recipe name, the stem of the written files.
         paper_reference: print the paper's Table 2 figures beside ours.
+        distribute: the ``tf.distribute`` strategy OCSDF trains under
+            (``training.batch_size`` is the global batch).
     """
 
     datasets: tuple[str, ...]
@@ -255,6 +274,7 @@ class TabularBenchmarkConfig:
     )
     name: str = "tabular"
     paper_reference: bool = True
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TabularBenchmarkConfig:
@@ -283,6 +303,8 @@ class TabularBenchmarkConfig:
             steps=training.steps,
             learning_rate=training.learning_rate,
             optimizer=training.optimizer,
+            shards=training.shards,
+            score_shards=training.score_shards,
         )
         return cls(
             datasets=tuple(recipe.datasets),
@@ -302,6 +324,7 @@ class TabularBenchmarkConfig:
             },
             name=recipe.name,
             paper_reference=recipe.paper_reference,
+            distribute=recipe.distribute,
         )
 
     @property
@@ -373,8 +396,15 @@ def train_ocsdf(
     margin: float,
     domain: Any,
     seed: int,
+    strategy: tf.distribute.Strategy | None = None,
+    work_dir: str | os.PathLike | None = None,
 ):
     """Train OCSDF on standardized rows streamed by :func:`streamed_dataset`.
+
+    With ``settings.shards = N >= 1`` the rows are first written as ``N``
+    TFRecord shards (a temporary folder in ``work_dir``, removed after the fit)
+    and streamed by :func:`kocc.datasets.shards.sharded_dataset`, the path of
+    training data larger than memory.
 
     Args:
         x_train: float32 ``(n, d)`` training rows (not copied).
@@ -382,29 +412,78 @@ def train_ocsdf(
         margin: HKR margin ``m``.
         domain: negative prior with ``sample(n, seed)``/``project(z)``.
         seed: seed of the initialisation, the batches and the negatives.
+        strategy: the ``tf.distribute`` strategy the model is built and
+            trained under (default: the current one); ``settings.batch_size``
+            is the global batch.
+        work_dir: where the shards' temporary folder goes (default: the
+            system's temporary directory).
 
     Returns:
         The trained :class:`kocc.models.OCSDF`.
     """
     tf.keras.utils.set_random_seed(seed)
-    backbone = lipschitz_mlp(
-        x_train.shape[1], widths=settings.widths, activation=settings.activation
-    )
+    strategy = strategy or tf.distribute.get_strategy()
     batch_size = min(settings.batch_size, x_train.shape[0])
-    model, _ = train_ocsdf_on(
-        backbone,
-        domain,
-        streamed_dataset(x_train, batch_size, seed=seed),
-        epochs=1,
-        steps_per_epoch=settings.steps,
-        margin=margin,
-        lam=settings.lam,
-        nr_steps=settings.nr_steps,
-        optimizer=settings.optimizer,
-        learning_rate=settings.learning_rate,
-        seed=seed,
-    )
+    with (
+        tempfile.TemporaryDirectory(prefix="shards-", dir=work_dir)
+        if settings.shards
+        else contextlib.nullcontext()
+    ) as folder:
+        if settings.shards:
+            files = write_tfrecord_shards([x_train], folder, settings.shards)
+            data = sharded_dataset(files, x_train.shape[1:], batch_size, seed=seed)
+        else:
+            data = streamed_dataset(x_train, batch_size, seed=seed)
+        with strategy.scope():
+            backbone = lipschitz_mlp(
+                x_train.shape[1], widths=settings.widths, activation=settings.activation
+            )
+            model, _ = train_ocsdf_on(
+                backbone,
+                domain,
+                data,
+                epochs=1,
+                steps_per_epoch=settings.steps,
+                margin=margin,
+                lam=settings.lam,
+                nr_steps=settings.nr_steps,
+                optimizer=settings.optimizer,
+                learning_rate=settings.learning_rate,
+                seed=seed,
+            )
     return model
+
+
+def sharded_auroc(
+    model: Any,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    work_dir: str | os.PathLike | None = None,
+    batch_size: int = 65536,
+) -> float:
+    """OCSDF's AUROC (anomaly = positive, score ``-f``) from score shards on disk.
+
+    The test rows are scored ``batch_size`` at a time; normal and anomaly
+    scores go to sorted ``.npy`` shards (:func:`kocc.score_shards.write_score_shards`,
+    a temporary folder in ``work_dir``) merged by
+    :func:`kocc.score_shards.certified_auroc_from_shards` at ``eps = 0``, which
+    counts the same pairs as ``roc_auc_score(y_test, -f)`` (ties count one half).
+
+    Returns:
+        The AUROC, equal to the in-memory value.
+    """
+
+    def scores(label: int):
+        for start in range(0, len(x_test), batch_size):
+            keep = y_test[start : start + batch_size] == label
+            if keep.any():
+                rows = x_test[start : start + batch_size][keep]
+                yield np.asarray(model.score_samples(rows)).reshape(-1)
+
+    with tempfile.TemporaryDirectory(prefix="scores-", dir=work_dir) as folder:
+        normal = write_score_shards(scores(0), folder, "normal")
+        anomalous = write_score_shards(scores(1), folder, "anomalous")
+        return float(certified_auroc_from_shards(normal, anomalous, 0.0))
 
 
 # --------------------------------------------------------------------------- running
@@ -519,6 +598,8 @@ def _run_dataset(
     name: str,
     config: TabularBenchmarkConfig,
     log: Callable[[str], None],
+    strategy: tf.distribute.Strategy | None = None,
+    work_dir: Path | None = None,
 ) -> tuple[DatasetResult, list[dict[str, Any]]]:
     x, y = load_tabular(name, config.data_dir)
     if config.protocol == "anomaly_detection":
@@ -553,10 +634,15 @@ def _run_dataset(
         )
         for margin in margins:
             start = time.perf_counter()
-            model = train_ocsdf(x_train, settings, margin, domain, seed)
-            scores = -np.asarray(model.score_samples(x_test)).reshape(-1)
+            model = train_ocsdf(
+                x_train, settings, margin, domain, seed, strategy, work_dir
+            )
+            if settings.score_shards:
+                value = sharded_auroc(model, x_test, y_test, work_dir)
+            else:
+                scores = -np.asarray(model.score_samples(x_test)).reshape(-1)
+                value = float(roc_auc_score(y_test, scores))
             seconds["ocsdf"] += time.perf_counter() - start
-            value = float(roc_auc_score(y_test, scores))
             by_margin.setdefault(margin, []).append(value)
             if label_free:
                 picked_auroc.append(value)
@@ -642,7 +728,10 @@ def run_tabular_benchmark(
     if not isinstance(config, TabularBenchmarkConfig):
         config = TabularBenchmarkConfig.from_dict(config)
     log = log or (lambda message: None)
+    strategy = strategy_of(config.distribute)
     out = Path(out_dir)
+    if not is_chief(strategy):  # the chief writes the run; the others aside
+        out = out / f"worker_{strategy.cluster_resolver.task_id}"
     out.mkdir(parents=True, exist_ok=True)
     results: list[DatasetResult] = []
     all_rows: list[dict[str, Any]] = []
@@ -651,7 +740,7 @@ def run_tabular_benchmark(
     runs_path = out / f"{config.name}_runs.csv"
     md_path = out / f"{config.name}.md"
     for name in config.datasets:
-        result, rows = _run_dataset(name, config, log)
+        result, rows = _run_dataset(name, config, log, strategy, out)
         results.append(result)
         all_rows.extend(rows)
         # Rewritten after every data set: a long run leaves its finished part.
