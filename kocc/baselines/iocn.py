@@ -385,34 +385,17 @@ class IOCN(_InvertibleOneClass):
 
     Args:
         input_dim: number of features D >= 2.
-        num_blocks: coupling blocks (paper: 12).
-        hidden_units: subnetwork width (paper: 128).
-        clamp: soft clamp of the coupling log-scales.
-        noise_std: std of Gaussian noise added to each training batch (the
-            paper's "small amount of noise"; 0 = none).
-        seed: seed of the initialization, the latent draws and the noise.
-        **kwargs: passed to ``tf.keras.Model``.
+        **kwargs: the invertible network's settings, ``num_blocks`` (coupling
+            blocks; paper: 12), ``hidden_units`` (subnetwork width; paper:
+            128), ``clamp`` (soft clamp of the coupling log-scales),
+            ``noise_std`` (std of Gaussian noise added to each training batch,
+            the paper's "small amount of noise"; 0 = none) and ``seed`` (of the
+            initialization, the latent draws and the noise); then
+            ``tf.keras.Model``'s.
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        num_blocks: int = 12,
-        hidden_units: int = 128,
-        clamp: float = 2.0,
-        noise_std: float = 0.0,
-        seed: int = 0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            input_dim,
-            num_blocks=num_blocks,
-            hidden_units=hidden_units,
-            clamp=clamp,
-            noise_std=noise_std,
-            seed=seed,
-            **kwargs,
-        )
+    def __init__(self, input_dim: int, **kwargs: Any) -> None:
+        super().__init__(input_dim, **kwargs)
         self.pull_tracker = tf.keras.metrics.Mean(name="pull")
         self.push_tracker = tf.keras.metrics.Mean(name="push")
         self.inside_tracker = tf.keras.metrics.Mean(name="inside")
