@@ -48,7 +48,8 @@ marching_cubes = require("skimage.measure").marching_cubes
 #: first ones, so f is uneven over the points and the level set at their 1st
 #: percentile is a thick shell: sphere and torus of ``tests/test_surfaces.py``
 #: (800 steps, seeds 0-2) had Chamfer / D^2 of 8.0e-4 to 2.7e-3 at a constant
-#: rate, 1.0e-4 to 1.4e-4 with this decay (``docs/surfaces.md``).
+#: rate, 8.7e-5 to 1.4e-4 with this decay (``docs/surfaces.md``,
+#: ``benchmarks/surface_fit_settings.py``).
 FINAL_LEARNING_RATE_FRACTION = 0.1
 
 
