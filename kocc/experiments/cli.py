@@ -474,8 +474,13 @@ def _run_log(
         rename = (str(work), str(out))
         sys.stdout = _Tee(stdout, log, not args.quiet, rename)
         sys.stderr = _Tee(stderr, log, True, rename)
+        from kocc.experiments.progress import reporting
+
         try:
-            yield
+            # progress: a status line on a terminal (not --quiet), a line per
+            # finished unit in this log
+            with reporting(quiet=args.quiet, log=log):
+                yield
         finally:
             sys.stdout, sys.stderr = stdout, stderr
         log.write(

@@ -62,6 +62,7 @@ from kocc.datasets.images import (
     image_spec,
     load_image_arrays,
 )
+from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
@@ -876,10 +877,13 @@ def run_image_benchmark(
     data = ImageData(config.data, seed=config.seed)
     results = ImageBenchmarkResults(config, data.protocol, [])
     results.json_path = out / "results.json"
+    progress = Progress("images", len(config.data.normal_class))
     for k in config.data.normal_class:
+        progress.start(f"{config.data.dataset} normal class {k}")
         results.classes.append(
             _evaluate_class(data.split(k), config, data.spec, out, log)
         )
+        progress.done()
         results.json_path.write_text(json.dumps(results.to_dict(), indent=2))
     results.markdown_path = out / "results.md"
     results.markdown_path.write_text(results_markdown(results))

@@ -59,6 +59,7 @@ from kocc.architectures import lipschitz_mlp
 from kocc.baselines.detectors import DETECTORS, Detector
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
 from kocc.experiments.paper_reference import PAPER_TABLE2
+from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
@@ -519,6 +520,7 @@ def _run_dataset(
     name: str,
     config: TabularBenchmarkConfig,
     log: Callable[[str], None],
+    progress: Progress | None = None,
 ) -> tuple[DatasetResult, list[dict[str, Any]]]:
     x, y = load_tabular(name, config.data_dir)
     if config.protocol == "anomaly_detection":
@@ -538,6 +540,8 @@ def _run_dataset(
     scales: list[float] = []
     picked_auroc: list[float] = []
     for run in range(config.runs):
+        if progress is not None:
+            progress.start(f"{name} run {run + 1}/{config.runs}")
         seed = config.seed + run
         x_train, x_test, y_test, same_rows = _prepare(x, y, config, seed)
         margins = grid
@@ -587,6 +591,8 @@ def _run_dataset(
                 {"dataset": name, "method": method, "run": run, "seed": seed}
                 | {"margin": "", "auroc": value}
             )
+        if progress is not None:
+            progress.done()
     if label_free:
         # Each run is scored at its own label-free pick; report the usual pick.
         margin = max(grid, key=lambda m: (picks.count(m), -grid.index(m)))
@@ -650,8 +656,9 @@ def run_tabular_benchmark(
     csv_path = out / f"{config.name}.csv"
     runs_path = out / f"{config.name}_runs.csv"
     md_path = out / f"{config.name}.md"
+    progress = Progress("tabular", len(config.datasets) * config.runs)
     for name in config.datasets:
-        result, rows = _run_dataset(name, config, log)
+        result, rows = _run_dataset(name, config, log, progress)
         results.append(result)
         all_rows.extend(rows)
         # Rewritten after every data set: a long run leaves its finished part.
