@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from conftest import assert_png
 
 from kocc.experiments.cli import EXIT_OK, EXIT_USAGE, main
 
@@ -109,6 +110,7 @@ def test_benchmark_runs_a_small_tabular_recipe_end_to_end(tmp_path):
     # progress: one line per finished data set and run in the run's log
     log = (out / "kocc.log").read_text()
     assert re.search(r"^tabular 1/1 wbc run 1/1 done in \d+s; ", log, re.M), log
+    assert_png(out / "tabular_odds_ranks.png", min_bytes=3000, min_side=150)
 
 
 def test_surface_missing_input_exits_2(tmp_path, capsys):

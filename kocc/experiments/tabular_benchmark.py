@@ -634,7 +634,9 @@ def run_tabular_benchmark(
     every method, rank, paper figures), ``<name>_runs.csv`` (every run) and
     ``<name>.md`` (the table, average ranks, the paper's Table 2 beside ours,
     OCSDF per margin). The files are rewritten after every data set, so an
-    interrupted run keeps the data sets it finished.
+    interrupted run keeps the data sets it finished. At the end,
+    ``<name>_ranks.png`` plots the average rank per method (with the ``plots``
+    extra).
 
     Args:
         config: recipe dictionary (``recipes/tabular_odds.yaml``) or a validated
@@ -668,10 +670,25 @@ def run_tabular_benchmark(
         write_runs_csv(all_rows, runs_path)
         md_path.write_text(results_markdown(results, methods, ranks, config))
         log(f"{name} done; wrote {csv_path}, {runs_path}, {md_path}")
+    if results:
+        _plot_ranks(ranks, out / f"{config.name}_ranks.png", config.name, log)
     return TabularBenchmarkResults(config, results, ranks, csv_path, runs_path, md_path)
 
 
 # --------------------------------------------------------------------------- writers
+def _plot_ranks(
+    ranks: dict[str, float], path: Path, name: str, log: Callable[[str], None]
+) -> None:
+    """The rank plot, if matplotlib (the ``plots`` extra) is installed."""
+    try:
+        from kocc.experiments.plotting import plot_average_ranks
+    except ImportError as err:
+        log(f"no rank plot: {err}")
+        return
+    plot_average_ranks(ranks, path, METHOD_LABELS, f"{name}: average rank")
+    log(f"wrote {path}")
+
+
 def _paper(dataset: str, method: str) -> float | None:
     return PAPER_TABLE2.get(dataset, {}).get(method)
 
