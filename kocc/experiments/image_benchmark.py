@@ -752,6 +752,7 @@ def _evaluate_class(
         for name, value in model.history.history.items()
         if len(value)
     }
+    _plot_curves(model.history.history, out / f"training_curves_class{k}.png", k)
     scores = model.score_samples(split.x_test)
     auroc = float(roc_auc_score(normal, scores))
     certified = certified_auroc(scores[normal], scores[~normal], eps)
@@ -854,8 +855,10 @@ def run_image_benchmark(
 
     Writes ``<out_dir>/results.json`` (configuration, per-class figures, means)
     after every class, so an interrupted run keeps the classes already done,
-    ``<out_dir>/results.md`` (the table) at the end, and
-    ``synthesis_class<k>.png`` when ``synthesis.n > 0``.
+    ``<out_dir>/results.md`` (the table) at the end,
+    ``training_curves_class<k>.png`` (OCSDF's History; its data in
+    ``training_curves_class<k>.csv``) and ``synthesis_class<k>.png`` when
+    ``synthesis.n > 0``.
 
     Args:
         config: recipe dictionary or a validated :class:`ImageBenchmarkConfig`.
@@ -889,6 +892,13 @@ def run_image_benchmark(
     results.markdown_path.write_text(results_markdown(results))
     log(f"wrote {results.json_path} and {results.markdown_path}")
     return results
+
+
+def _plot_curves(history: dict, path: Path, k: int) -> None:
+    """OCSDF's training curves of normal class ``k`` (and their CSV)."""
+    from kocc.experiments.plotting import plot_training_curves
+
+    plot_training_curves(history, path, f"OCSDF, normal class {k}")
 
 
 def results_markdown(results: ImageBenchmarkResults) -> str:
