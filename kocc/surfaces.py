@@ -256,6 +256,7 @@ def extract_mesh(
     level: float | None = None,
     bounds: Any = None,
     batch_size: int = DEFAULT_GRID_BATCH,
+    on_phase: Callable[[str], None] | None = None,
 ) -> trimesh.Trimesh:
     """Mesh the level set ``{f = level}`` by marching cubes (Lewiner).
 
@@ -275,6 +276,8 @@ def extract_mesh(
         bounds: ``(2, 3)`` box in original coordinates; default the surface's
             ``bounds`` (the points' bounding box plus padding).
         batch_size: grid points per chunk of the evaluation.
+        on_phase: called with ``"grid evaluation"`` and ``"marching cubes"``
+            as each phase begins (progress reporting).
 
     Returns:
         A :class:`trimesh.Trimesh` in the original coordinates.
@@ -296,6 +299,8 @@ def extract_mesh(
         score_fn = model
     bounds = _check_bounds(bounds)
     level = float(level)
+    on_phase = on_phase or (lambda phase: None)
+    on_phase("grid evaluation")
     volume = evaluate_grid(score_fn, bounds, resolution, batch_size)
     f_min, f_max = float(volume.min()), float(volume.max())
     if not f_min < level < f_max:
@@ -306,6 +311,7 @@ def extract_mesh(
         )
     padded = np.pad(volume, 1, mode="constant", constant_values=f_min)
     spacing = (bounds[1] - bounds[0]) / (int(resolution) - 1)
+    on_phase("marching cubes")
     vertices, faces, normals, _ = marching_cubes(
         padded,
         level=level,

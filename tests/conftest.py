@@ -72,3 +72,18 @@ def make_run_dir(path, input_dim: int, network_seed: int, model_seed: int):
     model.fit(x, batch_size=64, epochs=2, verbose=0)
     model.save(path / "model.keras")
     return path
+
+
+def assert_png(path, min_bytes: int = 5000, min_side: int = 200) -> None:
+    """``path`` is a PNG file (signature, IHDR) of a real figure: at least
+    ``min_bytes`` and ``min_side`` pixels each way (an empty canvas compresses
+    to far less)."""
+    import struct
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR", f"{path}: no IHDR chunk"
+    width, height = struct.unpack(">II", data[16:24])
+    assert min(width, height) >= min_side, (path, width, height)
+    assert len(data) >= min_bytes, (path, len(data))

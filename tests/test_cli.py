@@ -1,8 +1,10 @@
 """The `kocc train` command: end-to-end run, exit codes, error messages."""
 
 import json
+import re
 
 import pytest
+from conftest import assert_png
 
 from kocc.experiments.cli import EXIT_OK, EXIT_USAGE, main
 
@@ -105,6 +107,10 @@ def test_benchmark_runs_a_small_tabular_recipe_end_to_end(tmp_path):
     assert code == EXIT_OK
     table = (out / "tabular_odds.csv").read_text()
     assert "wbc" in table
+    # progress: one line per finished data set and run in the run's log
+    log = (out / "kocc.log").read_text()
+    assert re.search(r"^tabular 1/1 wbc run 1/1 done in \d+s; ", log, re.M), log
+    assert_png(out / "tabular_odds_ranks.png", min_bytes=3000, min_side=150)
 
 
 def test_surface_missing_input_exits_2(tmp_path, capsys):
@@ -148,3 +154,11 @@ def test_surface_meshes_a_sphere_point_cloud_end_to_end(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert "ocsdf" in metrics
     assert list(out.glob("*.ply"))
+    # progress per phase: fit, grid evaluation, marching cubes
+    log = (out / "kocc.log").read_text()
+    phases = re.findall(r"^surface (\d)/3 ocsdf (.+) done in", log, re.M)
+    assert phases == [
+        ("1", "fit"),
+        ("2", "grid evaluation"),
+        ("3", "marching cubes"),
+    ], log

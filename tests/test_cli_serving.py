@@ -1,11 +1,12 @@
 """`kocc export | predict | evaluate`: end to end, help, exit codes, messages."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_run_dir
+from conftest import assert_png, make_run_dir
 
 from kocc.experiments.cli import EXIT_OK, EXIT_UNCERTIFIED, EXIT_USAGE, main
 
@@ -46,6 +47,16 @@ def test_train_export_predict_evaluate_chain(tmp_path, capsys):
         ]
     )
     assert code == EXIT_OK
+    assert_png(run / "training_curves.png")
+    # the plotted curves (training_curves.csv beside the figure) are the History's
+    final = json.loads((run / "metrics.json").read_text())["final_logs"]
+    with open(run / "training_curves.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["epoch", "loss", "f_pos", "f_neg", "grad_norm_neg"]
+    assert len(rows) == 1  # training.epochs=1
+    assert {k: float(v) for k, v in rows[-1].items() if k != "epoch"} == {
+        k: final[k] for k in ("loss", "f_pos", "f_neg", "grad_norm_neg")
+    }
     served = tmp_path / "served"
     assert main(["export", str(run), "--out", str(served), "--threshold", "0.1"]) == 0
     assert "proven Lipschitz bound" in capsys.readouterr().out
@@ -92,6 +103,7 @@ def test_train_export_predict_evaluate_chain(tmp_path, capsys):
     assert report == json.loads((tmp_path / "report.json").read_text())
     assert report["threshold"] == pytest.approx(0.1)
     assert report["certified_auroc"]["0.1"] <= report["certified_auroc"]["0.0"]
+    assert_png(tmp_path / "report_certified_auroc.png")
 
 
 def test_predict_and_evaluate_accept_a_run_directory(run_dir, samples, tmp_path):

@@ -7,6 +7,7 @@ import kocc  # noqa: F401  (selects tf-keras; must run before TensorFlow loads)
 
 # isort: split
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import yaml
+from conftest import assert_png
 
 from kocc.diagnostics import gradient_norms
 from kocc.experiments.image_benchmark import (
@@ -107,6 +109,14 @@ def test_tiny_end_to_end_run_on_one_digit(data_root, shared_tfds_dir, tmp_path):
     assert saved["classes"][0]["auroc"] == pytest.approx(result.auroc)
     assert saved["config"]["training"]["epochs"] == 2
     assert "| 0 (0) |" in (tmp_path / "results.md").read_text()
+    # training curves of the class: the History of its 2 epochs, plotted
+    assert_png(tmp_path / "training_curves_class0.png")
+    with open(tmp_path / "training_curves_class0.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {k: float(rows[-1][k]) for k in ("loss", "f_pos", "f_neg")} == {
+        k: result.final_metrics[k] for k in ("loss", "f_pos", "f_neg")
+    }
 
 
 @pytest.mark.data

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_png
 
 from kocc.experiments.cli import EXIT_OK, EXIT_USAGE, main
 from kocc.experiments.plotting import plot_level_set_rows
@@ -140,6 +141,12 @@ def test_suite_writes_table1_figure6_and_bounds_ocsdf_lipschitz(tmp_path):
     markdown = (out / "table1.md").read_text()
     assert "| two_blobs |" in markdown and "L BCE network" in markdown
     assert (out / "figure6.png").stat().st_size > 20_000
+    # training curves of every toy, and a progress line per toy in the log
+    for toy in ("toy2d_paper_two_blobs", "toy2d_paper_blob_and_cloud"):
+        assert_png(out / toy / "training_curves.png")
+    log = (out / "kocc.log").read_text()
+    assert "toy suite 1/2 toy2d_paper_two_blobs done in" in log
+    assert "toy suite 2/2 toy2d_paper_blob_and_cloud done in" in log
     per_toy = json.loads((out / "toy2d_paper_two_blobs" / "metrics.json").read_text())
     assert per_toy["methods"]["bce"]["epochs"] == bce_epochs(120, 512, 256)
     with np.load(out / "toy2d_paper_two_blobs" / "level_sets.npz") as saved:

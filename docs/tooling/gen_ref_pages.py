@@ -8,8 +8,8 @@ at build time, so a module that is added or moved appears in the reference with
 no edit here; a name starting with ``_`` is private and left out.
 
 Pages generated from other sources go in their own script beside this one,
-listed under ``gen-files: scripts`` in ``mkdocs.yml`` (the recipe reference, one
-page per recipe kind generated from the recipe schema, is planned that way).
+listed under ``gen-files: scripts`` in ``mkdocs.yml`` (``gen_recipe_pages.py``:
+the recipe reference, one page per recipe kind, from the recipe schema).
 """
 
 from __future__ import annotations

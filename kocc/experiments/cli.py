@@ -384,8 +384,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kocc.safe_output import check_output, write_text
 
     inputs = [args.normal, args.anomalous, args.model]
+    figure = _curve_path(args.out) if args.out else None
     if args.out:  # checked before anything is computed
         check_output(args.out, "file", args.overwrite, inputs)
+        check_output(figure, "file", args.overwrite, inputs)
     from kocc.serving import ServedModel, evaluate, read_inputs
 
     model = ServedModel.load(args.model, threshold=args.threshold)
@@ -395,8 +397,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     text = json.dumps(report, indent=2)
     if args.out:
         write_text(args.out, text + "\n", args.overwrite, inputs)
+        from kocc.experiments.plotting import plot_certified_auroc
+        from kocc.safe_output import atomic_file
+
+        curve = {0.0: report["auroc"]} | {
+            float(e): a for e, a in report["certified_auroc"].items()
+        }
+        with atomic_file(figure, "wb", args.overwrite, inputs) as handle:
+            plot_certified_auroc(curve, handle, f"{Path(args.model).name}")
     print(text)
+    if args.out:
+        print(f"wrote {args.out} and {figure}", file=sys.stderr)
     return EXIT_OK
+
+
+def _curve_path(report: str) -> Path:
+    """The certified-AUROC figure beside ``kocc evaluate``'s report:
+    ``report.json`` -> ``report_certified_auroc.png``."""
+    path = Path(report)
+    return path.with_name(f"{path.stem}_certified_auroc.png")
 
 
 _COMMANDS = {
@@ -474,8 +493,13 @@ def _run_log(
         rename = (str(work), str(out))
         sys.stdout = _Tee(stdout, log, not args.quiet, rename)
         sys.stderr = _Tee(stderr, log, True, rename)
+        from kocc.experiments.progress import reporting
+
         try:
-            yield
+            # progress: a status line on a terminal (not --quiet), a line per
+            # finished unit in this log
+            with reporting(quiet=args.quiet, log=log):
+                yield
         finally:
             sys.stdout, sys.stderr = stdout, stderr
         log.write(

@@ -66,6 +66,7 @@ from kocc.datasets.images import (
 )
 from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
 from kocc.distribute import is_chief
+from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
@@ -796,6 +797,7 @@ def _evaluate_class(
         for name, value in model.history.history.items()
         if len(value)
     }
+    _plot_curves(model.history.history, out / f"training_curves_class{k}.png", k)
     scores = model.score_samples(split.x_test)
     auroc = float(roc_auc_score(normal, scores))
     certified = certified_auroc(scores[normal], scores[~normal], eps)
@@ -898,8 +900,10 @@ def run_image_benchmark(
 
     Writes ``<out_dir>/results.json`` (configuration, per-class figures, means)
     after every class, so an interrupted run keeps the classes already done,
-    ``<out_dir>/results.md`` (the table) at the end, and
-    ``synthesis_class<k>.png`` when ``synthesis.n > 0``.
+    ``<out_dir>/results.md`` (the table) at the end,
+    ``training_curves_class<k>.png`` (OCSDF's History; its data in
+    ``training_curves_class<k>.csv``) and ``synthesis_class<k>.png`` when
+    ``synthesis.n > 0``.
 
     Args:
         config: recipe dictionary or a validated :class:`ImageBenchmarkConfig`.
@@ -924,15 +928,25 @@ def run_image_benchmark(
     data = ImageData(config.data, seed=config.seed)
     results = ImageBenchmarkResults(config, data.protocol, [])
     results.json_path = out / "results.json"
+    progress = Progress("images", len(config.data.normal_class))
     for k in config.data.normal_class:
+        progress.start(f"{config.data.dataset} normal class {k}")
         results.classes.append(
             _evaluate_class(data.split(k), config, data.spec, out, log, strategy)
         )
+        progress.done()
         results.json_path.write_text(json.dumps(results.to_dict(), indent=2))
     results.markdown_path = out / "results.md"
     results.markdown_path.write_text(results_markdown(results))
     log(f"wrote {results.json_path} and {results.markdown_path}")
     return results
+
+
+def _plot_curves(history: dict, path: Path, k: int) -> None:
+    """OCSDF's training curves of normal class ``k`` (and their CSV)."""
+    from kocc.experiments.plotting import plot_training_curves
+
+    plot_training_curves(history, path, f"OCSDF, normal class {k}")
 
 
 def results_markdown(results: ImageBenchmarkResults) -> str:

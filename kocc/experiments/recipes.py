@@ -166,9 +166,13 @@ def check_steps(training: Any, key: str) -> None:
 class ToyDataConfig:
     """A scikit-learn 2-D toy (see :mod:`kocc.datasets.toys`)."""
 
+    #: the toy: a name of :mod:`kocc.datasets.toys` (e.g. two_moons, blobs)
     name: str = "two_moons"
+    #: training points (all normal)
     n_train: int = field(default=2048, metadata=at_least(2))
+    #: standard deviation of the Gaussian noise added to the points
     noise: float = field(default=0.05, metadata=non_negative())
+    #: normal test points (scored against ``evaluation.n_anomalies`` anomalies)
     n_test: int = field(default=1024, metadata=at_least(1))
 
 
@@ -176,9 +180,11 @@ class ToyDataConfig:
 class MLPConfig:
     """:func:`kocc.architectures.lipschitz_mlp` settings."""
 
+    #: hidden layer widths of the 1-Lipschitz MLP
     widths: list[int] = field(
         default_factory=lambda: [128, 128, 128], metadata=at_least(1)
     )
+    #: the 1-Lipschitz activation
     activation: str = field(default="fullsort", metadata=ACTIVATION_RULE)
 
     def validate(self, key: str) -> None:
@@ -192,9 +198,13 @@ class MLPConfig:
 class DomainConfig:
     """Where negatives are drawn: ``ball`` (radius, around 0) or ``box``."""
 
+    #: shape of the domain B of the negatives
     kind: str = field(default="ball", metadata=one_of("ball", "box"))
+    #: radius of the ball
     radius: float = field(default=5.0, metadata=positive())
+    #: lower bound of the box, every coordinate
     low: float = -5.0
+    #: upper bound of the box, every coordinate
     high: float = 5.0
 
     def validate(self, key: str) -> None:
@@ -208,17 +218,27 @@ class DomainConfig:
 class TrainingConfig:
     """OCSDF and optimizer settings (paper appendix E for the toys)."""
 
+    #: margin m of the hinge Kantorovich-Rubinstein loss
     margin: float = field(default=0.05, metadata=positive())
+    #: weight lambda of the hinge term of the loss
     lam: float = field(default=100.0, metadata=non_negative())
+    #: normal points per batch
     batch_size: int = field(default=256, metadata=at_least(1))
+    #: parameter updates in all
     steps: int = field(default=2000, metadata=at_least(1))
+    #: Keras epochs the updates are split into (one log line / History entry each)
     epochs: int = field(default=10, metadata=at_least(1))
+    #: Newton-Raphson steps T of the negative sampling
     nr_steps: int = field(default=4, metadata=at_least(0))
+    #: epochs with uniform negatives (no Newton-Raphson steps) first
     warmup_epochs: int = field(default=0, metadata=at_least(0))
+    #: parameter updates per batch of sampled negatives
     updates_per_sampling: int = field(default=1, metadata=at_least(1))
+    #: the optimizer's (initial) learning rate
     learning_rate: float = field(default=1e-3, metadata=positive())
     #: if set, the learning rate decays linearly to this value over ``steps``
     final_learning_rate: float | None = field(default=None, metadata=positive())
+    #: the Keras optimizer
     optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
     #: opt in to more than :data:`MAX_STEPS` updates
     allow_long_runs: bool = False
@@ -288,8 +308,11 @@ class Recipe:
     """The keys every recipe that trains starts with; a kind's schema subclasses
     it and sets the defaults of ``kind`` and ``name``."""
 
+    #: the recipe kind, selects the schema
     kind: str = ""
+    #: the run's name (in reports and output names)
     name: str = ""
+    #: free text, kept in the run report
     description: str = ""
     #: seeds the data, the network and the negatives
     seed: int = field(default=0, metadata=at_least(0))

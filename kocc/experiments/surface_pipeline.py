@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from kocc.baselines.distance_regression import fit_distance_regression
+from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     MLPConfig,
     Recipe,
@@ -235,8 +236,14 @@ def _fit_baseline(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
 
 
 def _fit_extract_compare(
-    name: str, fit, points: np.ndarray, reference: Any, recipe: SurfaceRecipe
+    name: str,
+    fit,
+    points: np.ndarray,
+    reference: Any,
+    recipe: SurfaceRecipe,
+    progress: Progress,
 ) -> tuple[dict, trimesh.Trimesh | None]:
+    progress.start(f"{name} fit")
     start = time.perf_counter()
     surface = fit(points, recipe)
     fit_seconds = time.perf_counter() - start
@@ -248,11 +255,18 @@ def _fit_extract_compare(
     start = time.perf_counter()
     try:
         mesh = extract_mesh(
-            surface, ex.resolution, level=ex.level, batch_size=ex.batch_size
+            surface,
+            ex.resolution,
+            level=ex.level,
+            batch_size=ex.batch_size,
+            on_phase=lambda phase: progress.next(f"{name} {phase}"),
         )
     except ValueError as err:  # the level set is empty on the grid
         report.update(extract_seconds=time.perf_counter() - start, error=str(err))
+        progress.done()
+        progress.skip()  # no marching cubes
         return report, None
+    progress.done()
     report["extract_seconds"] = time.perf_counter() - start
     comparison = compare_surfaces(
         mesh, reference, n=recipe.metrics.n_samples, seed=recipe.seed
@@ -316,8 +330,12 @@ def run_surface(
     methods = [("ocsdf", _fit_ocsdf)]
     if recipe.baseline.enabled:
         methods.append(("baseline", _fit_baseline))
+    # per method: fit, grid evaluation, marching cubes
+    progress = Progress("surface", 3 * len(methods))
     for name, fit in methods:
-        report, mesh = _fit_extract_compare(name, fit, points, reference, recipe)
+        report, mesh = _fit_extract_compare(
+            name, fit, points, reference, recipe, progress
+        )
         metrics[name] = report
         if mesh is not None:
             write_mesh(mesh, out / f"{name}.ply")

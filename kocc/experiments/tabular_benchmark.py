@@ -63,6 +63,7 @@ from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
 from kocc.distribute import is_chief
 from kocc.experiments.paper_reference import PAPER_TABLE2
+from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
     OPTIMIZER_CHOICES,
@@ -600,6 +601,7 @@ def _run_dataset(
     log: Callable[[str], None],
     strategy: tf.distribute.Strategy | None = None,
     work_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> tuple[DatasetResult, list[dict[str, Any]]]:
     x, y = load_tabular(name, config.data_dir)
     if config.protocol == "anomaly_detection":
@@ -619,6 +621,8 @@ def _run_dataset(
     scales: list[float] = []
     picked_auroc: list[float] = []
     for run in range(config.runs):
+        if progress is not None:
+            progress.start(f"{name} run {run + 1}/{config.runs}")
         seed = config.seed + run
         x_train, x_test, y_test, same_rows = _prepare(x, y, config, seed)
         margins = grid
@@ -673,6 +677,8 @@ def _run_dataset(
                 {"dataset": name, "method": method, "run": run, "seed": seed}
                 | {"margin": "", "auroc": value}
             )
+        if progress is not None:
+            progress.done()
     if label_free:
         # Each run is scored at its own label-free pick; report the usual pick.
         margin = max(grid, key=lambda m: (picks.count(m), -grid.index(m)))
@@ -714,7 +720,9 @@ def run_tabular_benchmark(
     every method, rank, paper figures), ``<name>_runs.csv`` (every run) and
     ``<name>.md`` (the table, average ranks, the paper's Table 2 beside ours,
     OCSDF per margin). The files are rewritten after every data set, so an
-    interrupted run keeps the data sets it finished.
+    interrupted run keeps the data sets it finished. At the end,
+    ``<name>_ranks.png`` plots the average rank per method (with the ``plots``
+    extra).
 
     Args:
         config: recipe dictionary (``recipes/tabular_odds.yaml``) or a validated
@@ -739,8 +747,9 @@ def run_tabular_benchmark(
     csv_path = out / f"{config.name}.csv"
     runs_path = out / f"{config.name}_runs.csv"
     md_path = out / f"{config.name}.md"
+    progress = Progress("tabular", len(config.datasets) * config.runs)
     for name in config.datasets:
-        result, rows = _run_dataset(name, config, log, strategy, out)
+        result, rows = _run_dataset(name, config, log, strategy, out, progress)
         results.append(result)
         all_rows.extend(rows)
         # Rewritten after every data set: a long run leaves its finished part.
@@ -750,10 +759,25 @@ def run_tabular_benchmark(
         write_runs_csv(all_rows, runs_path)
         md_path.write_text(results_markdown(results, methods, ranks, config))
         log(f"{name} done; wrote {csv_path}, {runs_path}, {md_path}")
+    if results:
+        _plot_ranks(ranks, out / f"{config.name}_ranks.png", config.name, log)
     return TabularBenchmarkResults(config, results, ranks, csv_path, runs_path, md_path)
 
 
 # --------------------------------------------------------------------------- writers
+def _plot_ranks(
+    ranks: dict[str, float], path: Path, name: str, log: Callable[[str], None]
+) -> None:
+    """The rank plot, if matplotlib (the ``plots`` extra) is installed."""
+    try:
+        from kocc.experiments.plotting import plot_average_ranks
+    except ImportError as err:
+        log(f"no rank plot: {err}")
+        return
+    plot_average_ranks(ranks, path, METHOD_LABELS, f"{name}: average rank")
+    log(f"wrote {path}")
+
+
 def _paper(dataset: str, method: str) -> float | None:
     return PAPER_TABLE2.get(dataset, {}).get(method)
 

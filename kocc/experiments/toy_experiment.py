@@ -23,7 +23,11 @@ import tensorflow as tf
 from kocc.datasets.toys import far_uniform_points, make_toy
 from kocc.diagnostics import local_lipschitz
 from kocc.distribute import is_chief
-from kocc.experiments.plotting import plot_level_set_rows, plot_level_sets
+from kocc.experiments.plotting import (
+    plot_level_set_rows,
+    plot_level_sets,
+    plot_training_curves,
+)
 from kocc.experiments.recipes import ToyRecipe, to_dict
 from kocc.experiments.toy_comparison import METHOD_LABELS, fit_comparison
 from kocc.experiments.training import build_mlp_ocsdf, fit_for_steps, strategy_of
@@ -68,7 +72,8 @@ def train_toy(
 ) -> ToyRun:
     """Train the recipe's OCSDF and write its report into ``out_dir``.
 
-    Writes ``metrics.json``, ``level_sets.png``, ``recipe.yaml`` (the resolved
+    Writes ``metrics.json``, ``level_sets.png``, ``training_curves.png`` (and
+    its data, ``training_curves.csv``), ``recipe.yaml`` (the resolved
     recipe) and ``model.keras`` (the trained model; reload with
     ``tf.keras.models.load_model``). With ``comparison.methods`` set, also
     ``comparison.png`` (OCSDF beside each method, paper Figure 6) and
@@ -172,6 +177,7 @@ def train_toy(
         "final_logs": {k: float(v[-1]) for k, v in report.history.items()},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_training_curves(report.history, out / "training_curves.png", recipe.name)
     (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
     return ToyRun(metrics, (gx, gy), figure_row)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kocc.experiments.plotting import plot_level_set_rows
+from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     RecipeError,
     ToyRecipe,
@@ -86,7 +87,12 @@ def run_toy_suite(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    runs = [train_toy(toy, out / toy.name, verbose=verbose) for toy in toys]
+    progress = Progress("toy suite", len(toys))
+    runs = []
+    for toy in toys:
+        progress.start(toy.name)
+        runs.append(train_toy(toy, out / toy.name, verbose=verbose))
+        progress.done()
     reports = [run.metrics for run in runs]
     methods = _all_methods(reports)
     table = [_table_row(report, methods) for report in reports]
