@@ -7,20 +7,25 @@ import csv
 import numpy as np
 import pytest
 import yaml
+from conftest import assert_png
 
 from kocc.experiments.recipes import RecipeError
 from kocc.experiments.tabular_benchmark import (
     BASELINES,
     PAPER_TABLE2,
     DatasetResult,
+    OCSDFSettings,
     TabularBenchmarkConfig,
     _make_baseline,
     _split,
     average_ranks,
+    curve_epochs,
     knn_scale_margin,
     results_markdown,
     run_tabular_benchmark,
+    train_ocsdf,
 )
+from kocc.tabular_prior import tabular_prior
 
 RECIPE = "recipes/tabular_odds.yaml"
 
@@ -213,6 +218,34 @@ def test_benchmark_end_to_end_on_wbc_and_glass_writes_sane_tables(tmp_path):
         assert len(list(csv.DictReader(handle))) == 2 * 5  # 2 sets x 5 methods
     text = results.markdown_path.read_text()
     assert "| wbc |" in text and "| glass |" in text and "average rank" in text
+    # a training curve per data set: 150 updates as 15 epochs of 10
+    for name in ("wbc", "glass"):
+        assert_png(tmp_path / f"{name}_training_curves.png", min_side=150)
+        with (tmp_path / f"{name}_training_curves.csv").open() as handle:
+            curve = list(csv.DictReader(handle))
+        assert len(curve) == curve_epochs(150) == 15
+        assert all(np.isfinite(float(row["loss"])) for row in curve)
+
+
+def test_curve_epochs_split_the_steps_into_equal_epochs():
+    assert curve_epochs(150) == 15 and curve_epochs(2000) == 20
+    assert curve_epochs(30) == 15 and curve_epochs(7) == 7
+    assert curve_epochs(23) == 1  # a prime above the point count: one epoch
+    assert curve_epochs(2000, points=1) == 1
+
+
+def test_splitting_the_fit_into_epochs_does_not_change_the_training():
+    x, _ = _cluster_with_far_outliers(seed=2)
+    x = x[:200]
+    settings = OCSDFSettings(widths=(16,), steps=30, batch_size=64)
+    domain = tabular_prior(x, "box", 1.0, 1.0)
+    one = train_ocsdf(x, settings, 0.05, domain, seed=3, curve_points=1)
+    assert len(one.history.history["loss"]) == 1
+    split = train_ocsdf(x, settings, 0.05, domain, seed=3)
+    assert len(split.history.history["loss"]) == 15
+    np.testing.assert_allclose(
+        split.score_samples(x), one.score_samples(x), rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.slow

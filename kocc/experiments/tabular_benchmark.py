@@ -391,6 +391,16 @@ def knn_scale_margin(
     return float(grid[np.argmin(np.abs(np.log(grid) - np.log(target)))]), scale
 
 
+#: Points on a tabular run's training curve (Keras epochs per fit).
+CURVE_POINTS = 20
+
+
+def curve_epochs(steps: int, points: int = CURVE_POINTS) -> int:
+    """The largest number of equal Keras epochs, at most ``points``, that
+    ``steps`` updates split into (1 when ``steps`` is prime and > ``points``)."""
+    return max(k for k in range(1, max(1, min(points, steps)) + 1) if steps % k == 0)
+
+
 def train_ocsdf(
     x_train: np.ndarray,
     settings: OCSDFSettings,
@@ -399,8 +409,15 @@ def train_ocsdf(
     seed: int,
     strategy: tf.distribute.Strategy | None = None,
     work_dir: str | os.PathLike | None = None,
+    curve_points: int = CURVE_POINTS,
 ):
     """Train OCSDF on standardized rows streamed by :func:`streamed_dataset`.
+
+    The ``settings.steps`` updates run as :func:`curve_epochs` Keras epochs of
+    equal length, so that ``model.history`` holds a training curve. The data
+    stream repeats endlessly, the negatives' seed follows the optimizer's step
+    and the protocol has no warm-up, so the split does not change the training
+    (tested: the same weights as one epoch of ``settings.steps`` updates).
 
     With ``settings.shards = N >= 1`` the rows are first written as ``N``
     TFRecord shards (a temporary folder in ``work_dir``, removed after the fit)
@@ -418,6 +435,7 @@ def train_ocsdf(
             is the global batch.
         work_dir: where the shards' temporary folder goes (default: the
             system's temporary directory).
+        curve_points: at most this many points on the training curve.
 
     Returns:
         The trained :class:`kocc.models.OCSDF`.
@@ -443,8 +461,9 @@ def train_ocsdf(
                 backbone,
                 domain,
                 data,
-                epochs=1,
-                steps_per_epoch=settings.steps,
+                epochs=curve_epochs(settings.steps, curve_points),
+                steps_per_epoch=settings.steps
+                // curve_epochs(settings.steps, curve_points),
                 margin=margin,
                 lam=settings.lam,
                 nr_steps=settings.nr_steps,
@@ -641,6 +660,8 @@ def _run_dataset(
             model = train_ocsdf(
                 x_train, settings, margin, domain, seed, strategy, work_dir
             )
+            if run == 0 and margin == margins[0] and work_dir is not None:
+                _plot_curves(model.history.history, Path(work_dir), name, log)
             if settings.score_shards:
                 value = sharded_auroc(model, x_test, y_test, work_dir)
             else:
@@ -775,6 +796,21 @@ def _plot_ranks(
         log(f"no rank plot: {err}")
         return
     plot_average_ranks(ranks, path, METHOD_LABELS, f"{name}: average rank")
+    log(f"wrote {path}")
+
+
+def _plot_curves(
+    history: dict[str, list[float]], out: Path, name: str, log: Callable[[str], None]
+) -> None:
+    """``<name>_training_curves.png`` (and ``.csv``) of a data set's first OCSDF
+    fit, if matplotlib (the ``plots`` extra) is installed."""
+    try:
+        from kocc.experiments.plotting import plot_training_curves
+    except ImportError as err:
+        log(f"no training curves: {err}")
+        return
+    path = out / f"{name}_training_curves.png"
+    plot_training_curves(history, path, f"{name}: OCSDF, run 0")
     log(f"wrote {path}")
 
 
