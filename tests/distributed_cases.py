@@ -255,9 +255,9 @@ def two_moons(out_dir: str, steps: str, shards: str = "0", *overrides: str) -> d
     anomalies and a fingerprint of the trained weights.
     """
     from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
-    from kocc.datasets.toys import far_uniform_points, make_toy
     from kocc.distribute import is_chief
     from kocc.experiments.recipes import load_recipe
+    from kocc.experiments.toy_experiment import toy_data
     from kocc.experiments.training import build_mlp_ocsdf
     from kocc.metrics import certified_auroc
     from kocc.training import fit_ocsdf, repeated_batches
@@ -267,16 +267,7 @@ def two_moons(out_dir: str, steps: str, shards: str = "0", *overrides: str) -> d
     recipe_path = Path(__file__).parents[1] / "recipes" / "toy2d_two_moons.yaml"
     recipe = load_recipe(recipe_path, [f"training.steps={steps}", *overrides])
     tf.keras.utils.set_random_seed(recipe.seed)
-    data = recipe.data
-    x_train, scaler = make_toy(data.name, data.n_train, data.noise, seed=recipe.seed)
-    test_std, test_scaler = make_toy(
-        data.name, data.n_test, data.noise, seed=recipe.seed + 1
-    )
-    x_test = scaler.transform(test_scaler.inverse_transform(test_std))
-    ev = recipe.evaluation
-    anomalies = far_uniform_points(
-        x_train, ev.n_anomalies, -ev.box, ev.box, ev.min_distance, seed=recipe.seed + 2
-    )
+    x_train, x_test, anomalies = toy_data(recipe)
     with strategy.scope():
         model = build_mlp_ocsdf(
             2, recipe.model, recipe.domain, recipe.training, seed=recipe.seed

@@ -65,7 +65,6 @@ from kocc.datasets.images import (
     load_image_arrays,
 )
 from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
-from kocc.distribute import is_chief
 from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
@@ -81,7 +80,7 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
-from kocc.experiments.training import strategy_of
+from kocc.experiments.training import run_directory, strategy_of
 from kocc.generation import save_image_grid, synthesize
 from kocc.image_prior import GradedBox
 from kocc.metrics import certified_auroc
@@ -921,10 +920,7 @@ def run_image_benchmark(
         config = ImageBenchmarkConfig.from_dict(config)
     log = log or (lambda message: None)
     strategy = strategy_of(config.distribute)
-    out = Path(out_dir)
-    if not is_chief(strategy):  # the chief writes the run; the others aside
-        out = out / f"worker_{strategy.cluster_resolver.task_id}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_directory(strategy, out_dir)
     data = ImageData(config.data, seed=config.seed)
     results = ImageBenchmarkResults(config, data.protocol, [])
     results.json_path = out / "results.json"

@@ -61,7 +61,6 @@ from kocc.architectures import lipschitz_mlp
 from kocc.baselines.detectors import DETECTORS, Detector
 from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
-from kocc.distribute import is_chief
 from kocc.experiments.paper_reference import PAPER_TABLE2
 from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
@@ -80,7 +79,7 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
-from kocc.experiments.training import strategy_of
+from kocc.experiments.training import run_directory, strategy_of
 from kocc.score_shards import certified_auroc_from_shards, write_score_shards
 from kocc.tabular_prior import tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
@@ -758,10 +757,7 @@ def run_tabular_benchmark(
         config = TabularBenchmarkConfig.from_dict(config)
     log = log or (lambda message: None)
     strategy = strategy_of(config.distribute)
-    out = Path(out_dir)
-    if not is_chief(strategy):  # the chief writes the run; the others aside
-        out = out / f"worker_{strategy.cluster_resolver.task_id}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_directory(strategy, out_dir)
     results: list[DatasetResult] = []
     all_rows: list[dict[str, Any]] = []
     methods = config.methods

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from kocc.datasets.toys import far_uniform_points, make_toy
 from kocc.diagnostics import local_lipschitz
-from kocc.distribute import is_chief
 from kocc.experiments.plotting import (
     plot_level_set_rows,
     plot_level_sets,
@@ -30,7 +29,12 @@ from kocc.experiments.plotting import (
 )
 from kocc.experiments.recipes import ToyRecipe, to_dict
 from kocc.experiments.toy_comparison import METHOD_LABELS, fit_comparison
-from kocc.experiments.training import build_mlp_ocsdf, fit_for_steps, strategy_of
+from kocc.experiments.training import (
+    build_mlp_ocsdf,
+    fit_for_steps,
+    run_directory,
+    strategy_of,
+)
 from kocc.extras import require
 from kocc.metrics import certified_auroc
 
@@ -67,6 +71,27 @@ def run_toy(
     return train_toy(recipe, out_dir, verbose).metrics
 
 
+def toy_data(recipe: ToyRecipe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recipe's training points, normal test points and anomalies.
+
+    Training points are standardized; the normal test points are a fresh draw
+    standardized with the *training* statistics; the anomalies are uniform in
+    ``[-box, box]^2`` and farther than ``min_distance`` from the training points.
+    Seeds: ``recipe.seed`` (+1 for the test draw, +2 for the anomalies).
+    """
+    data = recipe.data
+    x_train, scaler = make_toy(data.name, data.n_train, data.noise, seed=recipe.seed)
+    test_std, test_scaler = make_toy(
+        data.name, data.n_test, data.noise, seed=recipe.seed + 1
+    )
+    x_test = scaler.transform(test_scaler.inverse_transform(test_std))
+    ev = recipe.evaluation
+    anomalies = far_uniform_points(
+        x_train, ev.n_anomalies, -ev.box, ev.box, ev.min_distance, seed=recipe.seed + 2
+    )
+    return x_train, x_test, anomalies
+
+
 def train_toy(
     recipe: ToyRecipe, out_dir: str | Path, verbose: str | int = "auto"
 ) -> ToyRun:
@@ -88,22 +113,11 @@ def train_toy(
 
     # first, before any TensorFlow op (multi-worker collectives need it)
     strategy = strategy_of(recipe.distribute)
-    out = Path(out_dir)
-    if not is_chief(strategy):  # the chief writes the run; the others aside
-        out = out / f"worker_{strategy.cluster_resolver.task_id}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_directory(strategy, out_dir)
     tf.keras.utils.set_random_seed(recipe.seed)
     data = recipe.data
-    x_train, scaler = make_toy(data.name, data.n_train, data.noise, seed=recipe.seed)
-    test_std, test_scaler = make_toy(
-        data.name, data.n_test, data.noise, seed=recipe.seed + 1
-    )
-    # a fresh draw, standardized with the *training* statistics
-    x_test = scaler.transform(test_scaler.inverse_transform(test_std))
+    x_train, x_test, anomalies = toy_data(recipe)
     ev = recipe.evaluation
-    anomalies = far_uniform_points(
-        x_train, ev.n_anomalies, -ev.box, ev.box, ev.min_distance, seed=recipe.seed + 2
-    )
 
     with strategy.scope():
         model = build_mlp_ocsdf(

@@ -6,11 +6,13 @@ turns a recipe's ``model``/``domain``/``training`` sections into them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 
 from kocc.architectures import lipschitz_mlp
-from kocc.distribute import make_strategy
+from kocc.distribute import is_chief, make_strategy
 from kocc.experiments.recipes import (
     DistributeConfig,
     DomainConfig,
@@ -45,6 +47,17 @@ def strategy_of(config: DistributeConfig) -> tf.distribute.Strategy:
     the global batch.
     """
     return make_strategy(config.strategy, config.devices or None, config.communication)
+
+
+def run_directory(strategy: tf.distribute.Strategy, out_dir: str | Path) -> Path:
+    """Where this process writes a run, created: ``out_dir`` on the chief (or
+    the lone process), ``out_dir/worker_<i>`` on another worker of a
+    multi-worker strategy, so that only the chief writes the run itself."""
+    out = Path(out_dir)
+    if not is_chief(strategy):
+        out = out / f"worker_{strategy.cluster_resolver.task_id}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def build_optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
