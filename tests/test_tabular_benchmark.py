@@ -35,8 +35,44 @@ def test_shipped_recipe_is_valid_and_covers_the_18_table2_datasets():
         config = TabularBenchmarkConfig.from_dict(yaml.safe_load(handle))
     assert set(config.datasets) == set(PAPER_TABLE2)
     assert len(config.datasets) == 18
-    assert config.ocsdf.margins == (0.01, 0.05, 0.2, 1.0)
+    assert config.ocsdf.margins == (0.2,)
     assert config.methods == ("ocsdf", *BASELINES)
+
+
+def test_shipped_recipe_ocsdf_settings_are_the_label_free_schema_defaults():
+    # One margin for every data set (nothing for a label-based rule to choose),
+    # and the recipe's OCSDF settings are the ones a recipe without them gets.
+    with open(RECIPE) as handle:
+        shipped = TabularBenchmarkConfig.from_dict(yaml.safe_load(handle))
+    default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
+    assert shipped.ocsdf == default.ocsdf == OCSDFSettings()
+    assert shipped.ocsdf.margins == (0.2,) and shipped.ocsdf.lam == 3.0
+    assert shipped.ocsdf.widths == (64, 64, 64) and shipped.ocsdf.steps == 1000
+    assert (shipped.prior_kind, shipped.prior_pad) == ("box", 1.0)
+    assert shipped.runs == default.runs == 3
+
+
+def test_default_ocsdf_scores_ignore_the_labels(tmp_path):
+    # The labels enter only the AUROC: swapping normal and anomaly labels gives
+    # exactly 1 - AUROC with the default settings. A margin picked with the labels
+    # (best_auroc over a grid) would pick again for the swapped labels instead.
+    x, y = _cluster_with_far_outliers(seed=4)
+    np.savez(tmp_path / "97_toy.npz", X=x, y=y)
+    np.savez(tmp_path / "98_swapped.npz", X=x, y=1 - y)
+    with open(RECIPE) as handle:
+        config = yaml.safe_load(handle)
+    config |= {"data_dir": str(tmp_path), "datasets": ["toy", "swapped"], "runs": 1}
+    config |= {"baselines": ["knn"], "paper_reference": False}
+    config["model"]["widths"] = [16]
+    config["training"] |= {"steps": 30, "batch_size": 64}
+    results = run_tabular_benchmark(config, tmp_path / "out", log=None)
+    toy, swapped = results.datasets
+    assert toy.margin_rule == swapped.margin_rule == "single"
+    assert toy.margin == swapped.margin == 0.2
+    assert swapped.auroc["ocsdf"][0] == pytest.approx(
+        1 - toy.auroc["ocsdf"][0], abs=1e-6
+    )
+    assert swapped.auroc["knn"][0] == pytest.approx(1 - toy.auroc["knn"][0], abs=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -262,7 +298,12 @@ def test_one_class_protocol_with_gaussian_prior_and_label_free_margin(tmp_path):
         "runs": 2,
         "domain": {"kind": "gaussian", "scale": 2.0},
         "model": {"widths": [16]},
-        "training": {"steps": 30, "batch_size": 64, "margin_selection": "knn_scale"},
+        "training": {
+            "steps": 30,
+            "batch_size": 64,
+            "margins": [0.01, 0.05, 0.2, 1.0],
+            "margin_selection": "knn_scale",
+        },
         "baselines": ["isolation_forest", "knn"],
         "name": "toy",
     }
