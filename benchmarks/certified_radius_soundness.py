@@ -15,7 +15,6 @@ flips just outside the radius.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,6 +27,7 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _harness import int_options  # noqa: E402
 from sklearn.datasets import make_moons  # noqa: E402
 
 from kocc import OneClassSDF  # noqa: E402
@@ -38,13 +38,9 @@ FRACTIONS = (0.5, 0.9, 0.99, 1.01, 1.5, 2.0, 4.0)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--probe", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--random-directions", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = int_options(
+        __doc__, epochs=30, probe=2000, steps=20, random_directions=4, seed=0
+    )
 
     x, _ = make_moons(1000, noise=0.05, random_state=args.seed)
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)

@@ -21,7 +21,6 @@ load; the JSON reports medians over rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _harness import TRAINING_ROUNDS, int_options  # noqa: E402
 
 from kocc.architectures import lipschitz_mlp  # noqa: E402
 from kocc.datasets.toys import make_toy  # noqa: E402
@@ -43,14 +43,9 @@ from kocc.training import repeated_batches  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="steps per round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=256, help="per replica")
-    parser.add_argument("--nr-steps", type=int, default=4)
-    args = parser.parse_args()
+    args = int_options(
+        __doc__, **TRAINING_ROUNDS, width=256, depth=3, batch=(256, "per replica")
+    )
 
     set_logical_cpus(2)
     x, _ = make_toy("two_moons", 4096, 0.05, seed=0)

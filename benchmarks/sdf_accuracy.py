@@ -30,6 +30,7 @@ from kocc.datasets.toys import annulus, disk  # noqa: E402
 from kocc.diagnostics import local_lipschitz  # noqa: E402
 from kocc.models import OCSDF  # noqa: E402
 from kocc.sampling import Ball  # noqa: E402
+from kocc.training import repeated_batches  # noqa: E402
 
 MARGIN = 0.05
 
@@ -39,12 +40,7 @@ def run(name, x, sdf, steps, width, lr):
     domain = Ball(5.0, shape=(2,))
     model = OCSDF(lipschitz_mlp(2, widths=(width,) * 3, seed=0), domain, margin=MARGIN)
     model.compile(tf.keras.optimizers.RMSprop(lr))
-    ds = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .shuffle(len(x), seed=0)
-        .repeat()
-        .batch(256, drop_remainder=True)
-    )
+    ds = repeated_batches(x, 256, seed=0)
     start = time.perf_counter()
     model.fit(ds, epochs=steps // 100, steps_per_epoch=100, verbose=0)
     seconds = time.perf_counter() - start

@@ -17,7 +17,6 @@ of the same widths (cheaper activation, so not the same network).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -30,6 +29,7 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _harness import int_options  # noqa: E402
 from deel.lip.activations import FullSort  # noqa: E402
 
 from kocc.architectures import lipschitz_mlp  # noqa: E402
@@ -68,14 +68,9 @@ def interleaved_times(fns: dict, x: tf.Tensor, repeats: int, warmup: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=10_000)
-    parser.add_argument("--input-dim", type=int, default=2)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args()
+    args = int_options(
+        __doc__, batch=10_000, input_dim=2, width=512, depth=4, repeats=30, warmup=3
+    )
 
     widths = [args.width] * args.depth
     x = tf.constant(

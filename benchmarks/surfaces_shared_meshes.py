@@ -23,11 +23,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 import kocc  # noqa: F401  (selects tf-keras first)
 from kocc.datasets.paths import data_dir
-from kocc.experiments.recipes import parse_overrides
+from kocc.experiments.recipes import load_recipe_data
 from kocc.experiments.surface_pipeline import run_surface, surface_recipe
 from kocc.meshes import MESH_EXTENSIONS
 
@@ -43,17 +41,6 @@ KEYS = (
     "n_faces",
     "error",
 )
-
-
-def merged(base: dict, extra: dict) -> dict:
-    """``base`` with the (nested) values of ``extra`` put in."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def shared_meshes(root: Path) -> list[Path]:
@@ -81,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
 
-    config = yaml.safe_load(Path(args.recipe).read_text())
-    config = merged(config, parse_overrides(args.overrides))
+    config = load_recipe_data(args.recipe, args.overrides)
     recipe = surface_recipe(config)  # fail early on a bad override
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

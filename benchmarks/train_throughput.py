@@ -34,7 +34,6 @@ the JSON reports the median steps/s of each over the rounds and their ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -46,6 +45,7 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _harness import TRAINING_ROUNDS, int_options  # noqa: E402
 from deel.lip.activations import FullSort  # noqa: E402
 from deel.lip.layers import FrobeniusDense, SpectralDense  # noqa: E402
 from deel.lip.model import Sequential as LipSequential  # noqa: E402
@@ -109,14 +109,7 @@ def authors_step_fn(model, optimizer, generator, nr_steps: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="steps per round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--nr-steps", type=int, default=4)
-    args = parser.parse_args()
+    args = int_options(__doc__, **TRAINING_ROUNDS, width=512, depth=4, batch=256)
     widths = (args.width,) * args.depth
 
     x, _ = make_toy("two_moons", 4096, seed=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from kocc.validation import check_positive
+
 
 @tf.keras.utils.register_keras_serializable("kocc")
 class OneClassHKR(tf.keras.losses.Loss):
@@ -47,10 +49,7 @@ class OneClassHKR(tf.keras.losses.Loss):
         reduction: str = tf.keras.losses.Reduction.AUTO,
         name: str = "one_class_hkr",
     ) -> None:
-        if not margin > 0:
-            raise ValueError(f"margin must be > 0, got {margin!r}")
-        if not lam > 0:
-            raise ValueError(f"lam must be > 0, got {lam!r}")
+        check_positive(margin=margin, lam=lam)
         super().__init__(reduction=reduction, name=name)
         self.margin = float(margin)
         self.lam = float(lam)

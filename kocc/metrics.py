@@ -42,8 +42,9 @@ __all__ = [
 ]
 
 
-def _as_scores(values: Any, name: str) -> np.ndarray:
-    """Converts ``values`` to a finite, non-empty 1-D float64 array or raises."""
+def _as_scores(values: Any, name: str, allow_empty: bool = False) -> np.ndarray:
+    """Converts ``values`` to a finite 1-D float64 array or raises; an empty one
+    raises too unless ``allow_empty`` (a batch of a stream may be empty)."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
@@ -52,7 +53,7 @@ def _as_scores(values: Any, name: str) -> np.ndarray:
             f"{name} must be a 1-D array of scores (or shape (n, 1)), "
             f"got an array of shape {array.shape}."
         )
-    if array.size == 0:
+    if array.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty: at least one score is needed.")
     if not np.all(np.isfinite(array)):
         bad = int(np.sum(~np.isfinite(array)))

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from kocc.metrics import _as_epsilons, _check_lipschitz
+from kocc.metrics import _as_epsilons, _as_scores, _check_lipschitz
 
 __all__ = ["certified_auroc_from_shards", "write_score_shards"]
 
@@ -91,16 +91,7 @@ def write_score_shards(
 
 
 def _batch_scores(batch: Any, name: str) -> np.ndarray:
-    scores = np.asarray(batch, dtype=np.float64)
-    if scores.ndim == 2 and scores.shape[1] == 1:
-        scores = scores[:, 0]
-    if scores.ndim != 1:
-        raise ValueError(
-            f"{name} must hold 1-D scores (or shape (n, 1)), got shape {scores.shape}"
-        )
-    if not np.all(np.isfinite(scores)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return scores
+    return _as_scores(batch, name, allow_empty=True)
 
 
 def _open(shard: Shard) -> np.ndarray:

@@ -64,3 +64,16 @@ def check_batch(
             f"first at row {int(bad[0])}"
         )
     return np.ascontiguousarray(array)
+
+
+def check_positive(**values: Any) -> None:
+    """Raise for the first of ``values`` (name=value) that is not ``> 0``.
+
+    A hyper-parameter check of ``__init__``: NaN is not ``> 0`` either.
+
+    Raises:
+        ValueError: ``"<name> must be > 0, got <value>"``.
+    """
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")

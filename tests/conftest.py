@@ -74,6 +74,52 @@ def make_run_dir(path, input_dim: int, network_seed: int, model_seed: int):
     return path
 
 
+def set_args(*assignments: str) -> list[str]:
+    """The ``--set key=value`` arguments of a kocc command, one per assignment."""
+    return [arg for assignment in assignments for arg in ("--set", assignment)]
+
+
+def run_dir_fixture(input_dim: int, network_seed: int, model_seed: int):
+    """A module-scoped ``run_dir`` fixture: :func:`make_run_dir` with these
+    arguments, trained once per test module that binds it."""
+
+    @pytest.fixture(scope="module")
+    def run_dir(tmp_path_factory):
+        return make_run_dir(
+            tmp_path_factory.mktemp("run"), input_dim, network_seed, model_seed
+        )
+
+    return run_dir
+
+
+def export_dir_fixture(threshold: float):
+    """A module-scoped ``export_dir`` fixture: the module's ``run_dir`` exported
+    (``kocc.export.export_run``) with this decision threshold."""
+
+    @pytest.fixture(scope="module")
+    def export_dir(run_dir, tmp_path_factory):
+        from kocc.export import export_run
+
+        path = tmp_path_factory.mktemp("export") / "served"
+        export_run(run_dir, path, threshold=threshold)
+        return path
+
+    return export_dir
+
+
+def linear_model(weights, bias: float = 0.0):
+    """The Keras model f(x) = w.x + b (one Dense unit), its Lipschitz constant
+    ||w||: exact certificates and gradients to test against."""
+    import numpy as np
+    import tensorflow as tf
+
+    weights = np.asarray(weights, np.float32)
+    layer = tf.keras.layers.Dense(1, input_shape=(weights.size,))
+    model = tf.keras.Sequential([layer])
+    layer.set_weights([weights[:, None], np.array([bias], np.float32)])
+    return model
+
+
 def assert_png(path, min_bytes: int = 5000, min_side: int = 200) -> None:
     """``path`` is a PNG file (signature, IHDR) of a real figure: at least
     ``min_bytes`` and ``min_side`` pixels each way (an empty canvas compresses

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import linear_model
 
 from kocc.architectures import lipschitz_mlp
 from kocc.attacks import attacked_auroc, attacked_scores
@@ -67,19 +68,11 @@ def trained_bce():
     return model, normal_test, anomalous
 
 
-def _linear(weights, bias=0.0):
-    weights = np.asarray(weights, np.float32)
-    layer = tf.keras.layers.Dense(1, input_shape=(weights.size,))
-    model = tf.keras.Sequential([layer])
-    layer.set_weights([weights[:, None], np.array([bias], np.float32)])
-    return model
-
-
 def test_attack_reaches_the_certificate_exactly_on_a_linear_1_lipschitz_model():
     # f(x) = w.x with ||w|| = 1: the best l2 attack moves each score by exactly
     # eps, so PGD must find f(x) - eps (normal) and f(z) + eps (anomaly), and
     # the attacked AUROC equals the certified AUROC.
-    model = _linear([0.6, -0.8])
+    model = linear_model([0.6, -0.8])
     rng = np.random.default_rng(0)
     normal = rng.normal(0.5, 1.0, size=(120, 2)).astype(np.float32)
     anomalous = rng.normal(-0.5, 1.0, size=(80, 2)).astype(np.float32)
@@ -97,7 +90,7 @@ def test_attack_reaches_the_certificate_exactly_on_a_linear_1_lipschitz_model():
 def test_attack_respects_scalar_bounds_and_domains():
     # f(x) = x_1: a normal point at x_1 = -0.95 can only be lowered to the
     # bound -1 by a radius-0.5 attack; an anomaly at 0.9 only raised to 1.
-    model = _linear([1.0, 0.0])
+    model = linear_model([1.0, 0.0])
     x = np.array([[-0.95, 0.0], [0.9, 0.3], [0.0, 0.0]], np.float32)
     labels = np.array([1, -1, 1])  # integer labels are fine
     for bounds in ((-1.0, 1.0), Box(-1.0, 1.0, shape=(2,))):
@@ -140,7 +133,7 @@ def test_attacked_scores_are_reproducible_with_a_seed():
 )
 def test_attacked_scores_rejects_bad_input_with_named_error(kwargs, message):
     arguments = {
-        "model": _linear([1.0, 0.0]),
+        "model": linear_model([1.0, 0.0]),
         "x": np.array([[0.5, 0.5], [-0.5, 0.2], [0.3, 0.0], [0.0, 0.9]]),
         "labels": np.array([1, 1, -1, -1]),
         "epsilons": [0.1],
@@ -153,7 +146,9 @@ def test_attacked_scores_rejects_bad_input_with_named_error(kwargs, message):
 
 def test_attacked_auroc_rejects_mismatched_feature_shapes():
     with pytest.raises(ValueError, match="same feature shape"):
-        attacked_auroc(_linear([1.0, 0.0]), np.zeros((3, 2)), np.zeros((3, 3)), 0.1, 2)
+        attacked_auroc(
+            linear_model([1.0, 0.0]), np.zeros((3, 2)), np.zeros((3, 3)), 0.1, 2
+        )
 
 
 @pytest.mark.slow

@@ -4,33 +4,37 @@ import json
 import re
 
 import pytest
-from conftest import assert_png
+from conftest import assert_png, set_args
 
 from kocc.experiments.cli import EXIT_OK, EXIT_USAGE, main
 
 DEFAULT = "recipes/toy2d_two_moons.yaml"
 
 
+def _metrics_of_run(out, argv: list[str]) -> dict:
+    """Runs ``kocc ARGV``, asserts it exits 0, returns the ``metrics.json`` it
+    wrote in ``out``."""
+    assert main(argv) == EXIT_OK
+    return json.loads((out / "metrics.json").read_text())
+
+
 def test_train_writes_metrics_plot_and_model(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(
+    metrics = _metrics_of_run(
+        out,
         [
             "train",
             DEFAULT,
             "--out",
             str(out),
-            "--set",
-            "training.steps=40",
-            "--set",
-            "training.epochs=2",
-            "--set",
-            "model.widths=[32, 32]",
-            "--set",
-            "evaluation.grid_size=30",
-        ]
+            *set_args(
+                "training.steps=40",
+                "training.epochs=2",
+                "model.widths=[32, 32]",
+                "evaluation.grid_size=30",
+            ),
+        ],
     )
-    assert code == EXIT_OK
-    metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["auroc"] <= 1.0
     assert metrics["train_steps"] == 40
     assert metrics["steps_per_second"] > 0
@@ -92,16 +96,13 @@ def test_benchmark_runs_a_small_tabular_recipe_end_to_end(tmp_path):
             "recipes/tabular_odds.yaml",
             "--out",
             str(out),
-            "--set",
-            "datasets=[wbc]",
-            "--set",
-            "runs=1",
-            "--set",
-            "training.steps=30",
-            "--set",
-            "training.margins=[0.2]",
-            "--set",
-            "model.widths=[16]",
+            *set_args(
+                "datasets=[wbc]",
+                "runs=1",
+                "training.steps=30",
+                "training.margins=[0.2]",
+                "model.widths=[16]",
+            ),
         ]
     )
     assert code == EXIT_OK
@@ -126,7 +127,8 @@ def test_surface_meshes_a_sphere_point_cloud_end_to_end(tmp_path):
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     np.save(tmp_path / "sphere.npy", points.astype("float32"))
     out = tmp_path / "surf"
-    code = main(
+    metrics = _metrics_of_run(
+        out,
         [
             "surface",
             str(tmp_path / "sphere.npy"),
@@ -134,24 +136,17 @@ def test_surface_meshes_a_sphere_point_cloud_end_to_end(tmp_path):
             str(out),
             "--recipe",
             "recipes/surface_modelnet.yaml",
-            "--set",
-            "model.widths=[32, 32]",
-            "--set",
-            "training.steps=100",
-            "--set",
-            "training.epochs=1",
-            "--set",
-            "extraction.resolution=24",
-            "--set",
-            "baseline.enabled=false",
-            "--set",
-            "render.enabled=false",
-            "--set",
-            "metrics.n_samples=2000",
-        ]
+            *set_args(
+                "model.widths=[32, 32]",
+                "training.steps=100",
+                "training.epochs=1",
+                "extraction.resolution=24",
+                "baseline.enabled=false",
+                "render.enabled=false",
+                "metrics.n_samples=2000",
+            ),
+        ],
     )
-    assert code == EXIT_OK
-    metrics = json.loads((out / "metrics.json").read_text())
     assert "ocsdf" in metrics
     assert list(out.glob("*.ply"))
     # progress per phase: fit, grid evaluation, marching cubes

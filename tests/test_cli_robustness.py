@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_run_dir
+from conftest import run_dir_fixture, set_args
 
 from kocc.experiments.cli import (
     EXIT_INTERRUPTED,
@@ -38,18 +38,13 @@ from kocc.safe_output import COMPLETION_MARKER, is_complete, output_directory
 REPO = Path(__file__).resolve().parents[1]
 T = str(REPO / "recipes" / "toy2d_two_moons.yaml")
 #: A training of a few seconds.
-TINY = [
-    "--set",
+TINY = set_args(
     "training.steps=20",
-    "--set",
     "training.epochs=1",
-    "--set",
     "model.widths=[8]",
-    "--set",
     "evaluation.grid_size=10",
-    "--set",
     "evaluation.n_anomalies=256",
-]
+)
 #: TensorFlow's native log lines (absl, older TF format) and what they say.
 NATIVE_LINE = re.compile(
     r"^[IWEF]\d{4} |^\d{4}-\d\d-\d\d [\d:.]+: [IWEF] |oneDNN|cuda|cuInit|absl::",
@@ -89,9 +84,7 @@ def trained(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run_dir(tmp_path_factory.mktemp("run"), 2, 1, 2)
+run_dir = run_dir_fixture(2, 1, 2)
 
 
 @pytest.fixture(scope="module")

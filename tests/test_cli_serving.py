@@ -6,17 +6,15 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_png, make_run_dir
+from conftest import assert_png, run_dir_fixture, set_args
 
 from kocc.experiments.cli import EXIT_OK, EXIT_UNCERTIFIED, EXIT_USAGE, main
 
 RECIPE = "recipes/toy2d_two_moons.yaml"
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A run directory holding a briefly trained 2-D model (as `kocc train`)."""
-    return make_run_dir(tmp_path_factory.mktemp("run"), 2, 1, 2)
+#: A run directory holding a briefly trained 2-D model (as `kocc train`).
+run_dir = run_dir_fixture(2, 1, 2)
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +34,12 @@ def test_train_export_predict_evaluate_chain(tmp_path, capsys):
             RECIPE,
             "--out",
             str(run),
-            "--set",
-            "training.steps=20",
-            "--set",
-            "training.epochs=1",
-            "--set",
-            "model.widths=[16, 16]",
-            "--set",
-            "evaluation.grid_size=10",
+            *set_args(
+                "training.steps=20",
+                "training.epochs=1",
+                "model.widths=[16, 16]",
+                "evaluation.grid_size=10",
+            ),
         ]
     )
     assert code == EXIT_OK

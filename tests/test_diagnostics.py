@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import linear_model
 
 from kocc.architectures import lipschitz_mlp
 from kocc.diagnostics import (
@@ -17,14 +18,6 @@ from kocc.models import OCSDF
 from kocc.sampling import Box
 
 
-def _linear(weights, bias=0.0):
-    weights = np.asarray(weights, np.float32)
-    layer = tf.keras.layers.Dense(1, input_shape=(weights.size,))
-    model = tf.keras.Sequential([layer])
-    layer.set_weights([weights[:, None], np.array([bias], np.float32)])
-    return model
-
-
 def half_squared_norm(x):
     """f(x) = ||x||^2 / 2 over all features: grad f(x) = x."""
     axes = list(range(1, len(x.shape)))
@@ -32,7 +25,7 @@ def half_squared_norm(x):
 
 
 def test_gradient_norms_of_linear_model_equal_weight_norm():
-    model = _linear([3.0, -4.0], bias=1.0)
+    model = linear_model([3.0, -4.0], bias=1.0)
     x = np.random.default_rng(0).normal(size=(50, 2))
     np.testing.assert_allclose(gradient_norms(model, x), 5.0, rtol=1e-6)
     assert local_lipschitz(model, x) == pytest.approx(5.0, rel=1e-6)
@@ -63,7 +56,7 @@ def test_gradient_norm_stats_summarise_gradient_norms():
 
 
 def test_empirical_lipschitz_is_a_tight_lower_bound_for_a_linear_model():
-    model = _linear([0.3, 0.4])
+    model = linear_model([0.3, 0.4])
     x = np.random.default_rng(2).normal(size=(300, 2))
     estimate = empirical_lipschitz(model, x, n_pairs=20_000, seed=0)
     assert estimate <= 0.5 * (1 + 1e-5)
@@ -74,7 +67,7 @@ def test_empirical_lipschitz_is_a_tight_lower_bound_for_a_linear_model():
 
 
 def test_empirical_lipschitz_skips_coincident_points():
-    model = _linear([1.0, 0.0])
+    model = linear_model([1.0, 0.0])
     assert empirical_lipschitz(model, np.zeros((5, 2)), n_pairs=10) == 0.0
     x = np.array([[0.0, 0.0], [0.0, 0.0], [2.0, 0.0]])
     assert empirical_lipschitz(model, x, n_pairs=200) == pytest.approx(1.0)
@@ -88,7 +81,7 @@ def test_untrained_lipschitz_network_and_ocsdf_have_local_lipschitz_at_most_one(
     assert local_lipschitz(model, x) <= 1.01
     assert empirical_lipschitz(model, x, n_pairs=2000) <= 1.01
     # An unconstrained network with large weights is much steeper.
-    steep = _linear([30.0, 0.0, 40.0])
+    steep = linear_model([30.0, 0.0, 40.0])
     assert local_lipschitz(steep, x) == pytest.approx(50.0, rel=1e-6)
 
 

@@ -7,6 +7,7 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import set_args
 from sklearn.metrics import roc_auc_score
 
 from kocc.distribute import make_strategy
@@ -15,22 +16,15 @@ from kocc.experiments.cli import EXIT_OK, main
 from kocc.experiments.recipes import RecipeError
 from kocc.experiments.tabular_benchmark import TabularBenchmarkConfig, sharded_auroc
 
-TINY = [
-    "--set",
+TINY = set_args(
     "datasets=[wbc]",
-    "--set",
     "runs=1",
-    "--set",
     "training.steps=60",
-    "--set",
     "training.batch_size=64",
-    "--set",
     "training.margins=[0.2]",
-    "--set",
     "model.widths=[16]",
-    "--set",
     "baselines=[isolation_forest]",
-]
+)
 
 
 def _ocsdf_auroc(out) -> float:
@@ -41,8 +35,7 @@ def _ocsdf_auroc(out) -> float:
 
 def _benchmark(out, *sets: str) -> float:
     args = ["benchmark", "recipes/tabular_odds.yaml", "--out", str(out), *TINY]
-    for item in sets:
-        args += ["--set", item]
+    args += set_args(*sets)
     assert main(args) == EXIT_OK
     return _ocsdf_auroc(out)
 

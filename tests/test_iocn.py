@@ -53,12 +53,21 @@ def test_inverse_is_exact_both_ways_after_training(trained_iocn):
     )
 
 
+def _perturbed_network(dim, num_blocks, hidden_units, seed, rng, scale):
+    """An :class:`InvertibleNetwork` whose weights are moved by ``scale`` times a
+    normal draw: random (non-zero) scale-and-shift layers, so a test of it is not
+    a test of the identity."""
+    inn = InvertibleNetwork(
+        dim, num_blocks=num_blocks, hidden_units=hidden_units, seed=seed
+    )
+    inn.build((None, dim))
+    inn.set_weights([w + scale * rng.normal(size=w.shape) for w in inn.get_weights()])
+    return inn
+
+
 def test_inverse_is_exact_in_high_dimension_with_random_weights():
-    inn = InvertibleNetwork(33, num_blocks=6, hidden_units=32, seed=3)
-    inn.build((None, 33))
     rng = np.random.default_rng(0)
-    # random (non-zero) scale-and-shift layers, so the test is not the identity
-    inn.set_weights([w + 0.05 * rng.normal(size=w.shape) for w in inn.get_weights()])
+    inn = _perturbed_network(33, 6, 32, seed=3, rng=rng, scale=0.05)
     x = tf.constant(rng.normal(size=(128, 33)), tf.float32)
     y = inn(x)
     assert float(tf.reduce_max(tf.abs(y - x))) > 0.1
@@ -66,10 +75,8 @@ def test_inverse_is_exact_in_high_dimension_with_random_weights():
 
 
 def test_log_determinant_matches_the_jacobian():
-    inn = InvertibleNetwork(4, num_blocks=3, hidden_units=8, seed=1)
-    inn.build((None, 4))
     rng = np.random.default_rng(1)
-    inn.set_weights([w + 0.2 * rng.normal(size=w.shape) for w in inn.get_weights()])
+    inn = _perturbed_network(4, 3, 8, seed=1, rng=rng, scale=0.2)
     x = tf.constant(rng.normal(size=(5, 4)), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)

@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import linear_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
@@ -218,18 +219,10 @@ def test_streaming_metric_rejects_sample_weight():
         CertifiedAUROCMetric(0.1).update_state([1.0], [0.5], sample_weight=[1.0])
 
 
-def _linear_model(weights, bias=0.0):
-    weights = np.asarray(weights, np.float32)
-    layer = tf.keras.layers.Dense(1, input_shape=(weights.size,))
-    model = tf.keras.Sequential([layer])
-    layer.set_weights([weights[:, None], np.array([bias], np.float32)])
-    return model
-
-
-def test_certified_radius_is_distance_to_threshold_level_set_of_linear_model():
+def test_certified_radius_is_distance_to_threshold_level_set_oflinear_model():
     # f(x) = w.x + b with ||w|| = 2: f is 2-Lipschitz and the distance from x to
     # the hyperplane {f = t} is |f(x) - t| / ||w||, exactly the certified radius.
-    model = _linear_model([1.2, -1.6], bias=0.3)
+    model = linear_model([1.2, -1.6], bias=0.3)
     x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
     radii = certified_radius(model, x, threshold=0.5, lipschitz=2.0)
     scores = x @ np.array([1.2, -1.6]) + 0.3

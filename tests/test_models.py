@@ -10,6 +10,7 @@ from kocc.losses import OneClassHKR
 from kocc.models import OCSDF
 from kocc.orthogonalization import orthogonalize
 from kocc.sampling import Ball, Box
+from kocc.training import repeated_batches
 
 MARGIN = 0.05
 
@@ -44,12 +45,7 @@ def _max_grad_norm(model, points) -> float:
 def _train_sdf(x, epochs, lr=2e-3):
     model = _model(widths=(64, 64, 64), seed=0, nr_steps=4)
     model.compile(tf.keras.optimizers.RMSprop(lr))
-    ds = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .shuffle(len(x), seed=0)
-        .repeat()
-        .batch(256, drop_remainder=True)
-    )
+    ds = repeated_batches(x, 256, seed=0)
     model.fit(ds, epochs=epochs, steps_per_epoch=100, verbose=0)
     return model
 

@@ -38,10 +38,19 @@ def test_unknown_key_error_names_it_and_lists_the_valid_keys():
     assert "steps" in str(err.value) and "batch_size" in str(err.value)
 
 
-def test_unknown_top_level_section_is_rejected(tmp_path):
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("kind: toy\nmodle: {}\n", "modle"),  # unknown top-level section
+        ("kind: spaceship\n", "kind"),  # unknown kind
+        ("kind: [toy\n", "YAML"),  # bad YAML
+    ],
+    ids=["unknown-section", "unknown-kind", "bad-yaml"],
+)
+def test_bad_recipe_file_is_rejected_naming_the_problem(tmp_path, text, named):
     path = tmp_path / "r.yaml"
-    path.write_text("kind: toy\nmodle: {}\n")
-    with pytest.raises(RecipeError, match="modle"):
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=named):
         load_recipe(path)
 
 
@@ -55,17 +64,6 @@ def test_wrong_value_type_is_rejected():
 def test_missing_recipe_file_is_reported():
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe("recipes/no_such_recipe.yaml")
-
-
-def test_unknown_kind_and_bad_yaml_are_reported(tmp_path):
-    bad_kind = tmp_path / "k.yaml"
-    bad_kind.write_text("kind: spaceship\n")
-    with pytest.raises(RecipeError, match="kind"):
-        load_recipe(bad_kind)
-    bad_yaml = tmp_path / "y.yaml"
-    bad_yaml.write_text("kind: [toy\n")
-    with pytest.raises(RecipeError, match="YAML"):
-        load_recipe(bad_yaml)
 
 
 def test_override_without_equals_sign_is_rejected():

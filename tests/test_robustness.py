@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_run_dir
+from conftest import export_dir_fixture, run_dir_fixture
 
 from kocc import OneClassSDF
 from kocc.export import (
@@ -32,16 +32,8 @@ from kocc.serving import ServedModel, predict_file, read_inputs
 N_FEATURES = 3
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run_dir(tmp_path_factory.mktemp("run"), N_FEATURES, 4, 5)
-
-
-@pytest.fixture(scope="module")
-def export_dir(run_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("export") / "served"
-    export_run(run_dir, path, threshold=0.0)
-    return path
+run_dir = run_dir_fixture(N_FEATURES, 4, 5)
+export_dir = export_dir_fixture(threshold=0.0)
 
 
 def _x(n=40, seed=2):

@@ -30,6 +30,12 @@ from kocc.safe_output import (
 )
 
 
+def _folder(path: Path) -> Path:
+    """``path`` made a new, empty folder."""
+    path.mkdir()
+    return path
+
+
 def _siblings(path: Path) -> list[str]:
     return sorted(p.name for p in path.parent.iterdir())
 
@@ -98,8 +104,7 @@ def test_output_equal_to_an_input_is_always_refused(tmp_path):
 
 
 def test_folder_holding_an_input_is_refused(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+    run = _folder(tmp_path / "run")
     recipe = write_text(run / "recipe.yaml", "kind: toy\n")
     with pytest.raises(OutputIsInputError, match="holds the input"):
         with output_directory(run, overwrite=True, inputs=[recipe]):
@@ -108,8 +113,7 @@ def test_folder_holding_an_input_is_refused(tmp_path):
 
 
 def test_paths_that_cannot_hold_the_output_are_named(tmp_path):
-    folder = tmp_path / "folder"
-    folder.mkdir()
+    folder = _folder(tmp_path / "folder")
     a_file = write_text(tmp_path / "file.txt", "x")
     with pytest.raises(OutputPathError, match="it is a folder"):
         check_output(folder, "file", overwrite=True)
@@ -123,8 +127,7 @@ def test_paths_that_cannot_hold_the_output_are_named(tmp_path):
 
 def test_output_directory_publishes_a_complete_folder(tmp_path):
     out = tmp_path / "run"
-    plain = tmp_path / "plain"
-    plain.mkdir()
+    plain = _folder(tmp_path / "plain")
     with output_directory(out) as work:
         assert work.parent == tmp_path and work != out
         (work / "model.bin").write_bytes(b"weights")
@@ -146,8 +149,7 @@ def test_non_empty_folder_is_refused_and_kept(tmp_path):
         with output_directory(out):
             pytest.fail("the block must not run")
     assert (out / "metrics.json").read_text() == "old"
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    empty = _folder(tmp_path / "empty")
     with output_directory(empty) as work:  # an empty folder holds nothing to lose
         (work / "a").write_text("a")
     assert (empty / "a").read_text() == "a"
@@ -181,8 +183,7 @@ def test_interrupted_folder_leaves_the_old_one_untouched(tmp_path, error):
 def test_partial_folder_of_a_killed_writer_is_marked_and_cleaned(tmp_path):
     out = tmp_path / "run"
     # what a writer killed by SIGKILL leaves: its temporary sibling
-    dead = tmp_path / f".run{safe_output.PARTIAL_INFIX}99999-abcd-x"
-    dead.mkdir()
+    dead = _folder(tmp_path / f".run{safe_output.PARTIAL_INFIX}99999-abcd-x")
     (dead / "model.keras").write_text("half")
     assert partial_siblings(out) == [dead]
     assert not is_complete(dead)

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_run_dir
+from conftest import export_dir_fixture, run_dir_fixture
 from sklearn.metrics import roc_auc_score
 
-from kocc.export import export_run
 from kocc.serving import (
     ServedModel,
     evaluate,
@@ -15,18 +14,8 @@ from kocc.serving import (
     write_outputs,
 )
 
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A run directory as ``kocc train`` writes it: ``model.keras`` inside."""
-    return make_run_dir(tmp_path_factory.mktemp("run"), 3, 2, 3)
-
-
-@pytest.fixture(scope="module")
-def export_dir(run_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("export") / "served"
-    export_run(run_dir, path, threshold=0.05)
-    return path
+run_dir = run_dir_fixture(3, 2, 3)
+export_dir = export_dir_fixture(threshold=0.05)
 
 
 def _x(n=50, seed=1):

@@ -39,6 +39,7 @@ from kocc.implicit_surface import (
     padded_bounds,
 )
 from kocc.meshes import check_points
+from kocc.validation import check_positive
 
 
 @tf.keras.utils.register_keras_serializable("kocc")
@@ -62,8 +63,7 @@ class ClampedL1(tf.keras.losses.Loss):
         reduction: str = tf.keras.losses.Reduction.AUTO,
         name: str = "clamped_l1",
     ) -> None:
-        if not delta > 0:
-            raise ValueError(f"delta must be > 0, got {delta!r}")
+        check_positive(delta=delta)
         super().__init__(reduction=reduction, name=name)
         self.delta = float(delta)
 
@@ -194,8 +194,7 @@ def fit_distance_regression(
         raise ValueError(f"near_sigmas must be positive, got {near_sigmas!r}")
     if not 0.0 <= uniform_fraction <= 1.0:
         raise ValueError(f"uniform_fraction must be in [0, 1], got {uniform_fraction}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    check_positive(learning_rate=learning_rate)
     if not 0.0 <= level_quantile <= 1.0:
         raise ValueError(f"level_quantile must be in [0, 1], got {level_quantile!r}")
     standardization = IsotropicStandardization.fit(points)

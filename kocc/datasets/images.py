@@ -274,17 +274,24 @@ def _image_feature(spec: ImageDatasetSpec) -> tfds.features.FeatureConnector:
     return tfds.features.Tensor(shape=spec.image_shape, dtype=np.uint8)
 
 
-class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Offline builder of an MNIST-format data set (idx ``.gz`` files)."""
+class _LocalImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Offline builder of a labelled image data set read from local files.
+
+    Features ``image`` (:func:`_image_feature` of ``SPEC``) and ``label`` (the
+    spec's class names); a subclass says what it reads (:meth:`_description`)
+    and yields the examples of its files (:meth:`_examples`).
+    """
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Read from local idx files (manual directory)."}
     SPEC: ImageDatasetSpec
+
+    def _description(self) -> str:
+        raise NotImplementedError
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
-            description=f"{self.SPEC.name} read from local idx files (kocc).",
+            description=self._description(),
             features=tfds.features.FeaturesDict(
                 {
                     "image": _image_feature(self.SPEC),
@@ -296,6 +303,20 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             supervised_keys=("image", "label"),
         )
 
+    @staticmethod
+    def _examples(images: np.ndarray, labels: np.ndarray):
+        for index in range(len(labels)):
+            yield index, {"image": images[index], "label": int(labels[index])}
+
+
+class _IdxBuilder(_LocalImageBuilder, skip_registration=True):
+    """Offline builder of an MNIST-format data set (idx ``.gz`` files)."""
+
+    RELEASE_NOTES = {"1.0.0": "Read from local idx files (manual directory)."}
+
+    def _description(self) -> str:
+        return f"{self.SPEC.name} read from local idx files (kocc)."
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         folder = Path(dl_manager.manual_dir)
         return {
@@ -304,9 +325,7 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         }
 
     def _generate_examples(self, folder: Path, prefix: str):
-        images, labels = read_idx_split(folder, prefix, self.name)
-        for index in range(len(labels)):
-            yield index, {"image": images[index], "label": int(labels[index])}
+        yield from self._examples(*read_idx_split(folder, prefix, self.name))
 
 
 class KoccMnist(_IdxBuilder):
@@ -323,7 +342,7 @@ class KoccFashionMnist(_IdxBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_IDX.format(folder="fashion_mnist")
 
 
-class KoccCifar10(tfds.core.GeneratorBasedBuilder):
+class KoccCifar10(_LocalImageBuilder):
     """CIFAR-10 *test set* decoded from JPEG (``$KOCC_DATA_DIR/cifar10``).
 
     Not pixel-exact and in a different order than the official test set; a single
@@ -331,35 +350,20 @@ class KoccCifar10(tfds.core.GeneratorBasedBuilder):
     """
 
     SPEC = IMAGE_DATASETS["cifar10"]
-    VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Read from test_from_jpeg_lossy.npz (manual dir)."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Put test_from_jpeg_lossy.npz (keys x_test uint8 (10000, 32, 32, 3), "
         "y_test) in the manual directory (kocc passes $KOCC_DATA_DIR/cifar10)."
     )
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="CIFAR-10 test set decoded from JPEG copies (lossy; kocc).",
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": _image_feature(self.SPEC),
-                    "label": tfds.features.ClassLabel(
-                        names=list(self.SPEC.class_names)
-                    ),
-                }
-            ),
-            supervised_keys=("image", "label"),
-        )
+    def _description(self) -> str:
+        return "CIFAR-10 test set decoded from JPEG copies (lossy; kocc)."
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         return {"test": self._generate_examples(Path(dl_manager.manual_dir))}
 
     def _generate_examples(self, folder: Path):
-        images, labels = read_cifar10_npz(folder, self.name)
-        for index in range(len(labels)):
-            yield index, {"image": images[index], "label": int(labels[index])}
+        yield from self._examples(*read_cifar10_npz(folder, self.name))
 
 
 # ---------------------------------------------------------------------- loading

@@ -80,7 +80,12 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
-from kocc.experiments.training import run_directory, strategy_of
+from kocc.experiments.training import (
+    OCSDF_TRAINING_KEYS,
+    run_directory,
+    section_arguments,
+    strategy_of,
+)
 from kocc.generation import save_image_grid, synthesize
 from kocc.image_prior import GradedBox
 from kocc.metrics import certified_auroc
@@ -576,11 +581,7 @@ def build_ocsdf(
     return compile_ocsdf(
         backbone,
         domain.build(image_shape),
-        margin=training.margin,
-        lam=training.lam,
-        nr_steps=training.nr_steps,
-        warmup_epochs=training.warmup_epochs,
-        updates_per_sampling=training.updates_per_sampling,
+        **section_arguments(training, OCSDF_TRAINING_KEYS),
         negatives_per_batch=training.negatives_per_batch,
         optimizer=training.optimizer,
         learning_rate=training.learning_rate,

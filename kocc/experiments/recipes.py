@@ -404,6 +404,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+#: The types a recipe value is taken as it is: type -> (does a value fit, what
+#: the error says was expected). A YAML boolean is not an integer.
+_PLAIN_TYPES: dict[type, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda value: isinstance(value, bool), "true or false"),
+    int: (
+        lambda value: isinstance(value, int) and not isinstance(value, bool),
+        "an integer",
+    ),
+    str: (lambda value: isinstance(value, str), "a string"),
+}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -428,13 +440,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise RecipeError(key=key, expected="a mapping", given=value)
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise RecipeError(key=key, expected="true or false", given=value)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(key=key, expected="an integer", given=value)
+    if tp in _PLAIN_TYPES:
+        accepts, expected = _PLAIN_TYPES[tp]
+        if not accepts(value):
+            raise RecipeError(key=key, expected=expected, given=value)
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
@@ -447,10 +456,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not math.isfinite(value):
             raise RecipeError(key=key, expected="a finite number", given=value)
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise RecipeError(key=key, expected="a string", given=value)
-        return value
     raise RecipeError(f"recipe key {key!r}: unsupported type {_type_name(tp)}")
 
 

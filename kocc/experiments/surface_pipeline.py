@@ -23,6 +23,8 @@ key has its default here, unknown keys are errors naming the valid ones.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import time
@@ -46,6 +48,7 @@ from kocc.experiments.recipes import (
     to_dict,
     unit_interval,
 )
+from kocc.experiments.training import section_arguments
 from kocc.extras import require
 from kocc.mesh_distances import bounding_box_diagonal, compare_surfaces
 from kocc.meshes import (
@@ -130,16 +133,27 @@ def _surface_model() -> MLPConfig:
     return MLPConfig(widths=[128, 128, 128], activation="fullsort")
 
 
+#: The ``training:`` keys that :func:`kocc.surfaces.fit_point_cloud` takes, as
+#: arguments of the same names.
+_FIT_TRAINING_KEYS = (
+    "margin",
+    "lam",
+    "nr_steps",
+    "warmup_epochs",
+    "batch_size",
+    "steps",
+    "epochs",
+    "learning_rate",
+    "optimizer",
+)
+
+
 def _surface_training() -> TrainingConfig:
+    """The ``training:`` defaults of ``kind: surface``: those of
+    :func:`kocc.surfaces.fit_point_cloud`, which the recipe runs."""
+    parameters = inspect.signature(fit_point_cloud).parameters
     return TrainingConfig(
-        margin=0.05,
-        lam=100.0,
-        batch_size=256,
-        steps=2000,
-        epochs=10,
-        nr_steps=4,
-        learning_rate=1e-3,
-        optimizer="rmsprop",
+        **{key: parameters[key].default for key in _FIT_TRAINING_KEYS}
     )
 
 
@@ -194,44 +208,33 @@ def read_input(path: str | os.PathLike, recipe: SurfaceRecipe) -> dict:
     return {"points": load_point_cloud(path), "mesh": None, "kind": "points"}
 
 
+#: The ``baseline:`` keys that :func:`kocc.baselines.fit_distance_regression`
+#: takes, as arguments of the same names (all but ``enabled``).
+_BASELINE_KEYS = tuple(
+    f.name for f in dataclasses.fields(DistanceRegressionConfig) if f.name != "enabled"
+)
+
+
 def _fit_ocsdf(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
-    t = recipe.training
     return fit_point_cloud(
         points,
         widths=recipe.model.widths,
         activation=recipe.model.activation,
         domain=recipe.domain.kind,
         padding=recipe.domain.padding,
-        margin=t.margin,
-        lam=t.lam,
-        nr_steps=t.nr_steps,
-        warmup_epochs=t.warmup_epochs,
-        batch_size=t.batch_size,
-        steps=t.steps,
-        epochs=t.epochs,
-        learning_rate=t.learning_rate,
-        optimizer=t.optimizer,
         level_quantile=recipe.extraction.level_quantile,
         seed=recipe.seed,
+        **section_arguments(recipe.training, _FIT_TRAINING_KEYS),
     )
 
 
 def _fit_baseline(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
-    b = recipe.baseline
     return fit_distance_regression(
         points,
-        widths=b.widths,
-        activation=b.activation,
         padding=recipe.domain.padding,
-        clamp=b.clamp,
-        n_queries=b.n_queries,
-        near_sigmas=b.near_sigmas,
-        uniform_fraction=b.uniform_fraction,
-        batch_size=b.batch_size,
-        steps=b.steps,
-        learning_rate=b.learning_rate,
         level_quantile=recipe.extraction.level_quantile,
         seed=recipe.seed,
+        **section_arguments(recipe.baseline, _BASELINE_KEYS),
     )
 
 

@@ -6,7 +6,9 @@ turns a recipe's ``model``/``domain``/``training`` sections into them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +31,22 @@ from kocc.training import (
     repeated_batches,
     steps_per_epoch_for,
 )
+
+#: The ``training:`` keys that are :class:`kocc.models.OCSDF` arguments of the
+#: same names (hinge-KR margin and weight, Newton-Raphson steps and warm-up).
+OCSDF_TRAINING_KEYS = (
+    "margin",
+    "lam",
+    "nr_steps",
+    "warmup_epochs",
+    "updates_per_sampling",
+)
+
+
+def section_arguments(section: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The ``keys`` fields of a recipe section, as keyword arguments of the same
+    names (of :func:`kocc.training.compile_ocsdf`, of a fit function ...)."""
+    return {key: getattr(section, key) for key in keys}
 
 
 def build_domain(config: DomainConfig, feature_shape: tuple[int, ...]) -> Domain:
@@ -88,11 +106,7 @@ def build_mlp_ocsdf(
     return compile_ocsdf(
         backbone,
         build_domain(domain, (input_dim,)),
-        margin=training.margin,
-        lam=training.lam,
-        nr_steps=training.nr_steps,
-        warmup_epochs=training.warmup_epochs,
-        updates_per_sampling=training.updates_per_sampling,
+        **section_arguments(training, OCSDF_TRAINING_KEYS),
         negatives_per_batch=(
             training.batch_size if training.updates_per_sampling > 1 else None
         ),
