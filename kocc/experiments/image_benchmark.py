@@ -70,6 +70,7 @@ from kocc.datasets.images import (
     load_image_arrays,
 )
 from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
+from kocc.experiments.competitor_detectors import NETWORK_DETECTORS, NetworkDetector
 from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
@@ -93,7 +94,11 @@ from kocc.models import OCSDF
 from kocc.sampling import Box
 from kocc.training import compile_ocsdf, fit_ocsdf
 
+#: The default baselines.
 BASELINES = ("ocsvm", "isolation_forest", "deep_svdd")
+#: Every baseline a recipe may list: the defaults, then the seed papers'
+#: competitors on the flattened pixels (kocc.experiments.competitor_detectors).
+BASELINE_CHOICES = BASELINES + ("iocn", "flow", "omasgan")
 #: Recipe key ``data.protocol``: which classes are normal in the task of class k.
 PROTOCOLS = ("one_class", "leave_one_out")
 
@@ -403,6 +408,9 @@ class ImageBenchmarkConfig(Recipe):
     domain: DomainSettings = field(default_factory=DomainSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    #: the baselines fitted in the same run, a mapping name -> options: ocsvm,
+    #: isolation_forest, deep_svdd (the default set) and iocn, flow, omasgan
+    #: on the flattened pixels (options: docs/competitors.md); {} = none
     baselines: dict[str, Any] | None = field(
         default_factory=lambda: {name: {} for name in BASELINES}
     )
@@ -418,9 +426,9 @@ class ImageBenchmarkConfig(Recipe):
             self.baselines = {name: {} for name in BASELINES}
         self.baselines = check_baselines(
             self.baselines,
-            BASELINES,
+            BASELINE_CHOICES,
             lambda name, options: name == "deep_svdd"
-            or _make_sklearn_baseline(name, options, 0),
+            or _make_baseline(name, options, 0),
         )
         self.deep_svdd = from_dict(
             DeepSVDDSettings, self.baselines.get("deep_svdd"), "baselines.deep_svdd."
@@ -446,16 +454,25 @@ class ImageBenchmarkConfig(Recipe):
         return from_dict(cls, dict(config))
 
 
-#: This benchmark's settings of the scikit-learn detectors, under the recipe's.
+#: This benchmark's settings of the detectors, under the recipe's (OMASGAN's
+#: generators end in tanh: pixels are in [-1, 1]).
 DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "ocsvm": {"nu": 0.1, "gamma": "scale"},
     "isolation_forest": {"n_estimators": 100},
+    "omasgan": {"output_activation": "tanh"},
 }
 
 
-def _make_sklearn_baseline(name: str, options: Mapping[str, Any], seed: int):
-    """A detector of :mod:`kocc.baselines.detectors` (higher = more normal)."""
-    return Detector(name, seed=seed, **{**DETECTOR_DEFAULTS[name], **options})
+def _make_baseline(
+    name: str, options: Mapping[str, Any], seed: int
+) -> Detector | NetworkDetector:
+    """A detector of :mod:`kocc.baselines.detectors` or, for ``iocn``, ``flow``
+    and ``omasgan``, a :class:`~kocc.experiments.competitor_detectors.NetworkDetector`
+    on the flattened pixels (higher = more normal)."""
+    options = {**DETECTOR_DEFAULTS.get(name, {}), **options}
+    if name in NETWORK_DETECTORS:
+        return NetworkDetector(name, seed=seed, **options)
+    return Detector(name, seed=seed, **options)
 
 
 # -------------------------------------------------------------------- protocol
@@ -904,8 +921,10 @@ def _evaluate_class(
             svdd = fit_deep_svdd(split.x_train, config.deep_svdd, seed)
             baseline_scores = svdd.score_samples(split.x_test)
         else:
-            estimator = _make_sklearn_baseline(name, config.baselines[name], seed)
+            estimator = _make_baseline(name, config.baselines[name], seed)
             baseline_scores = estimator.fit(flat_train).scores(flat_test)
+            if getattr(estimator, "stopped_epoch", None) is not None:
+                log(f"class {k}: {name} stopped at epoch {estimator.stopped_epoch}")
         baselines[name] = float(roc_auc_score(normal, baseline_scores))
         seconds[name] = time.perf_counter() - tic
         log(f"class {k}: {name} AUROC {baselines[name]:.4f} ({seconds[name]:.0f} s)")

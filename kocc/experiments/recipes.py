@@ -127,6 +127,8 @@ def check_baselines(
     for name, options in checked.items():
         try:
             make(name, options)
+        except RecipeError:  # already names baselines.<name>.<key>
+            raise
         except (TypeError, ValueError) as err:
             raise RecipeError(
                 key=f"baselines.{name}",
