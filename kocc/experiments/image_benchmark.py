@@ -1022,9 +1022,14 @@ def results_markdown(results: ImageBenchmarkResults) -> str:
         + ("leave-one-out protocol" if leave_one_out else "one-class protocol"),
         "",
         f"Protocol: {results.protocol}. AUROC in %, normal images = positive.",
-        "Certified AUROC on the whole test set; attacked AUROC on the attack subset "
-        f"({config.evaluation.attack.max_normal} normal / "
-        f"{config.evaluation.attack.max_anomalous} anomalous images at most).",
+        "Certified AUROC on the whole test set"
+        + (
+            "; attacked AUROC on the attack subset "
+            f"({config.evaluation.attack.max_normal} normal / "
+            f"{config.evaluation.attack.max_anomalous} anomalous images at most)."
+            if attacked
+            else "."
+        ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
