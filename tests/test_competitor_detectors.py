@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import yaml
 from sklearn.metrics import roc_auc_score
 from test_tabular_benchmark import _anomaly_scores, _cluster_with_far_outliers
 
@@ -279,3 +280,20 @@ def test_leave_one_out_run_reports_iocn_and_omasgan_beside_ocsdf(tmp_path):
     assert "leave-one-out protocol" in table
     assert "| left-out class | OCSDF |" in table
     assert "| iocn | omasgan | seconds |" in table
+
+
+def test_feature_recipes_run_the_iocn_protocol_with_all_five_methods():
+    for name in ("iocn_features_cpu.yaml", "iocn_features_paper.yaml"):
+        with open(os.path.join(RECIPES, name)) as handle:
+            config = TabularBenchmarkConfig.from_dict(yaml.safe_load(handle))
+        assert config.datasets == ("mvtec-ad_bottle", "cifar10_0")
+        assert (config.protocol, config.test_fraction) == ("one_class", 0.5)
+        assert config.l2_normalize and not config.paper_reference
+        assert config.methods == ("ocsdf", "isolation_forest", "knn", "iocn", "flow")
+        for inn in ("iocn", "flow"):  # the paper's 12 blocks x 128, noise
+            options = config.baselines[inn]
+            assert (options["num_blocks"], options["hidden_units"]) == (12, 128)
+            assert options["noise_std"] > 0
+        assert config.baselines["iocn"]["inverse_error_threshold"] == 0.01
+        assert config.baselines["knn"] == {"n_neighbors": 5}
+        assert config.ocsdf.margin_selection == "knn_scale"  # label-free
