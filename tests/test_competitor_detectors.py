@@ -297,3 +297,12 @@ def test_feature_recipes_run_the_iocn_protocol_with_all_five_methods():
         assert config.baselines["iocn"]["inverse_error_threshold"] == 0.01
         assert config.baselines["knn"] == {"n_neighbors": 5}
         assert config.ocsdf.margin_selection == "knn_scale"  # label-free
+
+
+def test_an_empty_mapping_override_removes_the_recipes_baselines():
+    # --set baselines={} runs OCSDF alone (it used to merge into the recipe's)
+    path = os.path.join(RECIPES, "mnist_leave_one_out_cpu.yaml")
+    assert set(load_recipe(path).baselines) == {"omasgan"}
+    assert load_recipe(path, ["baselines={}"]).baselines == {}
+    kept = load_recipe(path, ["baselines.omasgan.mu=1.0"]).baselines["omasgan"]
+    assert kept["mu"] == 1.0 and kept["nu"] == 0.25  # a sub-key still merges

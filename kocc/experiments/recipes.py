@@ -559,7 +559,8 @@ def parse_overrides(overrides: list[str] | None) -> dict:
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        # an empty mapping replaces (``--set baselines={}``: no baselines)
+        if value and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
             out[key] = value
