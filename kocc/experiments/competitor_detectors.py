@@ -25,7 +25,7 @@ so a bad option is a :class:`~kocc.experiments.recipes.RecipeError` naming
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -188,37 +188,17 @@ class NetworkDetector:
         s = self.settings
         tf.keras.utils.set_random_seed(self.seed)
         batch = min(s.batch_size, len(x))
+        # the schema's network keys are the model's keyword arguments
+        options = asdict(s)
         if self.name == "omasgan":
-            model = OMASGAN(
-                x.shape[1],
-                latent_dim=s.latent_dim,
-                generator_widths=tuple(s.generator_widths),
-                critic_widths=tuple(s.critic_widths),
-                output_activation=s.output_activation,
-                divergence=s.divergence,
-                mu=s.mu,
-                nu=s.nu,
-                num_reference=s.num_reference,
-                alpha=s.alpha,
-                beta=s.beta,
-                gamma=s.gamma,
-                delta=s.delta,
-                learning_rate=s.learning_rate,
-                task_epochs=tuple(s.task_epochs),
-                seed=self.seed,
-            )
+            del options["batch_size"]
+            model = OMASGAN(x.shape[1], **options, seed=self.seed)
             model.compile()
             model.fit(x, batch_size=batch, verbose=0)
         else:
             cls = IOCN if self.name == "iocn" else FlowBaseline
-            model = cls(
-                x.shape[1],
-                num_blocks=s.num_blocks,
-                hidden_units=s.hidden_units,
-                clamp=s.clamp,
-                noise_std=s.noise_std,
-                seed=self.seed,
-            )
+            network = ("num_blocks", "hidden_units", "clamp", "noise_std")
+            model = cls(x.shape[1], **{k: options[k] for k in network}, seed=self.seed)
             model.compile(optimizer=tf.keras.optimizers.Adam(s.learning_rate))
             epochs = max(1, round(s.steps / math.ceil(len(x) / batch)))
             guard = []
