@@ -24,6 +24,9 @@ TINY = [
     "data.n_test=256",
     "evaluation.n_anomalies=256",
     "evaluation.grid_size=40",
+    "comparison.iocn_blocks=2",
+    "comparison.iocn_hidden_units=16",
+    "comparison.iocn_epochs=2",
 ]
 
 
@@ -38,7 +41,17 @@ def test_paper_toy_recipes_carry_the_paper_settings(toy):
     assert (t.nr_steps, t.lam, t.steps) == (4, 100.0, 10_000)
     assert t.margin == (0.1 if toy == "blob_and_cloud" else 0.05)
     assert (recipe.domain.kind, recipe.domain.radius) == ("ball", 5.0)
-    assert recipe.comparison.methods == ["bce", "one_class_svm", "isolation_forest"]
+    assert recipe.comparison.methods == [
+        "bce",
+        "one_class_svm",
+        "isolation_forest",
+        "iocn",
+    ]
+    # IOCN at the IOCN paper's size (12 blocks, hidden width 128)
+    assert (recipe.comparison.iocn_blocks, recipe.comparison.iocn_hidden_units) == (
+        12,
+        128,
+    )
 
 
 def test_cpu_suite_resolves_all_five_toys_with_its_overrides():
@@ -134,12 +147,13 @@ def test_suite_writes_table1_figure6_and_bounds_ocsdf_lipschitz(tmp_path):
         # OCSDF's gradient norm never exceeds 1 (float and Björck tolerance)
         assert 0.0 < float(row["lipschitz_ocsdf"]) <= 1.01
         assert float(row["lipschitz_bce"]) > 0.0
-        for method in ("ocsdf", "bce", "one_class_svm", "isolation_forest"):
+        for method in ("ocsdf", "bce", "one_class_svm", "isolation_forest", "iocn"):
             assert 0.0 <= float(row[f"auroc_{method}"]) <= 1.0
         # well-separated blobs: scikit-learn's forest finds them at once
         assert float(row["auroc_isolation_forest"]) > 0.9
     markdown = (out / "table1.md").read_text()
     assert "| two_blobs |" in markdown and "L BCE network" in markdown
+    assert "AUROC IOCN" in markdown
     assert (out / "figure6.png").stat().st_size > 20_000
     # training curves of every toy, and a progress line per toy in the log
     for toy in ("toy2d_paper_two_blobs", "toy2d_paper_blob_and_cloud"):
@@ -152,3 +166,37 @@ def test_suite_writes_table1_figure6_and_bounds_ocsdf_lipschitz(tmp_path):
     with np.load(out / "toy2d_paper_two_blobs" / "level_sets.npz") as saved:
         assert saved["ocsdf"].shape == (40 * 40,)
         assert saved["bce"].shape == (40 * 40,)
+
+
+def test_iocn_inlier_region_is_one_component_bridging_the_two_blobs():
+    # {score > 0} is the pre-image of the open cube under a homeomorphism, so it
+    # is connected (IOCN paper §4.1): on two blobs it is one region that holds
+    # points of both. Measured on this grid with this small IOCN (toy seeds 0
+    # and 1): one component holding 50-61 % of each blob's training points.
+    from scipy import ndimage
+
+    from kocc.experiments.toy_comparison import fit_comparison
+    from kocc.experiments.toy_experiment import toy_data
+
+    extra = [
+        "comparison.methods=[iocn]",
+        "comparison.iocn_blocks=4",
+        "comparison.iocn_hidden_units=32",
+        "comparison.iocn_epochs=10",
+    ]
+    recipe = load_recipe(RECIPES / "toy2d_paper_two_blobs.yaml", TINY + extra)
+    x_train, x_test, anomalies = toy_data(recipe)
+    axis = np.linspace(-3.0, 3.0, 60, dtype=np.float32)
+    gx, gy = np.meshgrid(axis, axis)
+    grid = np.stack([gx.ravel(), gy.ravel()], 1)
+    (iocn,) = fit_comparison(
+        recipe, x_train, x_test, anomalies, grid, None, grid[:1]
+    ).values()
+    inside = iocn.grid_scores.reshape(gx.shape) > 0
+    labels, components = ndimage.label(inside)
+    assert components == 1
+    cell = lambda v: np.clip(np.searchsorted(axis, v), 0, len(axis) - 1)  # noqa: E731
+    covered = inside[cell(x_train[:, 1]), cell(x_train[:, 0])]
+    upper = x_train[:, 1] > 0  # the blobs sit at y = +-0.8 after standardizing
+    assert covered[upper].mean() > 0.3 and covered[~upper].mean() > 0.3
+    assert 0.5 < iocn.auroc <= 1.0

@@ -7,6 +7,11 @@ Protocol, for every normal class ``k`` of a data set:
   the AUROC, scores = normality, higher = more normal), the nine other classes
   are anomalies.
 
+With ``data.protocol: leave_one_out`` (the OMASGAN paper's protocol,
+Dionelis et al., §4) the task of class ``k`` is the converse: train on the
+training images of every class but ``k`` (capped by ``data.max_train``, a seeded
+subset), evaluate on all test images with class ``k`` as the anomaly.
+
 The shared CIFAR-10 is the test set only (decoded from JPEG): every class is
 split in two with a seeded permutation (``data.cifar_train_fraction`` of it is
 the "train" part); the model of class ``k`` trains on the train part of ``k`` and
@@ -65,6 +70,7 @@ from kocc.datasets.images import (
     load_image_arrays,
 )
 from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
+from kocc.experiments.competitor_detectors import NETWORK_DETECTORS, NetworkDetector
 from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
     ACTIVATION_RULE,
@@ -93,7 +99,13 @@ from kocc.models import OCSDF
 from kocc.sampling import Box
 from kocc.training import compile_ocsdf, fit_ocsdf
 
+#: The default baselines.
 BASELINES = ("ocsvm", "isolation_forest", "deep_svdd")
+#: Every baseline a recipe may list: the defaults, then the seed papers'
+#: competitors on the flattened pixels (kocc.experiments.competitor_detectors).
+BASELINE_CHOICES = BASELINES + ("iocn", "flow", "omasgan")
+#: Recipe key ``data.protocol``: which classes are normal in the task of class k.
+PROTOCOLS = ("one_class", "leave_one_out")
 
 
 # ----------------------------------------------------------------------- config
@@ -103,7 +115,9 @@ class DataSettings:
 
     Attributes:
         dataset: ``mnist``, ``fashion_mnist`` or ``cifar10``.
-        normal_class: one class, a list, or ``None`` for every class.
+        normal_class: one class, a list, or ``None`` for every class: the
+            normal class of each task (``one_class``) or the left-out,
+            anomalous class of each task (``leave_one_out``).
         data_dir: shared data folder (``None``: ``$KOCC_DATA_DIR``).
         tfds_dir: where TFDS writes prepared copies (``None``:
             ``$KOCC_TFDS_DIR`` or TFDS' default).
@@ -112,6 +126,8 @@ class DataSettings:
         max_test: cap on test images (seeded subset, class proportions kept).
         cifar_train_fraction: share of each CIFAR-10 class used for training
             when only the CIFAR-10 test set is available (``source: local``).
+        protocol: ``one_class`` (class k normal, the others anomalous) or
+            ``leave_one_out`` (class k anomalous, the others normal).
     """
 
     dataset: str = "mnist"
@@ -122,6 +138,11 @@ class DataSettings:
     max_train: int | None = field(default=None, metadata=at_least(1))
     max_test: int | None = field(default=None, metadata=at_least(1))
     cifar_train_fraction: float = field(default=0.5, metadata=open_fraction())
+    #: one_class: for each class k of data.normal_class, train on class k and
+    #: test it against every other class (the OCSDF paper, §5.3);
+    #: leave_one_out: for each class k of data.normal_class, train on every
+    #: class but k and test with k as the anomaly (the OMASGAN paper's protocol)
+    protocol: str = field(default="one_class", metadata=one_of(*PROTOCOLS))
 
     def validate(self, key: str) -> None:
         try:
@@ -392,6 +413,9 @@ class ImageBenchmarkConfig(Recipe):
     domain: DomainSettings = field(default_factory=DomainSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    #: the baselines fitted in the same run, a mapping name -> options: ocsvm,
+    #: isolation_forest, deep_svdd (the default set) and iocn, flow, omasgan
+    #: on the flattened pixels (options: docs/competitors.md); {} = none
     baselines: dict[str, Any] | None = field(
         default_factory=lambda: {name: {} for name in BASELINES}
     )
@@ -407,9 +431,9 @@ class ImageBenchmarkConfig(Recipe):
             self.baselines = {name: {} for name in BASELINES}
         self.baselines = check_baselines(
             self.baselines,
-            BASELINES,
+            BASELINE_CHOICES,
             lambda name, options: name == "deep_svdd"
-            or _make_sklearn_baseline(name, options, 0),
+            or _make_baseline(name, options, 0),
         )
         self.deep_svdd = from_dict(
             DeepSVDDSettings, self.baselines.get("deep_svdd"), "baselines.deep_svdd."
@@ -435,38 +459,52 @@ class ImageBenchmarkConfig(Recipe):
         return from_dict(cls, dict(config))
 
 
-#: This benchmark's settings of the scikit-learn detectors, under the recipe's.
+#: This benchmark's settings of the detectors, under the recipe's (OMASGAN's
+#: generators end in tanh: pixels are in [-1, 1]).
 DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "ocsvm": {"nu": 0.1, "gamma": "scale"},
     "isolation_forest": {"n_estimators": 100},
+    "omasgan": {"output_activation": "tanh"},
 }
 
 
-def _make_sklearn_baseline(name: str, options: Mapping[str, Any], seed: int):
-    """A detector of :mod:`kocc.baselines.detectors` (higher = more normal)."""
-    return Detector(name, seed=seed, **{**DETECTOR_DEFAULTS[name], **options})
+def _make_baseline(
+    name: str, options: Mapping[str, Any], seed: int
+) -> Detector | NetworkDetector:
+    """A detector of :mod:`kocc.baselines.detectors` or, for ``iocn``, ``flow``
+    and ``omasgan``, a :class:`~kocc.experiments.competitor_detectors.NetworkDetector`
+    on the flattened pixels (higher = more normal)."""
+    options = {**DETECTOR_DEFAULTS.get(name, {}), **options}
+    if name in NETWORK_DETECTORS:
+        return NetworkDetector(name, seed=seed, **options)
+    return Detector(name, seed=seed, **options)
 
 
 # -------------------------------------------------------------------- protocol
 @dataclass
 class OneClassSplit:
-    """Images of one normal class: training images and labelled test images.
+    """The task of one class: training images and labelled test images.
 
     Attributes:
-        normal_class: the normal class.
-        x_train: float32 ``(n, H, W, C)`` images of the normal class.
+        normal_class: the task's class: the normal class (``one_class``) or
+            the left-out, anomalous class (``leave_one_out``).
+        x_train: float32 ``(n, H, W, C)`` images of the normal class(es).
         x_test: float32 test images of every class.
         labels_test: their class labels.
+        protocol: ``one_class`` or ``leave_one_out``.
     """
 
     normal_class: int
     x_train: np.ndarray
     x_test: np.ndarray
     labels_test: np.ndarray
+    protocol: str = "one_class"
 
     @property
     def is_normal(self) -> np.ndarray:
-        """Boolean per test image: does it belong to the normal class?"""
+        """Boolean per test image: is it normal in this task?"""
+        if self.protocol == "leave_one_out":
+            return self.labels_test != self.normal_class
         return self.labels_test == self.normal_class
 
 
@@ -525,6 +563,11 @@ class ImageData:
             )
         test = _seeded_subset(self.y_test, settings.max_test, self.seed)
         self.x_test, self.y_test = self.x_test[test], self.y_test[test]
+        if settings.protocol == "leave_one_out":
+            self.protocol += (
+                "; leave-one-out: class k is the anomaly, the other classes are "
+                "normal"
+            )
 
     @staticmethod
     def per_class_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -538,27 +581,41 @@ class ImageData:
         return mask
 
     def split(self, normal_class: int) -> OneClassSplit:
-        """The :class:`OneClassSplit` of one normal class.
+        """The :class:`OneClassSplit` of the task of one class.
+
+        ``one_class``: the training images of ``normal_class``;
+        ``leave_one_out``: the training images of every other class. Either
+        way capped at ``max_train`` by a seeded subset (seed ``seed + k``).
 
         Raises:
-            ValueError: if the class has no training image or the test set has
+            ValueError: if the task has no training image or the test set has
                 no normal or no anomalous image.
         """
-        train = np.flatnonzero(self.y_train == normal_class)
+        leave_one_out = self.settings.protocol == "leave_one_out"
+        if leave_one_out:
+            train = np.flatnonzero(self.y_train != normal_class)
+        else:
+            train = np.flatnonzero(self.y_train == normal_class)
         if self.settings.max_train is not None and len(train) > self.settings.max_train:
             rng = np.random.default_rng(self.seed + normal_class)
             train = np.sort(rng.choice(train, self.settings.max_train, replace=False))
         if len(train) == 0:
-            raise ValueError(f"class {normal_class} has no training image")
-        normal = self.y_test == normal_class
+            raise ValueError(f"the task of class {normal_class} has no training image")
+        split = OneClassSplit(
+            normal_class,
+            self.x_train[train],
+            self.x_test,
+            self.y_test,
+            self.settings.protocol,
+        )
+        normal = split.is_normal
         if normal.all() or not normal.any():
             raise ValueError(
-                f"the test set needs normal and anomalous images of class "
-                f"{normal_class}, got {int(normal.sum())} of {len(normal)} normal"
+                f"the test set needs normal and anomalous images in the task of "
+                f"class {normal_class}, got {int(normal.sum())} of {len(normal)} "
+                "normal"
             )
-        return OneClassSplit(
-            normal_class, self.x_train[train], self.x_test, self.y_test
-        )
+        return split
 
 
 # --------------------------------------------------------------------- training
@@ -663,7 +720,8 @@ class ClassResult:
     """Measured figures of one normal class (AUROCs in ``[0, 1]``).
 
     Attributes:
-        normal_class: the class index; ``class_name`` its name.
+        normal_class: the task's class index (the normal class, or the
+            left-out class under ``leave_one_out``); ``class_name`` its name.
         n_train, n_test_normal, n_test_anomalous: image counts.
         auroc: OCSDF AUROC on the whole test set.
         certified: certified AUROC per ``epsilons_255`` entry (whole test set).
@@ -864,8 +922,10 @@ def _evaluate_class(
             svdd = fit_deep_svdd(split.x_train, config.deep_svdd, seed)
             baseline_scores = svdd.score_samples(split.x_test)
         else:
-            estimator = _make_sklearn_baseline(name, config.baselines[name], seed)
+            estimator = _make_baseline(name, config.baselines[name], seed)
             baseline_scores = estimator.fit(flat_train).scores(flat_test)
+            if getattr(estimator, "stopped_epoch", None) is not None:
+                log(f"class {k}: {name} stopped at epoch {estimator.stopped_epoch}")
         baselines[name] = float(roc_auc_score(normal, baseline_scores))
         seconds[name] = time.perf_counter() - tic
         log(f"class {k}: {name} AUROC {baselines[name]:.4f} ({seconds[name]:.0f} s)")
@@ -952,17 +1012,25 @@ def results_markdown(results: ImageBenchmarkResults) -> str:
     config = results.config
     keys = _eps_keys(config)
     attacked = config.evaluation.attack.enabled
-    header = ["class", "OCSDF"] + [f"cert {k}" for k in keys]
+    leave_one_out = config.data.protocol == "leave_one_out"
+    header = ["left-out class" if leave_one_out else "class", "OCSDF"]
+    header += [f"cert {k}" for k in keys]
     if attacked:
         header += [f"attacked {k}" for k in keys]
     header += list(config.baselines) + ["seconds"]
     lines = [
-        f"# {config.name}: {config.data.dataset}, one-class protocol",
+        f"# {config.name}: {config.data.dataset}, "
+        + ("leave-one-out protocol" if leave_one_out else "one-class protocol"),
         "",
-        f"Protocol: {results.protocol}. AUROC in %, normal class = positive.",
-        "Certified AUROC on the whole test set; attacked AUROC on the attack subset "
-        f"({config.evaluation.attack.max_normal} normal / "
-        f"{config.evaluation.attack.max_anomalous} anomalous images at most).",
+        f"Protocol: {results.protocol}. AUROC in %, normal images = positive.",
+        "Certified AUROC on the whole test set"
+        + (
+            "; attacked AUROC on the attack subset "
+            f"({config.evaluation.attack.max_normal} normal / "
+            f"{config.evaluation.attack.max_anomalous} anomalous images at most)."
+            if attacked
+            else "."
+        ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

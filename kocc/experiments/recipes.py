@@ -127,6 +127,8 @@ def check_baselines(
     for name, options in checked.items():
         try:
             make(name, options)
+        except RecipeError:  # already names baselines.<name>.<key>
+            raise
         except (TypeError, ValueError) as err:
             raise RecipeError(
                 key=f"baselines.{name}",
@@ -284,12 +286,14 @@ class ToyComparisonConfig:
     ``methods`` lists any of ``bce`` (an unconstrained ReLU network trained with
     binary cross-entropy against the same Newton-Raphson negatives,
     :mod:`kocc.baselines.bce`), ``one_class_svm`` and ``isolation_forest``
-    (scikit-learn). Empty: OCSDF alone.
+    (scikit-learn) and ``iocn`` (the invertible one-class network,
+    :class:`kocc.baselines.IOCN`, whose inlier region is simply connected).
+    Empty: OCSDF alone.
     """
 
     methods: list[str] = field(
         default_factory=list,
-        metadata=one_of("bce", "one_class_svm", "isolation_forest"),
+        metadata=one_of("bce", "one_class_svm", "isolation_forest", "iocn"),
     )
     #: hidden widths of the BCE network; ``null`` = the OCSDF widths
     bce_widths: list[int] | None = None
@@ -301,6 +305,16 @@ class ToyComparisonConfig:
     )
     ocsvm_gamma: str = "scale"
     if_n_estimators: int = field(default=100, metadata=at_least(1))
+    #: IOCN: affine coupling blocks (the IOCN paper: 12)
+    iocn_blocks: int = field(default=12, metadata=at_least(1))
+    #: IOCN: width of each coupling subnetwork's hidden layer (paper: 128)
+    iocn_hidden_units: int = field(default=128, metadata=at_least(1))
+    #: IOCN: epochs over the training points
+    iocn_epochs: int = field(default=60, metadata=at_least(1))
+    #: IOCN: points (and uniform latents) per update
+    iocn_batch_size: int = field(default=128, metadata=at_least(1))
+    #: IOCN: Adam learning rate (at 1e-3 it did not settle, docs/competitors.md)
+    iocn_learning_rate: float = field(default=3e-4, metadata=positive())
 
 
 @dataclass
@@ -550,7 +564,8 @@ def parse_overrides(overrides: list[str] | None) -> dict:
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        # an empty mapping replaces (``--set baselines={}``: no baselines)
+        if value and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
             out[key] = value

@@ -67,6 +67,7 @@ from kocc.architectures import lipschitz_mlp
 from kocc.baselines.detectors import DETECTORS, Detector
 from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
+from kocc.experiments.competitor_detectors import NETWORK_DETECTORS, NetworkDetector
 from kocc.experiments.paper_reference import PAPER_TABLE2
 from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
@@ -93,8 +94,16 @@ from kocc.training import train_ocsdf as train_ocsdf_on
 PROTOCOLS = ("anomaly_detection", "one_class")
 MARGIN_SELECTIONS = ("best_auroc", "knn_scale")
 PRIOR_KINDS = ("box", "gaussian")
-BASELINES = tuple(DETECTORS)  # isolation_forest, one_class_svm, lof, knn
-METHOD_LABELS = {"ocsdf": "OCSDF"} | {n: d.label for n, d in DETECTORS.items()}
+#: The default baselines: isolation_forest, one_class_svm, lof, knn.
+BASELINES = tuple(DETECTORS)
+#: Every baseline a recipe may list: the defaults, then the invertible networks
+#: of the IOCN paper (kocc.experiments.competitor_detectors).
+BASELINE_CHOICES = BASELINES + ("iocn", "flow")
+METHOD_LABELS = (
+    {"ocsdf": "OCSDF"}
+    | {n: d.label for n, d in DETECTORS.items()}
+    | {n: NETWORK_DETECTORS[n][0] for n in ("iocn", "flow")}
+)
 
 
 # --------------------------------------------------------------------------- recipe
@@ -187,11 +196,17 @@ class TabularRecipe(Recipe):
     model: TabularModelConfig = field(default_factory=TabularModelConfig)
     domain: TabularDomainConfig = field(default_factory=TabularDomainConfig)
     training: TabularTrainingConfig = field(default_factory=TabularTrainingConfig)
+    #: the baselines fitted in the same run: a list of names or a mapping name ->
+    #: options; isolation_forest, one_class_svm, local_outlier_factor, knn
+    #: (scikit-learn options), iocn and flow (options: docs/competitors.md)
     baselines: dict[str, Any] | list[str] = field(
         default_factory=lambda: {name: {} for name in BASELINES}
     )
     paper_reference: bool = True
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
+    #: project every row onto the unit sphere (x / |x|) before standardizing:
+    #: the IOCN paper's hypersphere projection of image features
+    l2_normalize: bool = False
 
     def validate(self, key: str) -> None:
         datasets = [self.datasets] if isinstance(self.datasets, str) else self.datasets
@@ -205,7 +220,9 @@ class TabularRecipe(Recipe):
                 key="datasets", expected="no duplicates", given=list(datasets)
             )
         self.datasets = lowered
-        self.baselines = check_baselines(self.baselines, BASELINES, _make_baseline)
+        self.baselines = check_baselines(
+            self.baselines, BASELINE_CHOICES, _make_baseline
+        )
 
 
 @dataclass(frozen=True)
@@ -283,6 +300,7 @@ class TabularBenchmarkConfig:
     name: str = "tabular"
     paper_reference: bool = True
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
+    l2_normalize: bool = False
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TabularBenchmarkConfig:
@@ -327,18 +345,21 @@ class TabularBenchmarkConfig:
             ocsdf=ocsdf,
             baselines={
                 name: dict(recipe.baselines[name] or {})
-                for name in BASELINES
+                for name in BASELINE_CHOICES
                 if name in recipe.baselines
             },
             name=recipe.name,
             paper_reference=recipe.paper_reference,
             distribute=recipe.distribute,
+            l2_normalize=recipe.l2_normalize,
         )
 
     @property
     def methods(self) -> tuple[str, ...]:
         """OCSDF followed by the configured baselines, in table order."""
-        return ("ocsdf",) + tuple(name for name in BASELINES if name in self.baselines)
+        return ("ocsdf",) + tuple(
+            name for name in BASELINE_CHOICES if name in self.baselines
+        )
 
 
 # ------------------------------------------------------------------------ baselines
@@ -349,9 +370,13 @@ DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _make_baseline(name: str, options: Mapping[str, Any]) -> Detector:
-    """The detector of :mod:`kocc.baselines.detectors` with this benchmark's
-    defaults (:data:`DETECTOR_DEFAULTS`) under the recipe's options."""
+def _make_baseline(name: str, options: Mapping[str, Any]) -> Detector | NetworkDetector:
+    """The detector of :mod:`kocc.baselines.detectors` (or, for ``iocn`` and
+    ``flow``, :class:`~kocc.experiments.competitor_detectors.NetworkDetector`)
+    with this benchmark's defaults (:data:`DETECTOR_DEFAULTS`) under the
+    recipe's options."""
+    if name in NETWORK_DETECTORS:
+        return NetworkDetector(name, **options)
     return Detector(name, **{**DETECTOR_DEFAULTS.get(name, {}), **options})
 
 
@@ -621,6 +646,17 @@ def _prepare(
     return x_train, scaler.transform(x[test]), y[test], False
 
 
+def load_rows(
+    name: str, config: TabularBenchmarkConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """A data set's rows and labels (1 = anomaly), projected onto the unit
+    sphere (``x / |x|``, in place) when the recipe sets ``l2_normalize``."""
+    x, y = load_tabular(name, config.data_dir)
+    if config.l2_normalize:
+        x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    return x, y
+
+
 def _run_dataset(
     name: str,
     config: TabularBenchmarkConfig,
@@ -629,7 +665,7 @@ def _run_dataset(
     work_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> tuple[DatasetResult, list[dict[str, Any]]]:
-    x, y = load_tabular(name, config.data_dir)
+    x, y = load_rows(name, config)
     if config.protocol == "anomaly_detection":
         fit_standardizer(x).transform(x)  # once, in place: no second copy
     settings = config.ocsdf
@@ -696,6 +732,11 @@ def _run_dataset(
                 scores = -baseline.scores(x_test, fitted_rows=same_rows)
                 seconds[method] += time.perf_counter() - start
                 value = float(roc_auc_score(y_test, scores))
+                if getattr(baseline, "stopped_epoch", None) is not None:
+                    log(
+                        f"{name} run {run} {method} stopped at epoch "
+                        f"{baseline.stopped_epoch} (inverse error)"
+                    )
                 if fixed_scores:
                     cache[method] = value
                     deterministic.append(method)

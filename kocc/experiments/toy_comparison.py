@@ -7,7 +7,11 @@ standardized toy, fit
   against the *same* negatives as OCSDF (uniform in the domain, moved by
   Algorithm 1's Newton-Raphson steps toward its own level set 0), for the same
   number of parameter updates (:mod:`kocc.baselines.bce`);
-* ``one_class_svm`` and ``isolation_forest`` (scikit-learn),
+* ``one_class_svm`` and ``isolation_forest`` (scikit-learn);
+* ``iocn``: the invertible one-class network (Schmier et al.,
+  :class:`kocc.baselines.IOCN`), score :math:`-s(x)`; its inlier region
+  ``{score > 0}`` is the pre-image of a cube under a homeomorphism, hence
+  simply connected: one region bridging separated modes,
 
 score the test normals, the test anomalies and a grid with each, and measure
 the **local Lipschitz constant** of the two networks,
@@ -22,7 +26,8 @@ most 1 by construction; nothing bounds the BCE network's.
 Every score is oriented "higher = more normal", so one AUROC routine
 (:func:`kocc.metrics.certified_auroc` at radius 0) and one plot serve all
 methods; each method's decision boundary is its own level 0 (logit 0 for BCE,
-``decision_function = 0`` for scikit-learn's detectors).
+``decision_function = 0`` for scikit-learn's detectors, the cube's boundary
+for IOCN).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import tensorflow as tf
 
 from kocc.baselines.bce import bce_network, fit_bce_network
 from kocc.baselines.detectors import fit_detector
+from kocc.baselines.iocn import IOCN
 from kocc.diagnostics import local_lipschitz
 from kocc.experiments.recipes import ToyRecipe
 from kocc.metrics import certified_auroc
@@ -47,6 +53,7 @@ METHOD_LABELS: dict[str, str] = {
     "bce": "BCE network",
     "one_class_svm": "One-Class SVM",
     "isolation_forest": "Isolation Forest",
+    "iocn": "IOCN",
 }
 
 
@@ -132,7 +139,23 @@ def fit_comparison(
             score = fit_detector(
                 method, x_train, recipe.seed, n_estimators=cfg.if_n_estimators
             )
-        else:  # the recipe schema only lets the three names through
+        elif method == "iocn":
+            iocn = IOCN(
+                2,
+                num_blocks=cfg.iocn_blocks,
+                hidden_units=cfg.iocn_hidden_units,
+                seed=recipe.seed,
+            )
+            iocn.compile(optimizer=tf.keras.optimizers.Adam(cfg.iocn_learning_rate))
+            iocn.fit(
+                x_train,
+                batch_size=min(cfg.iocn_batch_size, len(x_train)),
+                epochs=cfg.iocn_epochs,
+                verbose=0,
+            )
+            score = iocn.score_samples
+            extra = {"epochs": cfg.iocn_epochs}
+        else:  # the recipe schema only lets the four names through
             raise ValueError(f"unknown comparison method {method!r}")
         results[method] = MethodResult(
             # radius 0: the ordinary AUROC (normal = positive class)
