@@ -44,6 +44,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from kocc.architectures import lipschitz_mlp  # noqa: E402
 from kocc.baselines import IOCN, OMASGAN  # noqa: E402
+from kocc.baselines.omasgan import TOY_SETTINGS  # noqa: E402
 from kocc.datasets.toys import far_uniform_points, make_toy  # noqa: E402
 from kocc.models import OCSDF  # noqa: E402
 from kocc.sampling import Ball  # noqa: E402
@@ -73,17 +74,7 @@ def train_iocn(x, seed, epochs):
 
 
 def train_omasgan(x, seed):
-    model = OMASGAN(
-        2,
-        latent_dim=4,
-        generator_widths=(64, 64),
-        critic_widths=(64, 64),
-        num_reference=512,
-        mu=1.0,
-        learning_rate=1e-3,
-        task_epochs=(60, 30, 30),
-        seed=seed,
-    )
+    model = OMASGAN(2, seed=seed, **TOY_SETTINGS)
     model.compile()
     model.fit(x, batch_size=128, verbose=0)
     return model

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
-from test_tabular_benchmark import _anomaly_scores, _cluster_with_far_outliers
+from test_tabular_benchmark import (
+    _anomaly_scores,
+    _cluster_with_far_outliers,
+    toy_table_config,
+)
 
 from kocc.experiments.competitor_detectors import NetworkDetector
 from kocc.experiments.image_benchmark import (
@@ -72,32 +76,36 @@ def test_unknown_network_detector_and_unfitted_scores_are_errors():
         NetworkDetector("iocn").scores(np.zeros((2, 3)))
 
 
-def test_unknown_baseline_names_the_valid_ones_in_both_benchmarks():
-    with pytest.raises(RecipeError) as tabular:
-        TabularBenchmarkConfig.from_dict(
-            {"datasets": ["wbc"], "baselines": ["iocn", "omasgan"]}
-        )
-    assert tabular.value.key == "baselines.omasgan"
-    assert tabular.value.valid == [
-        "isolation_forest",
-        "one_class_svm",
-        "local_outlier_factor",
-        "knn",
-        "iocn",
-        "flow",
-    ]
-    assert "valid keys in baselines: isolation_forest" in str(tabular.value)
-    with pytest.raises(RecipeError) as images:
-        ImageBenchmarkConfig.from_dict({"baselines": {"iocm": {}}})
-    assert images.value.key == "baselines.iocm"
-    assert images.value.valid == [
-        "ocsvm",
-        "isolation_forest",
-        "deep_svdd",
-        "iocn",
-        "flow",
-        "omasgan",
-    ]
+TABULAR_BASELINES = ["isolation_forest", "one_class_svm", "local_outlier_factor"]
+IMAGE_BASELINES = ["ocsvm", "isolation_forest", "deep_svdd"]
+
+
+@pytest.mark.parametrize(
+    "config_class, settings, key, valid",
+    [
+        (
+            TabularBenchmarkConfig,
+            {"datasets": ["wbc"], "baselines": ["iocn", "omasgan"]},
+            "baselines.omasgan",
+            TABULAR_BASELINES + ["knn", "iocn", "flow"],
+        ),
+        (
+            ImageBenchmarkConfig,
+            {"baselines": {"iocm": {}}},
+            "baselines.iocm",
+            IMAGE_BASELINES + ["iocn", "flow", "omasgan"],
+        ),
+    ],
+)
+def test_unknown_baseline_names_the_valid_ones(config_class, settings, key, valid):
+    with pytest.raises(RecipeError) as error:
+        config_class.from_dict(settings)
+    assert error.value.key == key
+    assert error.value.valid == valid
+    assert f"valid keys in baselines: {valid[0]}" in str(error.value)
+
+
+def test_network_baseline_option_error_keeps_its_own_key():
     # an option of a network baseline keeps its own key in the message
     with pytest.raises(RecipeError, match="'baselines.omasgan.mu': expected a finite"):
         ImageBenchmarkConfig.from_dict({"baselines": {"omasgan": {"mu": -1.0}}})
@@ -116,19 +124,13 @@ def test_image_benchmark_gives_omasgan_tanh_generators_for_pixels():
 
 @pytest.mark.slow
 def test_tabular_benchmark_tables_hold_iocn_and_flow_columns(tmp_path):
-    x, y = _cluster_with_far_outliers(seed=1)
-    np.savez(tmp_path / "99_toy.npz", X=x, y=y)
-    config = {
-        "data_dir": str(tmp_path),
-        "datasets": ["toy"],
-        "protocol": "one_class",
-        "runs": 1,
-        "model": {"widths": [16]},
-        "training": {"steps": 30, "batch_size": 64, "margins": [0.2]},
-        "baselines": {"knn": {}, "iocn": SMALLEST_INN, "flow": SMALLEST_INN},
-        "paper_reference": False,
-        "name": "toy",
-    }
+    config = toy_table_config(
+        tmp_path,
+        runs=1,
+        training={"steps": 30, "batch_size": 64, "margins": [0.2]},
+        baselines={"knn": {}, "iocn": SMALLEST_INN, "flow": SMALLEST_INN},
+        paper_reference=False,
+    )
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     assert results.config.methods == ("ocsdf", "knn", "iocn", "flow")
     (toy,) = results.datasets

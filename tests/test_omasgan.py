@@ -11,18 +11,8 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
 from kocc.baselines import OMASGAN
-from kocc.baselines.omasgan import dispersion, min_distance
+from kocc.baselines.omasgan import TOY_SETTINGS, dispersion, min_distance
 from kocc.datasets.toys import make_toy
-
-TOY_SETTINGS = dict(
-    latent_dim=4,
-    generator_widths=(64, 64),
-    critic_widths=(64, 64),
-    num_reference=512,
-    mu=1.0,
-    learning_rate=1e-3,
-    task_epochs=(60, 30, 30),
-)
 
 
 @pytest.fixture(scope="module")

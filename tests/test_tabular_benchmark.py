@@ -113,6 +113,14 @@ def _cluster_with_far_outliers(seed=0):
     return x, y
 
 
+def toy_table_config(folder, **settings):
+    """A one-class recipe on ``_cluster_with_far_outliers(seed=1)`` saved as 'toy'."""
+    x, y = _cluster_with_far_outliers(seed=1)
+    np.savez(folder / "99_toy.npz", X=x, y=y)
+    config = {"data_dir": str(folder), "datasets": ["toy"], "protocol": "one_class"}
+    return config | {"model": {"widths": [16]}, "name": "toy"} | settings
+
+
 def _anomaly_scores(baseline, x_fit, x_score, seed, same_rows):
     """As the benchmark scores a baseline (higher = more anomalous)."""
     baseline.fit(x_fit, seed=seed, novelty=not same_rows)
@@ -289,25 +297,19 @@ def test_splitting_the_fit_into_epochs_does_not_change_the_training():
 def test_one_class_protocol_with_gaussian_prior_and_label_free_margin(tmp_path):
     # A synthetic ADBench-style file: the one-class path, the Gaussian prior and the
     # knn_scale rule end to end, on a table where every baseline is exact.
-    x, y = _cluster_with_far_outliers(seed=1)
-    np.savez(tmp_path / "99_toy.npz", X=x, y=y)
-    config = {
-        "data_dir": str(tmp_path),
-        "datasets": ["toy"],
-        "protocol": "one_class",
-        "test_fraction": 0.25,
-        "runs": 2,
-        "domain": {"kind": "gaussian", "scale": 2.0},
-        "model": {"widths": [16]},
-        "training": {
+    config = toy_table_config(
+        tmp_path,
+        test_fraction=0.25,
+        runs=2,
+        domain={"kind": "gaussian", "scale": 2.0},
+        training={
             "steps": 30,
             "batch_size": 64,
             "margins": [0.01, 0.05, 0.2, 1.0],
             "margin_selection": "knn_scale",
         },
-        "baselines": ["isolation_forest", "knn"],
-        "name": "toy",
-    }
+        baselines=["isolation_forest", "knn"],
+    )
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     (toy,) = results.datasets
     assert toy.auroc["knn"] == [1.0, 1.0]

@@ -120,6 +120,19 @@ def dispersion(b: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(ratio) / (n * (n - 1.0))
 
 
+#: Settings of :class:`OMASGAN` for the 2-D toys (the comparison figure of
+#: docs/competitors.md and the tests): small MLPs, a short three-task schedule.
+TOY_SETTINGS: dict = dict(
+    latent_dim=4,
+    generator_widths=(64, 64),
+    critic_widths=(64, 64),
+    num_reference=512,
+    mu=1.0,
+    learning_rate=1e-3,
+    task_epochs=(60, 30, 30),
+)
+
+
 @tf.keras.utils.register_keras_serializable("kocc")
 class OMASGAN(tf.keras.Model):
     r"""OMASGAN: GAN, boundary generator, negative retraining, anomaly discriminator.
