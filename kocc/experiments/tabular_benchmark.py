@@ -86,7 +86,11 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
-from kocc.experiments.training import run_directory, strategy_of
+from kocc.experiments.training import (
+    certified_auroc_on_disk,
+    run_directory,
+    strategy_of,
+)
 from kocc.score_shards import certified_auroc_from_shards, write_score_shards
 from kocc.tabular_prior import prior_from_statistics, tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
@@ -608,29 +612,16 @@ def sharded_auroc(
     work_dir: str | os.PathLike | None = None,
     batch_size: int = 65536,
 ) -> float:
-    """OCSDF's AUROC (anomaly = positive, score ``-f``) from score shards on disk.
-
-    The test rows are scored ``batch_size`` at a time; normal and anomaly
-    scores go to sorted ``.npy`` shards (:func:`kocc.score_shards.write_score_shards`,
-    a temporary folder in ``work_dir``) merged by
-    :func:`kocc.score_shards.certified_auroc_from_shards` at ``eps = 0``, which
-    counts the same pairs as ``roc_auc_score(y_test, -f)`` (ties count one half).
+    """OCSDF's AUROC (anomaly = positive, score ``-f``) from score shards on disk
+    (:func:`kocc.experiments.training.certified_auroc_on_disk` at ``eps = 0``):
+    the same pairs as ``roc_auc_score(y_test, -f)``, ties counted one half.
 
     Returns:
         The AUROC, equal to the in-memory value.
     """
-
-    def scores(label: int):
-        for start in range(0, len(x_test), batch_size):
-            keep = y_test[start : start + batch_size] == label
-            if keep.any():
-                rows = x_test[start : start + batch_size][keep]
-                yield np.asarray(model.score_samples(rows)).reshape(-1)
-
-    with tempfile.TemporaryDirectory(prefix="scores-", dir=work_dir) as folder:
-        normal = write_score_shards(scores(0), folder, "normal")
-        anomalous = write_score_shards(scores(1), folder, "anomalous")
-        return float(certified_auroc_from_shards(normal, anomalous, 0.0))
+    return float(
+        certified_auroc_on_disk(model, x_test, y_test == 0, 0.0, work_dir, batch_size)
+    )
 
 
 def standardized_batches(path: str, statistics: FeatureStatistics, rows: int) -> Any:
@@ -677,7 +668,9 @@ def shard_files_auroc(
 
     def scores(path: str):
         for batch in standardized_batches(path, statistics, rows):
-            yield np.asarray(model.score_samples(batch, batch_size=rows)).reshape(-1)
+            # predict_on_batch: no tf.data pipeline per call (model.predict's
+            # grow the peak memory with the number of calls)
+            yield np.asarray(model.predict_on_batch(batch)).reshape(-1)
 
     with tempfile.TemporaryDirectory(prefix="scores-", dir=work_dir) as folder:
         normal_scores = [
