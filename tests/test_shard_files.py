@@ -203,3 +203,38 @@ def test_peak_memory_of_a_shard_file_run_does_not_grow_with_the_data():
     assert data_growth > 70
     assert peak_growth < 0.5 * data_growth, report
     assert large["runs"][0]["auroc"] > 0.8  # the model was trained and scored
+
+
+def test_kocc_shards_writes_npy_and_csv_in_chunks_and_refuses_bad_rows(
+    tmp_path, capsys
+):
+    from kocc.experiments.cli import EXIT_OK, EXIT_USAGE, main
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(2500, 3)).astype(np.float32)
+    b = rng.normal(size=(40, 3))
+    np.save(tmp_path / "a.npy", a)
+    np.savetxt(tmp_path / "b.csv", b, delimiter=",", header="x,y,z", comments="")
+    out = tmp_path / "shards"
+    args = ["shards", str(tmp_path / "a.npy"), str(tmp_path / "b.csv")]
+    args += ["--out", str(out), "--num-shards", "3", "--chunk-rows", "700"]
+    assert main(args) == EXIT_OK
+    assert "wrote 2540 rows of shape (3,) to 3 shards" in capsys.readouterr().out
+    files = shard_files(str(out / "train-*.tfrecord"))
+    rows = np.concatenate([blk for f in files for blk in shard_blocks(f)])
+    expected = np.concatenate([a, b.astype(np.float32)])
+    order = np.lexsort(rows.T[::-1])
+    np.testing.assert_array_equal(rows[order], expected[np.lexsort(expected.T[::-1])])
+    # existing shards are not replaced without --overwrite
+    assert main(args) == EXIT_USAGE
+    assert "--overwrite" in capsys.readouterr().err
+    # a NaN row is named, and neither new nor old shards are lost or half-written
+    b[17, 1] = np.nan
+    np.savetxt(tmp_path / "b.csv", b, delimiter=",")
+    assert main([*args, "--overwrite"]) == EXIT_USAGE
+    assert "b.csv', row 17: NaN or inf" in capsys.readouterr().err
+    assert sorted(out.iterdir()) == [out / f.rpartition("/")[2] for f in files]
+    np.save(tmp_path / "c.npy", np.ones((5, 4)))
+    wrong = ["shards", str(tmp_path / "a.npy"), str(tmp_path / "c.npy")]
+    assert main([*wrong, "--out", str(tmp_path / "other")]) == EXIT_USAGE
+    assert "c.npy': rows of shape (4,)" in capsys.readouterr().err
