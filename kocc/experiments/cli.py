@@ -311,6 +311,11 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     data_dir = data.get("data_dir") or os.environ.get("KOCC_DATA_DIR")
     if isinstance(data_dir, str) and data_dir:
         inputs.append(data_dir)  # the output may not replace the data
+    shard_files = data.get("shard_files")
+    if isinstance(shard_files, dict):  # nor the folders of the shards
+        for pattern in shard_files.values():
+            if isinstance(pattern, str) and pattern:
+                inputs.append(str(Path(pattern).parent))
     with _run_directory(args, out, inputs) as work:
         _benchmark_runners(args.recipe)[kind](data, work)
     print(f"wrote the benchmark tables to {out}/")
