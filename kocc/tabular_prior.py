@@ -56,10 +56,15 @@ def data_box(x: np.ndarray | tf.Tensor, pad: float = 1.0) -> Box:
             or non-finite, or the box would be flat (constant feature, ``pad = 0``).
     """
     rows = _as_rows(x, "x")
+    return _padded_box(rows.min(axis=0), rows.max(axis=0), pad)
+
+
+def _padded_box(low: np.ndarray, high: np.ndarray, pad: float) -> Box:
+    """The float32 box ``[low - pad, high + pad]``; refused if flat."""
     if not np.isfinite(pad) or pad < 0:
         raise ValueError(f"pad must be a finite number >= 0, got {pad!r}.")
-    low = rows.min(axis=0).astype(np.float32) - np.float32(pad)
-    high = rows.max(axis=0).astype(np.float32) + np.float32(pad)
+    low = np.asarray(low, np.float32) - np.float32(pad)
+    high = np.asarray(high, np.float32) + np.float32(pad)
     flat = np.flatnonzero(high <= low)
     if flat.size:
         raise ValueError(
@@ -212,20 +217,11 @@ def prior_from_statistics(
     divisor = np.asarray(statistics.scale, dtype=np.float32)
     mean = np.asarray(statistics.mean, dtype=np.float32)
     if kind == "box":
-        if not np.isfinite(pad) or pad < 0:
-            raise ValueError(f"pad must be a finite number >= 0, got {pad!r}.")
         # float32, as the standardization of the rows: rounding is monotone, so
         # these are exactly the min and max of the standardized float32 rows
         low = (np.asarray(statistics.minimum, np.float32) - mean) / divisor
         high = (np.asarray(statistics.maximum, np.float32) - mean) / divisor
-        low, high = low - np.float32(pad), high + np.float32(pad)
-        flat = np.flatnonzero(high <= low)
-        if flat.size:
-            raise ValueError(
-                f"the box is flat on feature(s) {flat.tolist()} (constant feature "
-                f"and pad={pad}); use pad > 0."
-            )
-        return Box(low, high)
+        return _padded_box(low, high, pad)
     if kind == "gaussian":
         std = np.maximum(np.asarray(statistics.std) / divisor, 1e-3)
         return GaussianPrior(np.zeros_like(std), std, scale=scale)

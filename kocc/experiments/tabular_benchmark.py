@@ -691,6 +691,19 @@ def shard_files_auroc(
     return auroc, sizes[0], sizes[1]
 
 
+def _reported_margin(
+    grid: Sequence[float], fixed: float | None, by_margin: dict[float, list[float]]
+) -> tuple[float, str]:
+    """The margin a data set reports and its rule: the fixed one, the only one,
+    or the best mean AUROC over the grid (labels)."""
+    if fixed is not None:
+        return fixed, "fixed"
+    if len(grid) == 1:
+        return grid[0], "single"
+    margin = max(grid, key=lambda m: float(np.mean(by_margin[m])))
+    return margin, "best_auroc (labels)"
+
+
 def _run_shard_files(
     name: str,
     config: TabularBenchmarkConfig,
@@ -773,13 +786,7 @@ def _run_shard_files(
             tf.keras.backend.clear_session()
         if progress is not None:
             progress.done()
-    if fixed is not None:
-        margin, rule = fixed, "fixed"
-    elif len(grid) == 1:
-        margin, rule = grid[0], "single"
-    else:
-        margin = max(grid, key=lambda m: float(np.mean(by_margin[m])))
-        rule = "best_auroc (labels)"
+    margin, rule = _reported_margin(grid, fixed, by_margin)
     result = DatasetResult(
         dataset=name,
         n_rows=statistics.count + counts["normal"] + counts["anomalous"],
@@ -995,13 +1002,7 @@ def _run_dataset(
         rule = f"knn_scale (s={float(np.median(scales)):.3g}; picks {counts})"
         ocsdf_auroc = picked_auroc
     else:
-        if fixed is not None:
-            margin, rule = fixed, "fixed"
-        elif len(grid) == 1:
-            margin, rule = grid[0], "single"
-        else:
-            margin = max(grid, key=lambda m: float(np.mean(by_margin[m])))
-            rule = "best_auroc (labels)"
+        margin, rule = _reported_margin(grid, fixed, by_margin)
         ocsdf_auroc = by_margin[margin]
     result = DatasetResult(
         dataset=name,
