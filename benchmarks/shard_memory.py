@@ -1,8 +1,9 @@
 """Peak memory and time of the tabular driver: rows in memory vs shard files.
 
-For every size (rows of a synthetic table of ``--features`` Gaussian features,
-5% anomalies shifted by 3), the parent writes the table once as an ADBench-style
-``.npz`` (the in-memory driver loads it) and as TFRecord shards, chunk by chunk
+For every size (rows of a synthetic table of ``--features`` standard Gaussian
+features, 5% anomalies uniform in ``[-4, 4]^d``), the parent writes the table
+once as an ADBench-style ``.npz`` (the in-memory driver loads it) and as
+TFRecord shards, chunk by chunk
 (``train``: all rows, ``normal``/``anomalous``: by label; the anomaly detection
 protocol of the in-memory run). Each run is a fresh process running
 ``kocc.experiments.tabular_benchmark.run_tabular_benchmark`` (OCSDF only, the
@@ -107,7 +108,8 @@ def write_data(folder: Path, rows: int, features: int, shards: int) -> float:
     rng = np.random.default_rng(0)
     y = (rng.random(rows) < 0.05).astype(np.int64)
     x = rng.normal(size=(rows, features)).astype(np.float32)
-    x[y == 1] += 3.0
+    # anomalies scattered uniformly in [-4, 4]^d (far from the Gaussian normals)
+    x[y == 1] = rng.uniform(-4.0, 4.0, size=(int(y.sum()), features))
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "0_synthetic.npz", X=x, y=y)
     chunk = 65536
