@@ -85,6 +85,7 @@ def fit_point_cloud(
     level_quantile: float = 0.01,
     seed: int = 0,
     verbose: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> ImplicitSurface:
     """Fit OCSDF to a 3-D point cloud (paper §6, appendix F).
 
@@ -125,6 +126,9 @@ def fit_point_cloud(
             default extraction level (0.01: the paper's 1st percentile).
         seed: seeds the network initialization, the shuffling and the negatives.
         verbose: Keras ``fit`` verbosity.
+        strategy: the ``tf.distribute`` strategy the network is built and
+            trained under (default: the current one); ``batch_size`` is then
+            the global batch, split over the replicas (docs/distributed.md).
 
     Returns:
         The fitted :class:`ImplicitSurface` (model = the OCSDF backbone).
@@ -145,25 +149,27 @@ def fit_point_cloud(
         sampling_domain = Ball(radius, center=np.zeros(3, np.float32))
 
     tf.keras.utils.set_random_seed(int(seed))
-    backbone = lipschitz_mlp(3, widths=widths, activation=activation, seed=seed)
+    strategy = strategy or tf.distribute.get_strategy()
     steps_per_epoch = steps_per_epoch_for(steps, epochs)
-    model, report = train_ocsdf(
-        backbone,
-        sampling_domain,
-        repeated_batches(x, int(batch_size), seed=int(seed)),
-        epochs=int(epochs),
-        steps_per_epoch=steps_per_epoch,
-        verbose=verbose,
-        margin=margin,
-        lam=lam,
-        nr_steps=int(nr_steps),
-        warmup_epochs=int(warmup_epochs),
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        final_learning_rate=FINAL_LEARNING_RATE_FRACTION * float(learning_rate),
-        decay_steps=steps_per_epoch * int(epochs),
-        seed=seed,
-    )
+    with strategy.scope():
+        backbone = lipschitz_mlp(3, widths=widths, activation=activation, seed=seed)
+        model, report = train_ocsdf(
+            backbone,
+            sampling_domain,
+            repeated_batches(x, int(batch_size), seed=int(seed)),
+            epochs=int(epochs),
+            steps_per_epoch=steps_per_epoch,
+            verbose=verbose,
+            margin=margin,
+            lam=lam,
+            nr_steps=int(nr_steps),
+            warmup_epochs=int(warmup_epochs),
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            final_learning_rate=FINAL_LEARNING_RATE_FRACTION * float(learning_rate),
+            decay_steps=steps_per_epoch * int(epochs),
+            seed=seed,
+        )
     scores = model.score_samples(x)
     level = float(np.quantile(scores, level_quantile))
     return ImplicitSurface(

@@ -56,10 +56,15 @@ def data_box(x: np.ndarray | tf.Tensor, pad: float = 1.0) -> Box:
             or non-finite, or the box would be flat (constant feature, ``pad = 0``).
     """
     rows = _as_rows(x, "x")
+    return _padded_box(rows.min(axis=0), rows.max(axis=0), pad)
+
+
+def _padded_box(low: np.ndarray, high: np.ndarray, pad: float) -> Box:
+    """The float32 box ``[low - pad, high + pad]``; refused if flat."""
     if not np.isfinite(pad) or pad < 0:
         raise ValueError(f"pad must be a finite number >= 0, got {pad!r}.")
-    low = rows.min(axis=0).astype(np.float32) - np.float32(pad)
-    high = rows.max(axis=0).astype(np.float32) + np.float32(pad)
+    low = np.asarray(low, np.float32) - np.float32(pad)
+    high = np.asarray(high, np.float32) + np.float32(pad)
     flat = np.flatnonzero(high <= low)
     if flat.size:
         raise ValueError(
@@ -180,4 +185,44 @@ def tabular_prior(
         return data_box(x, pad=pad)
     if kind == "gaussian":
         return GaussianPrior.from_data(x, scale=scale)
+    raise ValueError(f"prior kind must be 'box' or 'gaussian', got {kind!r}.")
+
+
+def prior_from_statistics(
+    statistics: Any, kind: str = "box", pad: float = 1.0, scale: float = 1.0
+) -> Box | GaussianPrior:
+    """The prior of :func:`tabular_prior` from streamed per-feature statistics.
+
+    For rows too large for memory: ``statistics`` (a
+    :class:`kocc.datasets.shards.FeatureStatistics`, one streaming pass over the
+    shards) gives the prior of the *standardized* rows ``(x - mean) / s`` (``s``
+    the std, 1 for a constant feature) without the rows: the box
+    ``[(min - mean) / s - pad, (max - mean) / s + pad]``, or the Gaussian of
+    per-feature mean 0 and std ``std / s`` (floored at 1e-3, as
+    :meth:`GaussianPrior.from_data`). The box is computed in float32 as the
+    standardization of the rows is (``(x - mean) / s``), so it equals the box
+    :func:`tabular_prior` builds from the standardized float32 rows in memory
+    (tested bit for bit); the Gaussian equals it up to float rounding.
+
+    Args:
+        statistics: ``mean``, ``std``, ``minimum``, ``maximum`` and ``scale``
+            arrays of shape ``(d,)``.
+        kind: ``"box"`` or ``"gaussian"``.
+        pad: box padding (``kind="box"``).
+        scale: std multiplier (``kind="gaussian"``).
+
+    Raises:
+        ValueError: as :func:`tabular_prior`.
+    """
+    divisor = np.asarray(statistics.scale, dtype=np.float32)
+    mean = np.asarray(statistics.mean, dtype=np.float32)
+    if kind == "box":
+        # float32, as the standardization of the rows: rounding is monotone, so
+        # these are exactly the min and max of the standardized float32 rows
+        low = (np.asarray(statistics.minimum, np.float32) - mean) / divisor
+        high = (np.asarray(statistics.maximum, np.float32) - mean) / divisor
+        return _padded_box(low, high, pad)
+    if kind == "gaussian":
+        std = np.maximum(np.asarray(statistics.std) / divisor, 1e-3)
+        return GaussianPrior(np.zeros_like(std), std, scale=scale)
     raise ValueError(f"prior kind must be 'box' or 'gaussian', got {kind!r}.")

@@ -310,7 +310,41 @@ def two_moons(out_dir: str, steps: str, shards: str = "0", *overrides: str) -> d
     }
 
 
+def surface(out_dir: str) -> dict:
+    """``run_surface`` of a sphere's points with the recipe's ``distribute``
+    section (two logical CPU devices) and without: replicas, Chamfer, loss."""
+    import trimesh
+
+    from kocc.experiments.surface_pipeline import run_surface
+
+    set_logical_cpus(2)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trimesh.creation.icosphere(4).export(out / "sphere.off")
+    config = {
+        "input": {"n_points": 2048},
+        "model": {"widths": [64, 64]},
+        "training": {"steps": 400, "epochs": 4, "batch_size": 256},
+        "extraction": {"resolution": 40},
+        "baseline": {"enabled": False},
+        "metrics": {"n_samples": 5000},
+        "render": {"enabled": False},
+    }
+    mirrored = dict(
+        config, distribute={"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]}
+    )
+    result = {}
+    for name, recipe in (("mirrored", mirrored), ("single", config)):
+        metrics = run_surface(out / "sphere.off", out / name, recipe)["ocsdf"]
+        result[name] = {
+            key: metrics.get(key)
+            for key in ("replicas", "chamfer", "hausdorff", "watertight", "error")
+        }
+    return result
+
+
 CASES = {
+    "surface": surface,
     "equivalence": equivalence,
     "replicas": replicas,
     "persistence": persistence,

@@ -128,3 +128,42 @@ def test_image_driver_trains_under_a_one_replica_mirrored_strategy_as_without(
     # 2 epochs of ceil(96 / 32) = 3 steps from the shards; their folder removed
     assert sharded.optimizer.iterations.numpy() == 6
     assert not list(tmp_path.iterdir())
+
+
+def test_image_driver_score_shards_give_the_in_memory_certified_auroc(
+    tmp_path, monkeypatch
+):
+    # one trained model scored both ways: the score shards count the same pairs
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 60)
+    x_test = rng.random((240, 8, 8, 1)) * 0.5 + 0.4 * (labels > 0)[:, None, None, None]
+    x_test = (2 * x_test - 1).astype(np.float32)
+    x_train = x_test[labels == 0][:40]
+    config = images.ImageBenchmarkConfig.from_dict(
+        {
+            "model": {"architecture": "mlp", "widths": [16]},
+            "training": {"epochs": 2, "warmup_epochs": 0, "nr_steps": 2},
+            "evaluation": {
+                "epsilons_255": [8, 36, 72],
+                "attack": {"steps": 2, "restarts": 1, "max_normal": 8},
+            },
+            "baselines": {},
+        }
+    )
+    model, training = _image_training(0)
+    trained = images.train_ocsdf(x_train, model, training, seed=0)
+    monkeypatch.setattr(images, "train_ocsdf", lambda *args, **kwargs: trained)
+    # Keras empties model.history when the model is used again: no curves here
+    monkeypatch.setattr(images, "_plot_curves", lambda *args: None)
+    split = images.OneClassSplit(0, x_train, x_test, labels)
+    spec = images.image_spec("mnist")
+    memory = images._evaluate_class(split, config, spec, tmp_path, lambda m: None)
+    config.training.score_shards = True
+    sharded = images._evaluate_class(split, config, spec, tmp_path, lambda m: None)
+    assert sharded.auroc == pytest.approx(memory.auroc, abs=1e-12)
+    assert memory.auroc > 0.6
+    for key, value in memory.certified.items():
+        assert sharded.certified[key] == pytest.approx(value, abs=1e-12), key
+    assert sharded.certified_attack_subset == memory.certified_attack_subset
+    assert sharded.clean_attack_subset == memory.clean_attack_subset
+    assert not list(tmp_path.glob("scores-*"))  # removed after the merge

@@ -8,19 +8,39 @@ batches ``OCSDF.fit`` takes, the files read in parallel
 ``AutoShardPolicy`` set for multi-worker training: ``FILE`` (each worker reads
 its own files) when there are at least as many files as workers, ``DATA``
 otherwise (every worker reads everything and keeps its share).
+
+For data sets that never fit in memory, :func:`shard_files` resolves a glob
+(a clear error when nothing matches), :func:`feature_statistics` computes the
+per-feature count, min, max, mean and standard deviation in one streaming pass
+(one block of rows in memory at a time; a shard with another feature count or
+with NaN/inf is named), :func:`shard_blocks` reads one file's rows block by
+block (for scoring), and :func:`array_chunks` reads a ``.npy`` or ``.csv`` file
+in chunks of rows for :func:`write_tfrecord_shards` (``kocc shards``).
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["cluster_workers", "sharded_dataset", "write_tfrecord_shards"]
+__all__ = [
+    "FeatureStatistics",
+    "array_chunks",
+    "cluster_workers",
+    "feature_statistics",
+    "shard_blocks",
+    "shard_files",
+    "sharded_dataset",
+    "write_tfrecord_shards",
+]
 
 #: Rows per TFRecord record (a block is one serialized float32 tensor).
 ROWS_PER_RECORD = 1024
@@ -106,6 +126,7 @@ def sharded_dataset(
     seed: int = 0,
     repeat: bool = True,
     workers: int | None = None,
+    transform: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
     """Batches of the samples in TFRecord shards, for ``model.fit``.
 
@@ -124,6 +145,9 @@ def sharded_dataset(
         workers: workers the data will be split over (default: from
             ``TF_CONFIG``); sets ``AutoShardPolicy.FILE`` when there are at
             least as many files, else ``DATA``.
+        transform: a TensorFlow function applied to every decoded block of rows
+            ``(k, *feature_shape)`` before shuffling (e.g. the standardization
+            ``(x - mean) / std``); it must keep the shape.
 
     Raises:
         ValueError: no file matches, or ``batch_size < 1``.
@@ -146,7 +170,8 @@ def sharded_dataset(
 
     def decode(record):
         block = tf.io.parse_tensor(record, out_type=tf.float32)
-        return tf.ensure_shape(block, (None, *shape))
+        block = tf.ensure_shape(block, (None, *shape))
+        return block if transform is None else transform(block)
 
     dataset = tf.data.Dataset.from_tensor_slices(names)
     if repeat:
@@ -171,3 +196,229 @@ def sharded_dataset(
         else tf.data.experimental.AutoShardPolicy.DATA
     )
     return dataset.with_options(options)
+
+
+# ------------------------------------------------------- data on disk, streamed
+def shard_files(pattern: str | os.PathLike, what: str = "shards") -> list[str]:
+    """The sorted files matching a glob pattern, or a clear error.
+
+    Args:
+        pattern: e.g. ``"data/train-*.tfrecord"`` (relative to the working
+            directory, or absolute).
+        what: what the files are, named in the error (e.g. a recipe key).
+
+    Raises:
+        ValueError: no file matches, or a match is a directory.
+    """
+    names = sorted(tf.io.gfile.glob(str(pattern)))
+    if not names:
+        raise ValueError(f"{what}: no file matches {str(pattern)!r}")
+    for name in names:
+        if tf.io.gfile.isdir(name):
+            raise ValueError(f"{what}: {name!r} is a directory, not a TFRecord shard")
+    return names
+
+
+def shard_blocks(
+    path: str | os.PathLike, features: int | None = None, reference: str = ""
+) -> Iterator[np.ndarray]:
+    """The rows of one TFRecord shard, block by block (float32 ``(k, d)``).
+
+    Each block is checked: two dimensions, ``features`` columns when given (else
+    the first block's count), finite values; errors name the file and record
+    (and ``reference``, where the expected feature count comes from).
+
+    Raises:
+        ValueError: a record that is not a float32 tensor of rows, a block with
+            another feature count, NaN or inf.
+    """
+    name = str(path)
+    for i, record in enumerate(_records(name)):
+        try:
+            block = tf.io.parse_tensor(record, out_type=tf.float32).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+            raise ValueError(
+                f"shard {name!r}, record {i}: not a float32 block of rows "
+                f"(write shards with write_tfrecord_shards or kocc shards): "
+                f"{err.message.splitlines()[0]}"
+            ) from None
+        if block.ndim != 2:
+            raise ValueError(
+                f"shard {name!r}, record {i}: rows of shape {block.shape[1:]}, "
+                "expected rows of features (n, d)"
+            )
+        if features is not None and block.shape[1] != features:
+            raise ValueError(
+                f"shard {name!r} holds rows of {block.shape[1]} features, "
+                f"expected {features}" + (f" (as {reference})" if reference else "")
+            )
+        features = block.shape[1]
+        if not np.all(np.isfinite(block)):
+            bad = int(np.count_nonzero(~np.isfinite(block)))
+            raise ValueError(
+                f"shard {name!r}, record {i}: {bad} non-finite value(s) (NaN or inf)"
+            )
+        yield block
+
+
+def _records(name: str) -> Iterator[bytes]:
+    """The records of a TFRecord file; a file that is not one is named."""
+    records = tf.data.TFRecordDataset(name).as_numpy_iterator()
+    while True:
+        try:
+            yield next(records)
+        except StopIteration:
+            return
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise ValueError(
+                f"shard {name!r} is not a readable TFRecord file: "
+                f"{err.message.splitlines()[0]}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class FeatureStatistics:
+    """Per-feature statistics of rows streamed from shards (float64, ``(d,)``).
+
+    Attributes:
+        count: number of rows.
+        mean, std: mean and (population, ddof 0) standard deviation.
+        minimum, maximum: smallest and largest value.
+        files: the files they were computed from.
+    """
+
+    count: int
+    mean: np.ndarray
+    std: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+    files: tuple[str, ...] = ()
+
+    @property
+    def features(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def scale(self) -> np.ndarray:
+        """The standardization's divisor: ``std``, 1 where a feature is constant
+        (as scikit-learn's ``StandardScaler``)."""
+        return np.where(self.std > 0, self.std, 1.0)
+
+
+def feature_statistics(files: Sequence[str | os.PathLike]) -> FeatureStatistics:
+    r"""Count, mean, std, min and max per feature in one pass over shards.
+
+    One block of rows is in memory at a time; the mean and the sum of squared
+    deviations :math:`M_2` are merged block by block (Chan et al.'s pairwise
+    update, float64): with a block of :math:`k` rows of mean :math:`\bar b` and
+    :math:`M_2^b`, :math:`\delta = \bar b - \bar x`,
+    :math:`\bar x \leftarrow \bar x + \delta k / (n + k)`,
+    :math:`M_2 \leftarrow M_2 + M_2^b + \delta^2 n k / (n + k)`; the std is
+    :math:`\sqrt{M_2 / n}`. The files are read one after the other, each
+    checked by :func:`shard_blocks` against the first file's feature count.
+
+    Raises:
+        ValueError: no file, no row, or a bad shard (named).
+    """
+    names = [str(f) for f in files]
+    if not names:
+        raise ValueError("no shard to compute feature statistics from")
+    count, mean, m2 = 0, None, None
+    low = high = None
+    features = None
+    first = None
+    for name in names:
+        for block in shard_blocks(name, features, f"in {first!r}" if first else ""):
+            values = block.astype(np.float64)
+            k = values.shape[0]
+            if k == 0:
+                continue
+            if mean is None:
+                features, first = values.shape[1], name
+                mean = np.zeros(features)
+                m2 = np.zeros(features)
+                low = np.full(features, np.inf)
+                high = np.full(features, -np.inf)
+            block_mean = values.mean(axis=0)
+            block_m2 = ((values - block_mean) ** 2).sum(axis=0)
+            delta = block_mean - mean
+            total = count + k
+            mean = mean + delta * (k / total)
+            m2 = m2 + block_m2 + delta**2 * (count * k / total)
+            count = total
+            low = np.minimum(low, values.min(axis=0))
+            high = np.maximum(high, values.max(axis=0))
+    if count == 0:
+        raise ValueError(
+            f"the shards {names[:3]}{'...' if len(names) > 3 else ''} hold no row"
+        )
+    return FeatureStatistics(
+        count=count,
+        mean=mean,
+        std=np.sqrt(m2 / count),
+        minimum=low,
+        maximum=high,
+        files=tuple(names),
+    )
+
+
+def array_chunks(
+    path: str | os.PathLike, rows: int = 65536, delimiter: str = ","
+) -> Iterator[np.ndarray]:
+    """A ``.npy`` or ``.csv`` table of samples, ``rows`` rows at a time.
+
+    A ``.npy`` file is memory-mapped (only the chunk being read is loaded); a
+    ``.csv`` file (numbers only, an optional header line of names) is parsed
+    ``rows`` lines at a time. Feed the chunks to :func:`write_tfrecord_shards`.
+
+    Raises:
+        ValueError: a missing file, another suffix, a ``.npy`` array that is not
+            a table of numbers, or a ``.csv`` line that is not numbers (named by
+            its line number).
+    """
+    path = Path(path)
+    if int(rows) < 1:
+        raise ValueError(f"rows must be >= 1, got {rows!r}")
+    if not path.is_file():
+        raise ValueError(f"input file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        if array.ndim < 2 or not np.issubdtype(array.dtype, np.number):
+            raise ValueError(
+                f"{str(path)!r}: expected an array of samples (n, features...) of "
+                f"numbers, got shape {array.shape} and dtype {array.dtype}"
+            )
+        for start in range(0, array.shape[0], int(rows)):
+            yield np.asarray(array[start : start + int(rows)], dtype=np.float32)
+        return
+    if suffix != ".csv":
+        raise ValueError(f"{str(path)!r}: expected a .npy or .csv file")
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        line = 0
+        while True:
+            lines = list(itertools.islice(reader, int(rows)))
+            if not lines:
+                return
+            values = []
+            for row in lines:
+                line += 1
+                if not row:
+                    continue
+                try:
+                    values.append([float(v) for v in row])
+                except ValueError:
+                    if line == 1:  # a header of column names
+                        continue
+                    raise ValueError(
+                        f"{str(path)!r}, line {line}: not a row of numbers: "
+                        f"{delimiter.join(row)[:80]!r}"
+                    ) from None
+            if values:
+                try:
+                    yield np.asarray(values, dtype=np.float32)
+                except ValueError:
+                    raise ValueError(
+                        f"{str(path)!r}: rows of different lengths near line {line}"
+                    ) from None

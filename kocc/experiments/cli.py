@@ -3,7 +3,9 @@
 Commands: ``train`` a recipe; ``benchmark`` a benchmark recipe; ``surface`` a
 mesh or point cloud; ``export`` a trained run as a serving SavedModel with
 certified radii; ``predict`` scores of a file with an export or a run;
-``evaluate`` AUROC and certified AUROC on normal and anomalous files.
+``evaluate`` AUROC and certified AUROC on normal and anomalous files;
+``shards`` .npy/.csv tables as TFRecord shards, chunk by chunk (data larger
+than memory, docs/distributed.md).
 
 Exit codes (stable, for scripts; see ``docs/reliability.md``): 0 success; 2 bad
 usage, recipe, input or output path (a one-line message names the file or the
@@ -137,7 +139,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite_arg(bench, "output directory")
     _add_serving_commands(sub, common)
     _add_surface_command(sub, common)
+    _add_shards_command(sub, common)
     return parser
+
+
+def _add_shards_command(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
+    shards = sub.add_parser(
+        "shards",
+        parents=[common],
+        help="write .npy/.csv tables as TFRecord shards, chunk by chunk",
+        description="Read the rows of one or more .npy (memory-mapped) or .csv "
+        "files CHUNK rows at a time and write them as NUM TFRecord shards "
+        "<out>/<prefix>-0000-of-NUM.tfrecord ...: the input of a tabular recipe's "
+        "shard_files section (data larger than memory). Rows with NaN or inf, or "
+        "files of different feature counts, are refused (the file and row are "
+        "named) and no shard is left behind.",
+    )
+    shards.add_argument("inputs", nargs="+", help=".npy or .csv files of rows")
+    shards.add_argument("--out", required=True, help="output directory")
+    shards.add_argument("--prefix", default="train", help="file prefix (train)")
+    shards.add_argument(
+        "--num-shards", type=int, default=16, help="number of files (16)"
+    )
+    shards.add_argument(
+        "--chunk-rows", type=int, default=65536, help="rows read at once (65536)"
+    )
+    _add_overwrite_arg(shards, "set of shards with this prefix")
 
 
 def _add_surface_command(
@@ -199,6 +228,60 @@ def _cmd_surface(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_shards(args: argparse.Namespace) -> int:
+    from kocc.safe_output import OutputExistsError
+
+    out = Path(args.out)
+    existing = sorted(out.glob(f"{args.prefix}-*.tfrecord"))
+    if existing and not args.overwrite:
+        raise OutputExistsError(
+            f"{str(existing[0])!r} exists: choose another --prefix or --out, or "
+            "pass --overwrite",
+            existing[0],
+        )
+    import numpy as np
+
+    from kocc.datasets.shards import array_chunks, write_tfrecord_shards
+
+    counts = {"rows": 0}
+    shape: dict[str, tuple] = {}
+
+    def chunks():
+        for path in args.inputs:
+            start = 0
+            for chunk in array_chunks(path, args.chunk_rows):
+                first = shape.setdefault("shape", chunk.shape[1:])
+                if chunk.shape[1:] != first:
+                    raise ValueError(
+                        f"{path!r}: rows of shape {chunk.shape[1:]}, the first "
+                        f"input's are {first}"
+                    )
+                bad = np.flatnonzero(~np.isfinite(chunk.reshape(len(chunk), -1)))
+                if bad.size:
+                    row = start + int(bad[0]) // int(np.prod(first))
+                    raise ValueError(f"{path!r}, row {row}: NaN or inf")
+                start += len(chunk)
+                counts["rows"] += len(chunk)
+                yield chunk
+
+    import shutil
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    # written aside, moved in place once complete: a failure leaves no shard
+    # and replaces nothing
+    with tempfile.TemporaryDirectory(prefix=f".{args.prefix}-", dir=out) as tmp:
+        written = write_tfrecord_shards(chunks(), tmp, args.num_shards, args.prefix)
+        for old in existing:
+            old.unlink()
+        paths = [Path(shutil.move(str(path), out / path.name)) for path in written]
+    print(
+        f"wrote {counts['rows']} rows of shape {shape['shape']} to {len(paths)} "
+        f"shards: {out}/{args.prefix}-*.tfrecord"
+    )
+    return EXIT_OK
+
+
 def _benchmark_runners(recipe_path: str) -> dict:
     from functools import partial
 
@@ -228,6 +311,11 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     data_dir = data.get("data_dir") or os.environ.get("KOCC_DATA_DIR")
     if isinstance(data_dir, str) and data_dir:
         inputs.append(data_dir)  # the output may not replace the data
+    shard_files = data.get("shard_files")
+    if isinstance(shard_files, dict):  # nor the folders of the shards
+        for pattern in shard_files.values():
+            if isinstance(pattern, str) and pattern:
+                inputs.append(str(Path(pattern).parent))
     with _run_directory(args, out, inputs) as work:
         _benchmark_runners(args.recipe)[kind](data, work)
     print(f"wrote the benchmark tables to {out}/")
@@ -425,6 +513,7 @@ _COMMANDS = {
     "predict": _cmd_predict,
     "evaluate": _cmd_evaluate,
     "surface": _cmd_surface,
+    "shards": _cmd_shards,
 }
 
 

@@ -88,6 +88,7 @@ from kocc.experiments.recipes import (
 )
 from kocc.experiments.training import (
     OCSDF_TRAINING_KEYS,
+    certified_auroc_on_disk,
     run_directory,
     section_arguments,
     strategy_of,
@@ -310,6 +311,11 @@ class TrainingSettings:
     #: (a temporary folder in the run folder) and stream them
     #: (kocc.datasets.shards.sharded_dataset, docs/distributed.md)
     shards: int = field(default=0, metadata=at_least(0))
+    #: OCSDF's AUROC and certified AUROC from sorted score shards on disk
+    #: (kocc.score_shards, a temporary scores-* folder in the run folder)
+    #: instead of the scores in memory: the same values, for test sets too
+    #: large to hold
+    score_shards: bool = False
 
 
 @dataclass
@@ -856,9 +862,16 @@ def _evaluate_class(
         if len(value)
     }
     _plot_curves(model.history.history, out / f"training_curves_class{k}.png", k)
-    scores = model.score_samples(split.x_test)
-    auroc = float(roc_auc_score(normal, scores))
-    certified = certified_auroc(scores[normal], scores[~normal], eps)
+    if config.training.score_shards:
+        scores = None
+        on_disk = certified_auroc_on_disk(
+            model, split.x_test, normal, np.r_[0.0, eps], out
+        )
+        auroc, certified = float(on_disk[0]), on_disk[1:]
+    else:
+        scores = model.score_samples(split.x_test)
+        auroc = float(roc_auc_score(normal, scores))
+        certified = certified_auroc(scores[normal], scores[~normal], eps)
     log(f"class {k}: OCSDF AUROC {auroc:.4f} ({seconds['ocsdf_train']:.0f} s)")
 
     attacked = certified_subset = clean_subset = None
@@ -892,12 +905,17 @@ def _evaluate_class(
         )
         seconds["attack"] = time.perf_counter() - tic
         attacked = dict(zip(keys, map(float, np.atleast_1d(values)), strict=True))
-        sub = certified_auroc(scores[pick_n], scores[pick_a], eps)
+        if scores is None:  # score shards: only the attack subset is scored
+            scores_n = model.score_samples(split.x_test[pick_n])
+            scores_a = model.score_samples(split.x_test[pick_a])
+        else:
+            scores_n, scores_a = scores[pick_n], scores[pick_a]
+        sub = certified_auroc(scores_n, scores_a, eps)
         certified_subset = dict(zip(keys, map(float, sub), strict=True))
         clean_subset = float(
             roc_auc_score(
                 np.r_[np.ones(len(pick_n)), np.zeros(len(pick_a))],
-                np.r_[scores[pick_n], scores[pick_a]],
+                np.r_[scores_n, scores_a],
             )
         )
         log(f"class {k}: attack done ({seconds['attack']:.0f} s)")

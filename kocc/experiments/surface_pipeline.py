@@ -7,7 +7,8 @@ MESH_OR_POINTS --out DIR`` runs (recipe ``recipes/surface_modelnet.yaml``):
    ``input.n_points`` points on its surface (the authors' protocol, 2,048 points)
    or, for watertight meshes, inside its volume; a point cloud
    (``.ply/.xyz/.npy``) is used as given;
-2. fit OCSDF (:func:`kocc.surfaces.fit_point_cloud`) and extract its mesh at
+2. fit OCSDF (:func:`kocc.surfaces.fit_point_cloud`, under the ``distribute``
+   section's strategy, as the other kinds) and extract its mesh at
    ``extraction.resolution``\\ :sup:`3`;
 3. the same for the DeepSDF-style baseline
    (:func:`kocc.baselines.fit_distance_regression`) unless disabled;
@@ -37,6 +38,7 @@ import numpy as np
 from kocc.baselines.distance_regression import fit_distance_regression
 from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import (
+    DistributeConfig,
     MLPConfig,
     Recipe,
     TrainingConfig,
@@ -48,7 +50,7 @@ from kocc.experiments.recipes import (
     to_dict,
     unit_interval,
 )
-from kocc.experiments.training import section_arguments
+from kocc.experiments.training import run_directory, section_arguments, strategy_of
 from kocc.extras import require
 from kocc.mesh_distances import bounding_box_diagonal, compare_surfaces
 from kocc.meshes import (
@@ -171,6 +173,7 @@ class SurfaceRecipe(Recipe):
     baseline: DistanceRegressionConfig = field(default_factory=DistanceRegressionConfig)
     metrics: SurfaceMetricsConfig = field(default_factory=SurfaceMetricsConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
 
 def surface_recipe(config: dict | SurfaceRecipe | None) -> SurfaceRecipe:
@@ -215,7 +218,9 @@ _BASELINE_KEYS = tuple(
 )
 
 
-def _fit_ocsdf(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
+def _fit_ocsdf(
+    points: np.ndarray, recipe: SurfaceRecipe, strategy: Any = None
+) -> ImplicitSurface:
     return fit_point_cloud(
         points,
         widths=recipe.model.widths,
@@ -225,6 +230,7 @@ def _fit_ocsdf(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
         level_quantile=recipe.extraction.level_quantile,
         seed=recipe.seed,
         **section_arguments(recipe.training, _FIT_TRAINING_KEYS),
+        strategy=strategy,
     )
 
 
@@ -311,9 +317,10 @@ def run_surface(
         FileNotFoundError, ValueError: for a missing or invalid input file.
     """
     recipe = surface_recipe(config)
+    # first: a multi-worker strategy must exist before any other TF operation
+    strategy = strategy_of(recipe.distribute)
     data = read_input(input_path, recipe)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_directory(strategy, out_dir)
     points = data["points"]
     reference = data["mesh"] if data["mesh"] is not None else points
     write_point_cloud(points, out / "points.ply")
@@ -330,7 +337,7 @@ def run_surface(
     panels: list[tuple[str, Any]] = [(f"input ({len(points)} points)", points)]
     if data["mesh"] is not None:
         panels.append(("reference mesh", data["mesh"]))
-    methods = [("ocsdf", _fit_ocsdf)]
+    methods = [("ocsdf", lambda x, r: _fit_ocsdf(x, r, strategy))]
     if recipe.baseline.enabled:
         methods.append(("baseline", _fit_baseline))
     # per method: fit, grid evaluation, marching cubes
@@ -340,6 +347,8 @@ def run_surface(
             name, fit, points, reference, recipe, progress
         )
         metrics[name] = report
+        if name == "ocsdf":
+            report["replicas"] = int(strategy.num_replicas_in_sync)
         if mesh is not None:
             write_mesh(mesh, out / f"{name}.ply")
             panels.append((name, mesh))

@@ -65,7 +65,14 @@ from sklearn.neighbors import NearestNeighbors
 
 from kocc.architectures import lipschitz_mlp
 from kocc.baselines.detectors import DETECTORS, Detector
-from kocc.datasets.shards import sharded_dataset, write_tfrecord_shards
+from kocc.datasets.shards import (
+    FeatureStatistics,
+    feature_statistics,
+    shard_blocks,
+    shard_files,
+    sharded_dataset,
+    write_tfrecord_shards,
+)
 from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
 from kocc.experiments.competitor_detectors import NETWORK_DETECTORS, NetworkDetector
 from kocc.experiments.paper_reference import PAPER_TABLE2
@@ -86,9 +93,13 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
-from kocc.experiments.training import run_directory, strategy_of
+from kocc.experiments.training import (
+    certified_auroc_on_disk,
+    run_directory,
+    strategy_of,
+)
 from kocc.score_shards import certified_auroc_from_shards, write_score_shards
-from kocc.tabular_prior import tabular_prior
+from kocc.tabular_prior import prior_from_statistics, tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
 
 PROTOCOLS = ("anomaly_detection", "one_class")
@@ -173,6 +184,90 @@ class TabularTrainingConfig:
             )
 
 
+@dataclass
+class TabularShardFilesConfig:
+    """Recipe section ``shard_files``: one data set larger than memory, read from
+    TFRecord shards (written by ``kocc shards`` or
+    :func:`kocc.datasets.shards.write_tfrecord_shards`) and streamed: OCSDF trains
+    from the ``train`` files, the feature statistics (standardization, prior)
+    come from one streaming pass over them, and the ``normal`` and ``anomalous``
+    files are scored shard by shard into sorted score files whose merge gives
+    the AUROC (docs/distributed.md). The files are the split: ``protocol``,
+    ``test_fraction`` and ``data_dir`` do not apply; ``datasets`` is the one
+    name the tables show; no baseline runs (they need the rows in memory)."""
+
+    #: glob of the training rows' shards (e.g. "data/mine/train-*.tfrecord",
+    #: relative to the working directory); empty: the data sets are loaded
+    #: into memory
+    train: str = ""
+    #: glob of the normal test rows' shards
+    normal: str = ""
+    #: glob of the anomalous test rows' shards
+    anomalous: str = ""
+    #: rows scored at once (one batch of rows and one shard's scores in memory)
+    score_batch_size: int = field(default=65536, metadata=at_least(1))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.train)
+
+    def validate(self, key: str) -> None:
+        given = {
+            "train": self.train,
+            "normal": self.normal,
+            "anomalous": self.anomalous,
+        }
+        if any(given.values()):
+            for name, pattern in given.items():
+                if not pattern:
+                    raise RecipeError(
+                        key=f"{key}.{name}",
+                        expected="a glob of TFRecord shards (train, normal and "
+                        "anomalous are given together)",
+                        given=pattern,
+                    )
+
+
+def _check_shard_files(recipe: TabularRecipe) -> None:
+    """What a ``shard_files`` run cannot combine with (it never loads the rows)."""
+    if not recipe.shard_files.enabled:
+        return
+    datasets = (
+        [recipe.datasets] if isinstance(recipe.datasets, str) else recipe.datasets
+    )
+    if len(datasets) != 1:
+        raise RecipeError(
+            key="datasets",
+            expected="one name (the label of the shard_files data set in the tables)",
+            given=list(datasets),
+        )
+    if recipe.baselines:
+        raise RecipeError(
+            key="baselines",
+            expected="none with shard_files (the baselines need the rows in "
+            "memory): baselines: []",
+            given=sorted(recipe.baselines),
+        )
+    if recipe.training.shards:
+        raise RecipeError(
+            key="training.shards",
+            expected="0 with shard_files (the files are streamed as they are)",
+            given=recipe.training.shards,
+        )
+    margins = recipe.training.margins
+    if (
+        recipe.training.margin_selection == "knn_scale"
+        and isinstance(margins, list)
+        and len(margins) > 1
+    ):
+        raise RecipeError(
+            key="training.margin_selection",
+            expected="best_auroc with shard_files and several margins (knn_scale "
+            "needs the rows in memory)",
+            given="knn_scale",
+        )
+
+
 def _finite_positive(value: Any) -> bool:
     return (
         isinstance(value, int | float)
@@ -207,6 +302,9 @@ class TabularRecipe(Recipe):
     #: project every row onto the unit sphere (x / |x|) before standardizing:
     #: the IOCN paper's hypersphere projection of image features
     l2_normalize: bool = False
+    shard_files: TabularShardFilesConfig = field(
+        default_factory=TabularShardFilesConfig
+    )
 
     def validate(self, key: str) -> None:
         datasets = [self.datasets] if isinstance(self.datasets, str) else self.datasets
@@ -223,6 +321,7 @@ class TabularRecipe(Recipe):
         self.baselines = check_baselines(
             self.baselines, BASELINE_CHOICES, _make_baseline
         )
+        _check_shard_files(self)
 
 
 @dataclass(frozen=True)
@@ -282,6 +381,8 @@ class TabularBenchmarkConfig:
         paper_reference: print the paper's Table 2 figures beside ours.
         distribute: the ``tf.distribute`` strategy OCSDF trains under
             (``training.batch_size`` is the global batch).
+        shard_files: a data set larger than memory, streamed from TFRecord
+            shards (section ``shard_files``; unused when its ``train`` is empty).
     """
 
     datasets: tuple[str, ...]
@@ -301,6 +402,9 @@ class TabularBenchmarkConfig:
     paper_reference: bool = True
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
     l2_normalize: bool = False
+    shard_files: TabularShardFilesConfig = field(
+        default_factory=TabularShardFilesConfig
+    )
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TabularBenchmarkConfig:
@@ -352,6 +456,7 @@ class TabularBenchmarkConfig:
             paper_reference=recipe.paper_reference,
             distribute=recipe.distribute,
             l2_normalize=recipe.l2_normalize,
+            shard_files=recipe.shard_files,
         )
 
     @property
@@ -485,24 +590,51 @@ def train_ocsdf(
             data = sharded_dataset(files, x_train.shape[1:], batch_size, seed=seed)
         else:
             data = streamed_dataset(x_train, batch_size, seed=seed)
-        with strategy.scope():
-            backbone = lipschitz_mlp(
-                x_train.shape[1], widths=settings.widths, activation=settings.activation
-            )
-            model, _ = train_ocsdf_on(
-                backbone,
-                domain,
-                data,
-                epochs=curve_epochs(settings.steps, curve_points),
-                steps_per_epoch=settings.steps
-                // curve_epochs(settings.steps, curve_points),
-                margin=margin,
-                lam=settings.lam,
-                nr_steps=settings.nr_steps,
-                optimizer=settings.optimizer,
-                learning_rate=settings.learning_rate,
-                seed=seed,
-            )
+        return fit_on_batches(
+            data,
+            x_train.shape[1],
+            settings,
+            margin,
+            domain,
+            seed,
+            strategy,
+            curve_points,
+        )
+
+
+def fit_on_batches(
+    data: tf.data.Dataset,
+    n_features: int,
+    settings: OCSDFSettings,
+    margin: float,
+    domain: Any,
+    seed: int,
+    strategy: tf.distribute.Strategy | None = None,
+    curve_points: int = CURVE_POINTS,
+):
+    """Build OCSDF in ``strategy.scope()`` and fit it on an endless stream of
+    batches for ``settings.steps`` updates (:func:`curve_epochs` epochs): the
+    one training path of the in-memory, sharded and ``shard_files`` runs."""
+    tf.keras.utils.set_random_seed(seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        backbone = lipschitz_mlp(
+            n_features, widths=settings.widths, activation=settings.activation
+        )
+        model, _ = train_ocsdf_on(
+            backbone,
+            domain,
+            data,
+            epochs=curve_epochs(settings.steps, curve_points),
+            steps_per_epoch=settings.steps
+            // curve_epochs(settings.steps, curve_points),
+            margin=margin,
+            lam=settings.lam,
+            nr_steps=settings.nr_steps,
+            optimizer=settings.optimizer,
+            learning_rate=settings.learning_rate,
+            seed=seed,
+        )
     return model
 
 
@@ -513,29 +645,193 @@ def sharded_auroc(
     work_dir: str | os.PathLike | None = None,
     batch_size: int = 65536,
 ) -> float:
-    """OCSDF's AUROC (anomaly = positive, score ``-f``) from score shards on disk.
-
-    The test rows are scored ``batch_size`` at a time; normal and anomaly
-    scores go to sorted ``.npy`` shards (:func:`kocc.score_shards.write_score_shards`,
-    a temporary folder in ``work_dir``) merged by
-    :func:`kocc.score_shards.certified_auroc_from_shards` at ``eps = 0``, which
-    counts the same pairs as ``roc_auc_score(y_test, -f)`` (ties count one half).
+    """OCSDF's AUROC (anomaly = positive, score ``-f``) from score shards on disk
+    (:func:`kocc.experiments.training.certified_auroc_on_disk` at ``eps = 0``):
+    the same pairs as ``roc_auc_score(y_test, -f)``, ties counted one half.
 
     Returns:
         The AUROC, equal to the in-memory value.
     """
+    return float(
+        certified_auroc_on_disk(model, x_test, y_test == 0, 0.0, work_dir, batch_size)
+    )
 
-    def scores(label: int):
-        for start in range(0, len(x_test), batch_size):
-            keep = y_test[start : start + batch_size] == label
-            if keep.any():
-                rows = x_test[start : start + batch_size][keep]
-                yield np.asarray(model.score_samples(rows)).reshape(-1)
+
+def standardized_batches(path: str, statistics: FeatureStatistics, rows: int) -> Any:
+    """The rows of one shard, standardized with ``statistics``, ``rows`` at a
+    time (float32; each shard checked by :func:`kocc.datasets.shards.shard_blocks`
+    against the training files' feature count)."""
+    mean = statistics.mean.astype(np.float32)
+    scale = statistics.scale.astype(np.float32)
+    pending: list[np.ndarray] = []
+    held = 0
+    reference = f"in the training shards, e.g. {statistics.files[0]!r}"
+    for block in shard_blocks(path, statistics.features, reference):
+        pending.append(block)
+        held += len(block)
+        if held >= rows:
+            values = np.concatenate(pending)
+            for start in range(0, held - held % rows, rows):
+                yield (values[start : start + rows] - mean) / scale
+            rest = values[held - held % rows :]
+            pending, held = [rest], len(rest)
+    if held:
+        yield (np.concatenate(pending) - mean) / scale
+
+
+def shard_files_auroc(
+    model: Any,
+    normal: list[str],
+    anomalous: list[str],
+    statistics: FeatureStatistics,
+    work_dir: str | os.PathLike | None = None,
+    rows: int = 65536,
+) -> tuple[float, int, int]:
+    """OCSDF's AUROC on test rows in TFRecord shards, in bounded memory.
+
+    Every shard is scored ``rows`` rows at a time into its own sorted score file
+    (:func:`kocc.score_shards.write_score_shards`, a temporary ``scores-*``
+    folder in ``work_dir``); :func:`kocc.score_shards.certified_auroc_from_shards`
+    merges them at ``eps = 0``: the AUROC of ``-f`` with anomalies positive,
+    ties counted one half, as ``roc_auc_score``.
+
+    Returns:
+        ``(auroc, normal rows, anomalous rows)``.
+    """
+
+    def scores(path: str):
+        for batch in standardized_batches(path, statistics, rows):
+            # predict_on_batch: no tf.data pipeline per call (model.predict's
+            # grow the peak memory with the number of calls)
+            yield np.asarray(model.predict_on_batch(batch)).reshape(-1)
 
     with tempfile.TemporaryDirectory(prefix="scores-", dir=work_dir) as folder:
-        normal = write_score_shards(scores(0), folder, "normal")
-        anomalous = write_score_shards(scores(1), folder, "anomalous")
-        return float(certified_auroc_from_shards(normal, anomalous, 0.0))
+        normal_scores = [
+            score
+            for i, path in enumerate(normal)
+            for score in write_score_shards(scores(path), folder, f"normal-{i:05d}")
+        ]
+        anomalous_scores = [
+            score
+            for i, path in enumerate(anomalous)
+            for score in write_score_shards(scores(path), folder, f"anomalous-{i:05d}")
+        ]
+        auroc = float(certified_auroc_from_shards(normal_scores, anomalous_scores, 0.0))
+        sizes = [
+            sum(int(np.load(f, mmap_mode="r").size) for f in group)
+            for group in (normal_scores, anomalous_scores)
+        ]
+    return auroc, sizes[0], sizes[1]
+
+
+def _reported_margin(
+    grid: Sequence[float], fixed: float | None, by_margin: dict[float, list[float]]
+) -> tuple[float, str]:
+    """The margin a data set reports and its rule: the fixed one, the only one,
+    or the best mean AUROC over the grid (labels)."""
+    if fixed is not None:
+        return fixed, "fixed"
+    if len(grid) == 1:
+        return grid[0], "single"
+    margin = max(grid, key=lambda m: float(np.mean(by_margin[m])))
+    return margin, "best_auroc (labels)"
+
+
+def _run_shard_files(
+    name: str,
+    config: TabularBenchmarkConfig,
+    log: Callable[[str], None],
+    strategy: tf.distribute.Strategy | None = None,
+    work_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[DatasetResult, list[dict[str, Any]]]:
+    """The benchmark of one data set on disk (recipe section ``shard_files``).
+
+    Nothing grows with the data set: the feature statistics come from one
+    streaming pass (:func:`kocc.datasets.shards.feature_statistics`), the test
+    shards are checked in another (feature count, NaN: before any training), OCSDF
+    trains from :func:`kocc.datasets.shards.sharded_dataset` (files interleaved,
+    standardized in the pipeline) and the test shards are scored shard by
+    shard (:func:`shard_files_auroc`).
+    """
+    files = config.shard_files
+    train = shard_files(files.train, "recipe key 'shard_files.train'")
+    normal = shard_files(files.normal, "recipe key 'shard_files.normal'")
+    anomalous = shard_files(files.anomalous, "recipe key 'shard_files.anomalous'")
+    statistics = feature_statistics(train)
+    # the test shards checked (feature count, NaN) before any training
+    reference = f"in the training shards, e.g. {train[0]!r}"
+    counts = {
+        kind: sum(
+            len(block)
+            for path in paths
+            for block in shard_blocks(path, statistics.features, reference)
+        )
+        for kind, paths in (("normal", normal), ("anomalous", anomalous))
+    }
+    log(
+        f"{name}: {statistics.count} training rows of {statistics.features} "
+        f"features in {len(train)} shard(s); {counts['normal']} normal and "
+        f"{counts['anomalous']} anomalous test rows"
+    )
+    mean = tf.constant(statistics.mean, tf.float32)
+    scale = tf.constant(statistics.scale, tf.float32)
+    domain = prior_from_statistics(
+        statistics, config.prior_kind, config.prior_pad, config.prior_scale
+    )
+    settings = config.ocsdf
+    fixed = settings.margin_per_dataset.get(name)
+    grid = (fixed,) if fixed is not None else settings.margins
+    batch_size = min(settings.batch_size, statistics.count)
+    by_margin: dict[float, list[float]] = {}
+    rows: list[dict[str, Any]] = []
+    seconds = 0.0
+    for run in range(config.runs):
+        if progress is not None:
+            progress.start(f"{name} run {run + 1}/{config.runs}")
+        seed = config.seed + run
+        for margin in grid:
+            start = time.perf_counter()
+            tf.keras.utils.set_random_seed(seed)  # the shuffle's global seed
+            data = sharded_dataset(
+                train,
+                (statistics.features,),
+                batch_size,
+                seed=seed,
+                transform=lambda block: (block - mean) / scale,
+            )
+            model = fit_on_batches(
+                data, statistics.features, settings, margin, domain, seed, strategy
+            )
+            if run == 0 and margin == grid[0] and work_dir is not None:
+                _plot_curves(model.history.history, Path(work_dir), name, log)
+            value, _, _ = shard_files_auroc(
+                model, normal, anomalous, statistics, work_dir, files.score_batch_size
+            )
+            seconds += time.perf_counter() - start
+            by_margin.setdefault(margin, []).append(value)
+            rows.append(
+                {"dataset": name, "method": "ocsdf", "run": run, "seed": seed}
+                | {"margin": margin, "auroc": value}
+            )
+            log(f"{name} run {run} OCSDF m={margin:g}: AUROC {value:.4f}")
+            del model
+            tf.keras.backend.clear_session()
+        if progress is not None:
+            progress.done()
+    margin, rule = _reported_margin(grid, fixed, by_margin)
+    result = DatasetResult(
+        dataset=name,
+        n_rows=statistics.count + counts["normal"] + counts["anomalous"],
+        n_features=statistics.features,
+        n_anomalies=counts["anomalous"],
+        margin=float(margin),
+        margin_rule=rule,
+        auroc={"ocsdf": list(by_margin[margin])},
+        ocsdf_by_margin=by_margin,
+        seconds={"ocsdf": seconds},
+    )
+    return result, rows
 
 
 # --------------------------------------------------------------------------- running
@@ -755,13 +1051,7 @@ def _run_dataset(
         rule = f"knn_scale (s={float(np.median(scales)):.3g}; picks {counts})"
         ocsdf_auroc = picked_auroc
     else:
-        if fixed is not None:
-            margin, rule = fixed, "fixed"
-        elif len(grid) == 1:
-            margin, rule = grid[0], "single"
-        else:
-            margin = max(grid, key=lambda m: float(np.mean(by_margin[m])))
-            rule = "best_auroc (labels)"
+        margin, rule = _reported_margin(grid, fixed, by_margin)
         ocsdf_auroc = by_margin[margin]
     result = DatasetResult(
         dataset=name,
@@ -814,8 +1104,9 @@ def run_tabular_benchmark(
     runs_path = out / f"{config.name}_runs.csv"
     md_path = out / f"{config.name}.md"
     progress = Progress("tabular", len(config.datasets) * config.runs)
+    run_dataset = _run_shard_files if config.shard_files.enabled else _run_dataset
     for name in config.datasets:
-        result, rows = _run_dataset(name, config, log, strategy, out, progress)
+        result, rows = run_dataset(name, config, log, strategy, out, progress)
         results.append(result)
         all_rows.extend(rows)
         # Rewritten after every data set: a long run leaves its finished part.
@@ -909,16 +1200,22 @@ def results_markdown(
 ) -> str:
     """The markdown report: main table, average ranks, per-margin OCSDF table."""
     s = config.ocsdf
-    lines = [
-        f"# Tabular anomaly detection: {config.name}",
-        "",
-        f"Protocol `{config.protocol}`"
+    files = config.shard_files
+    protocol = (
+        f"Shard files: trained on `{files.train}`, scored on `{files.normal}` "
+        f"(normal) and `{files.anomalous}` (anomalous)"
+        if files.enabled
+        else f"Protocol `{config.protocol}`"
         + (
             f" (test fraction of normals {config.test_fraction})"
             if config.protocol == "one_class"
             else " (fit on all rows, labels unseen)"
         )
-        + f"; {config.runs} run(s) per data set (seeds {config.seed}.."
+    )
+    lines = [
+        f"# Tabular anomaly detection: {config.name}",
+        "",
+        protocol + f"; {config.runs} run(s) per data set (seeds {config.seed}.."
         f"{config.seed + config.runs - 1}). AUROC in %, mean ± std over the runs.",
         f"OCSDF: widths {list(s.widths)}, {s.activation}, λ={s.lam}, T={s.nr_steps}, "
         f"batch {s.batch_size}, {s.steps} steps, {s.optimizer} lr={s.learning_rate}, "

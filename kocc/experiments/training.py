@@ -6,6 +6,8 @@ turns a recipe's ``model``/``domain``/``training`` sections into them.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from kocc.experiments.recipes import (
 )
 from kocc.models import OCSDF
 from kocc.sampling import Ball, Box, Domain
+from kocc.score_shards import certified_auroc_from_shards, write_score_shards
 from kocc.training import (
     FitReport,
     compile_ocsdf,
@@ -139,3 +142,39 @@ def fit_for_steps(
         verbose=verbose,
         callbacks=callbacks,
     )
+
+
+def certified_auroc_on_disk(
+    model: Any,
+    x: np.ndarray,
+    is_normal: np.ndarray,
+    epsilons: Any,
+    work_dir: str | os.PathLike | None = None,
+    batch_size: int = 65536,
+) -> np.ndarray | float:
+    """Certified AUROC of a model's scores through sorted score shards on disk.
+
+    The samples are scored ``batch_size`` at a time; normal and anomalous
+    scores go to sorted ``.npy`` shards (:func:`kocc.score_shards.write_score_shards`,
+    a temporary ``scores-*`` folder in ``work_dir``, removed after) merged by
+    :func:`kocc.score_shards.certified_auroc_from_shards`: the same pair counts
+    as :func:`kocc.metrics.certified_auroc` on the scores in memory, so the
+    same value (at ``eps = 0`` the AUROC, ties counted one half, as
+    ``roc_auc_score(is_normal, f)``).
+
+    Returns:
+        A float for a scalar ``epsilons``, else an array of its shape.
+    """
+    is_normal = np.asarray(is_normal, dtype=bool)
+
+    def scores(normal: bool):
+        for start in range(0, len(x), batch_size):
+            keep = is_normal[start : start + batch_size] == normal
+            if keep.any():
+                rows = x[start : start + batch_size][keep]
+                yield np.asarray(model.score_samples(rows)).reshape(-1)
+
+    with tempfile.TemporaryDirectory(prefix="scores-", dir=work_dir) as folder:
+        normal = write_score_shards(scores(True), folder, "normal")
+        anomalous = write_score_shards(scores(False), folder, "anomalous")
+        return certified_auroc_from_shards(normal, anomalous, epsilons)
