@@ -72,6 +72,7 @@ def main() -> None:
                 "relu_seconds": round(relu, 2),
                 "ratio": round(fullsort / relu, 3),
                 "cpu_count": os.cpu_count(),
+                "load_average_after": round(os.getloadavg()[0], 2),
                 "tensorflow": tf.__version__,
             }
         )
