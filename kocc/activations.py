@@ -29,8 +29,6 @@ GPU; it was timed on CPU only (``benchmarks/train_throughput.py``,
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 from deel.lip.activations import FullSort as DeelFullSort
 from deel.lip.activations import GroupSort as DeelGroupSort
@@ -157,31 +155,6 @@ def _sort_rows_float32(x: tf.Tensor) -> tf.Tensor:
     return values, grad
 
 
-#: Inference sorts of at least this many rows run as one XLA call per CPU core
-#: (an XLA CPU function runs on one thread; the calls are independent ops that
-#: TensorFlow's inter-op pool runs at once). Grid evaluation, scoring.
-PARALLEL_MIN_ROWS = 8192
-
-
-def _inference_pieces(rows: int | None) -> int:
-    if rows is not None and rows < PARALLEL_MIN_ROWS:
-        return 1
-    threads = tf.config.threading.get_inter_op_parallelism_threads()
-    return max(1, threads or os.cpu_count() or 1)
-
-
-def _sort_values_in_pieces(x: tf.Tensor) -> tf.Tensor:
-    """:func:`_sort_values` on ``pieces`` equal row blocks at once (padded rows)."""
-    pieces = _inference_pieces(x.shape[0])
-    if pieces == 1:
-        return _sort_values(x)
-    rows = tf.shape(x)[0]
-    per_piece = (rows + pieces - 1) // pieces
-    padded = tf.pad(x, [[0, per_piece * pieces - rows], [0, 0]])
-    parts = tf.split(padded, pieces)
-    return tf.concat([_sort_values(part) for part in parts], 0)[:rows]
-
-
 @tf.custom_gradient
 def _sort_rows_values_first(x: tf.Tensor) -> tf.Tensor:
     """Values-only forward; a gradient, if asked, recomputes the permutation."""
@@ -189,7 +162,7 @@ def _sort_rows_values_first(x: tf.Tensor) -> tf.Tensor:
     def grad(upstream: tf.Tensor) -> tf.Tensor:
         return _permutation_transpose(upstream, _sort_with_permutation(x)[1])
 
-    return _sort_values_in_pieces(x), grad
+    return _sort_values(x), grad
 
 
 @tf.autograph.experimental.do_not_convert
