@@ -19,11 +19,14 @@ TRAINING_ROUNDS: dict[str, int | tuple[int, str]] = {
 }
 
 
-def int_options(doc: str, **options: int | tuple[int, str]) -> argparse.Namespace:
+def int_options(
+    doc: str, switches: dict[str, str] | None = None, **options: int | tuple[int, str]
+) -> argparse.Namespace:
     """Parses the command line: ``--name N`` for each keyword argument.
 
     Args:
         doc: the script's module docstring; its first line describes the script.
+        switches: on/off options (``--name``, off by default) -> their help text.
         **options: option name (``nr_steps`` is spelled ``--nr-steps``) -> its
             default, or ``(default, help text)``.
 
@@ -35,4 +38,8 @@ def int_options(doc: str, **options: int | tuple[int, str]) -> argparse.Namespac
         default, help_text = value if isinstance(value, tuple) else (value, None)
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, default=default, help=help_text)
+    for name, help_text in (switches or {}).items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"), action="store_true", help=help_text
+        )
     return parser.parse_args()

@@ -99,6 +99,7 @@ def main() -> None:
                 },
                 "results": results,
                 "cpu_count": os.cpu_count(),
+                "load_average_after": round(os.getloadavg()[0], 2),
                 "tensorflow": tf.__version__,
             }
         )

@@ -10,7 +10,7 @@ the same seeds and data for the same number of steps:
   ``tests/test_models.py`` (3x64 FullSort, RMSprop 2e-3, batch 256, T = 4;
   3,000 and 5,000 steps); mean ``|f - S - m|`` on a 100x100 grid of [-3, 3]^2;
 * ``two_moons``: the main job's configuration (``recipes/toy2d_two_moons.yaml``:
-  3x128 FullSort, RMSprop 1e-3, 2,000 steps, 2,048 standardized points); AUROC
+  3x256 FullSort, RMSprop 1e-3, 2,000 steps, 2,048 standardized points); AUROC
   of the normal test points against uniform anomalies farther than 0.3 from the
   data, and the number of connected components of {f > 0} on a 300x300 grid.
 
@@ -87,9 +87,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", default=["disk", "annulus", "two_moons"])
     args = parser.parse_args()
-    results = []
+    results: list[dict] = []
     for task in args.only:
         for old in (True, False):
+            if results:  # one line per finished run, in case the job is stopped
+                print(json.dumps(results[-1]), flush=True)
             step = "old" if old else "new"
             if task in ("disk", "annulus"):
                 x, sdf = (
@@ -108,6 +110,7 @@ def main() -> None:
                         "steps": steps,
                         "mean_abs_sdf_error": round(float(err.mean()), 4),
                         "train_seconds": round(seconds, 1),
+                        "load_average": round(os.getloadavg()[0], 2),
                     }
                 )
             else:
@@ -115,7 +118,7 @@ def main() -> None:
                 test, test_scaler = make_toy("two_moons", 1024, 0.05, seed=1)
                 test = scaler.transform(test_scaler.inverse_transform(test))
                 anomalies = far_uniform_points(x, 2048, -3.0, 3.0, 0.3, seed=2)
-                model, seconds = train(x, (128,) * 3, 2000, 1e-3, old)
+                model, seconds = train(x, (256,) * 3, 2000, 1e-3, old)
                 auroc = certified_auroc(
                     model.score_samples(test), model.score_samples(anomalies), 0.0
                 )
@@ -128,9 +131,18 @@ def main() -> None:
                         "auroc": round(float(auroc), 4),
                         "positive_components_300x300": int(ndimage.label(positive)[1]),
                         "train_seconds": round(seconds, 1),
+                        "load_average": round(os.getloadavg()[0], 2),
                     }
                 )
-    print(json.dumps({"benchmark": "fixed_budget", "results": results}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "fixed_budget",
+                "results": results,
+                "load_average_after": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,13 @@ of the authors' published code (github.com/Algue-Rythme/OCSDF, ``ocml/train.py``
 So three orthogonalizing calls per step, two of them differentiated.
 
 Rounds alternate (kocc fit, reference) so that both see the same machine load;
-the JSON reports the median steps/s of each over the rounds and their ratio.
+the JSON reports the median steps/s of each over the rounds and their ratio, the
+per-round figures and the load average before and after. With ``--jit-compile``
+a third side joins the rotation: the same OCSDF compiled with
+``compile(..., jit_compile=True)`` (the whole training step under XLA).
 
     python benchmarks/train_throughput.py [--steps 20] [--rounds 5] [--width 512]
+        [--jit-compile]
 """
 
 from __future__ import annotations
@@ -109,7 +113,17 @@ def authors_step_fn(model, optimizer, generator, nr_steps: int):
 
 
 def main() -> None:
-    args = int_options(__doc__, **TRAINING_ROUNDS, width=512, depth=4, batch=256)
+    args = int_options(
+        __doc__,
+        switches={
+            "jit_compile": "also time kocc's fit with the whole train step under XLA"
+        },
+        **TRAINING_ROUNDS,
+        width=512,
+        depth=4,
+        batch=256,
+    )
+    load_before = os.getloadavg()
     widths = (args.width,) * args.depth
 
     x, _ = make_toy("two_moons", 4096, seed=0)
@@ -121,20 +135,26 @@ def main() -> None:
         .batch(args.batch, drop_remainder=True)
     )
 
-    tf.keras.utils.set_random_seed(0)
-    model = OCSDF(
-        lipschitz_mlp(2, widths=widths, seed=0),
-        Ball(RADIUS, shape=(2,)),
-        margin=MARGIN,
-        lam=LAM,
-        nr_steps=args.nr_steps,
-    )
-    model.compile(tf.keras.optimizers.RMSprop(1e-3))
+    def kocc_model(jit_compile: bool) -> OCSDF:
+        tf.keras.utils.set_random_seed(0)
+        model = OCSDF(
+            lipschitz_mlp(2, widths=widths, seed=0),
+            Ball(RADIUS, shape=(2,)),
+            margin=MARGIN,
+            lam=LAM,
+            nr_steps=args.nr_steps,
+        )
+        model.compile(tf.keras.optimizers.RMSprop(1e-3), jit_compile=jit_compile)
+        return model
 
-    def kocc_round() -> float:
+    def fit_round(model: OCSDF) -> float:
         start = time.perf_counter()
         model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0)
         return args.steps / (time.perf_counter() - start)
+
+    sides = {"kocc": kocc_model(False)}
+    if args.jit_compile:
+        sides["kocc_jit"] = kocc_model(True)
 
     tf.keras.utils.set_random_seed(0)
     reference = authors_step_fn(
@@ -152,13 +172,25 @@ def main() -> None:
         float(loss)  # wait for the last step
         return args.steps / (time.perf_counter() - start)
 
-    kocc_round(), reference_round()  # trace and warm up
-    kocc_rates, reference_rates = [], []
+    rates: dict[str, list[float]] = {name: [] for name in [*sides, "authors"]}
+    for model in sides.values():  # trace and warm up
+        fit_round(model)
+    reference_round()
     for _ in range(args.rounds):
-        kocc_rates.append(kocc_round())
-        reference_rates.append(reference_round())
+        for name, model in sides.items():
+            rates[name].append(fit_round(model))
+        rates["authors"].append(reference_round())
+    kocc_rates, reference_rates = rates["kocc"], rates["authors"]
     kocc_rate = float(np.median(kocc_rates))
     reference_rate = float(np.median(reference_rates))
+    extra = {}
+    if args.jit_compile:
+        jit_rate = float(np.median(rates["kocc_jit"]))
+        extra = {
+            "kocc_fit_jit_compile_steps_per_second": round(jit_rate, 3),
+            "jit_compile_speedup": round(jit_rate / reference_rate, 3),
+            "kocc_jit_compile_rounds": [round(r, 3) for r in rates["kocc_jit"]],
+        }
     print(
         json.dumps(
             {
@@ -176,6 +208,11 @@ def main() -> None:
                 "speedup": round(kocc_rate / reference_rate, 3),
                 "kocc_rounds": [round(r, 3) for r in kocc_rates],
                 "authors_rounds": [round(r, 3) for r in reference_rates],
+                **extra,
+                "load_average_before_after": [
+                    round(load_before[0], 2),
+                    round(os.getloadavg()[0], 2),
+                ],
                 "cpu_count": os.cpu_count(),
                 "machine": platform.machine(),
                 "tensorflow": tf.__version__,
