@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 import kocc
@@ -139,12 +140,38 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ validation
+    _positive = Interval(Real, 0, None, closed="neither")
+    #: scikit-learn's declarative parameter checks (``BaseEstimator._validate_params``
+    #: raises ``InvalidParameterError``, a ``ValueError``, naming the parameter).
+    _parameter_constraints: dict = {
+        "widths": ["array-like"],
+        "activation": [str],
+        "margin": [_positive],
+        "lam": [_positive],
+        "nr_steps": [Interval(Integral, 0, None, closed="left")],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [_positive],
+        "domain": [StrOptions(set(_DOMAINS))],
+        "domain_margin": [Interval(Real, 0, None, closed="left")],
+        "contamination": [Interval(Real, 0, 0.5, closed="right"), None],
+        "threshold": [Real, None],
+        "random_state": [Interval(Integral, 0, 2**31 - 1, closed="both"), None],
+        "verbose": [Interval(Integral, 0, None, closed="left")],
+    }
+
     def _check_params(self) -> None:
         """Validate the hyper-parameters (scikit-learn validates in ``fit``).
+
+        :attr:`_parameter_constraints` checks types and ranges; what that
+        language cannot say is checked here: a finite threshold, the widths' entries,
+        the activation against kocc's registry, contamination vs threshold.
 
         Raises:
             ValueError: naming the parameter, what was expected and what was given.
         """
+        self._validate_params()
 
         def fail(name: str, expected: str) -> None:
             raise ValueError(
@@ -152,48 +179,19 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
                 f"got {getattr(self, name)!r}"
             )
 
-        def is_int(value: Any) -> bool:
-            return isinstance(value, Integral) and not isinstance(value, bool)
-
-        def is_real(value: Any) -> bool:
-            return isinstance(value, Real) and not isinstance(value, bool)
-
         widths = self.widths
         if (
             isinstance(widths, str | bytes)
-            or not isinstance(widths, Sequence)
             or len(widths) == 0
-            or not all(is_int(w) and w > 0 for w in widths)
+            or not all(isinstance(w, Integral) and w > 0 for w in widths)
         ):
             fail("widths", "a non-empty sequence of positive ints")
-        if not isinstance(self.activation, str):
-            fail("activation", "a string")
         try:
             lipschitz_activation(self.activation)
         except ValueError as err:
             raise ValueError(f"OneClassSDF parameter 'activation': {err}") from None
-        for name in ("margin", "lam", "learning_rate"):
-            value = getattr(self, name)
-            if not (is_real(value) and np.isfinite(value) and value > 0):
-                fail(name, "a finite float > 0")
-        for name, low in (("nr_steps", 0), ("warmup_epochs", 0), ("verbose", 0)):
-            value = getattr(self, name)
-            if not (is_int(value) and value >= low):
-                fail(name, f"an int >= {low}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not (is_int(value) and value >= 1):
-                fail(name, "an int >= 1")
-        if self.domain not in _DOMAINS:
-            fail("domain", f"one of {_DOMAINS}")
-        dm = self.domain_margin
-        if not (is_real(dm) and np.isfinite(dm) and dm >= 0):
-            fail("domain_margin", "a finite float >= 0")
-        c = self.contamination
-        if c is not None and not (is_real(c) and 0 < c <= 0.5):
-            fail("contamination", "a float in (0, 0.5] or None")
-        t = self.threshold
-        if t is not None and not (is_real(t) and np.isfinite(t)):
+        c, t = self.contamination, self.threshold
+        if t is not None and not np.isfinite(t):
             fail("threshold", "a finite float or None")
         if t is not None and c is not None:
             raise ValueError(
@@ -201,9 +199,6 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
                 f"{c!r} and threshold={t!r}: the threshold comes from one of them. "
                 "Set contamination=None to use a fixed threshold."
             )
-        rs = self.random_state
-        if rs is not None and not (is_int(rs) and 0 <= rs < 2**31):
-            fail("random_state", "None or an int in [0, 2**31)")
 
     # ------------------------------------------------------------- building
     def _build_domain(self, x: np.ndarray) -> Domain:

@@ -226,3 +226,14 @@ def test_estimator_is_exported_lazily_at_top_level():
     import kocc
 
     assert kocc.OneClassSDF is OneClassSDF
+
+
+@pytest.mark.parametrize(
+    "params", [{"margin": float("nan")}, {"epochs": 0}, {"domain": "sphere"}]
+)
+def test_type_and_range_errors_come_from_scikit_learn_constraints(params):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    name = next(iter(params))
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of OneClass"):
+        OneClassSDF(**{**FAST, **params}).fit(_blob(20))
