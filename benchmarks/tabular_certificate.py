@@ -13,11 +13,14 @@ margin and λ change the loss, not the architecture.
 Usage::
 
     KOCC_DATA_DIR=../shared/data python benchmarks/tabular_certificate.py wine vowels
+    KOCC_DATA_DIR=../shared/data python benchmarks/tabular_certificate.py \
+        ionosphere --widths 128 128 128
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -38,8 +41,17 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", help="load_tabular names")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="hidden widths (default: the benchmark's, OCSDFSettings().widths)",
+    )
     args = parser.parse_args()
     settings = OCSDFSettings()
+    if args.widths is not None:
+        settings = dataclasses.replace(settings, widths=tuple(args.widths))
     for name in args.datasets:
         x, y = load_tabular(name, args.data_dir)
         fit_standardizer(x).transform(x)  # in place, as the AD protocol does
