@@ -48,7 +48,7 @@ def test_shipped_recipe_ocsdf_settings_are_the_label_free_schema_defaults():
     assert shipped.ocsdf == default.ocsdf == OCSDFSettings()
     assert shipped.ocsdf.margins == (0.2,) and shipped.ocsdf.lam == 3.0
     assert shipped.ocsdf.widths == (64, 64, 64) and shipped.ocsdf.steps == 1000
-    assert (shipped.prior_kind, shipped.prior_pad) == ("box", 1.0)
+    assert (shipped.prior_kind, shipped.prior_pad) == ("box", 2.0)
     assert shipped.runs == default.runs == 3
 
 

@@ -134,7 +134,7 @@ class TabularDomainConfig:
     (:func:`kocc.tabular_prior.tabular_prior`)."""
 
     kind: str = field(default="box", metadata=one_of(*PRIOR_KINDS))
-    pad: float = field(default=1.0, metadata=non_negative())
+    pad: float = field(default=2.0, metadata=non_negative())
     scale: float = field(default=1.0, metadata=positive())
 
 
@@ -392,7 +392,7 @@ class TabularBenchmarkConfig:
     runs: int = 3
     seed: int = 0
     prior_kind: str = "box"
-    prior_pad: float = 1.0
+    prior_pad: float = 2.0
     prior_scale: float = 1.0
     ocsdf: OCSDFSettings = field(default_factory=OCSDFSettings)
     baselines: dict[str, dict[str, Any]] = field(
