@@ -31,7 +31,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from kocc.datasets.tabular import fit_standardizer, load_tabular
-from kocc.experiments.tabular_benchmark import OCSDFSettings, train_ocsdf
+from kocc.experiments.tabular_benchmark import (
+    OCSDFSettings,
+    TabularBenchmarkConfig,
+    train_ocsdf,
+)
 from kocc.export import certify_network, vanilla_network
 from kocc.tabular_prior import tabular_prior
 
@@ -48,15 +52,26 @@ def main() -> None:
         default=None,
         help="hidden widths (default: the benchmark's, OCSDFSettings().widths)",
     )
+    parser.add_argument(
+        "--pad",
+        type=float,
+        default=None,
+        help="box prior padding (default: the benchmark's, TabularBenchmarkConfig)",
+    )
     args = parser.parse_args()
     settings = OCSDFSettings()
+    pad = (
+        TabularBenchmarkConfig.from_dict({"datasets": args.datasets}).prior_pad
+        if args.pad is None
+        else args.pad
+    )
     if args.widths is not None:
         settings = dataclasses.replace(settings, widths=tuple(args.widths))
     for name in args.datasets:
         x, y = load_tabular(name, args.data_dir)
         fit_standardizer(x).transform(x)  # in place, as the AD protocol does
         start = time.perf_counter()
-        domain = tabular_prior(x, "box", 1.0, 1.0)
+        domain = tabular_prior(x, "box", pad, 1.0)
         model = train_ocsdf(x, settings, settings.margins[0], domain, args.seed)
         seconds = time.perf_counter() - start
         network = vanilla_network(model)
@@ -70,6 +85,7 @@ def main() -> None:
             "lam": settings.lam,
             "widths": list(settings.widths),
             "steps": settings.steps,
+            "box_pad": pad,
             "train_seconds": round(seconds, 1),
             "proven_lipschitz_bound": bound,
             "lipschitz_constant_used": constant,
