@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from sklearn.preprocessing import StandardScaler
 
 __all__ = [
     "FeatureStatistics",
@@ -306,16 +307,14 @@ class FeatureStatistics:
 
 
 def feature_statistics(files: Sequence[str | os.PathLike]) -> FeatureStatistics:
-    r"""Count, mean, std, min and max per feature in one pass over shards.
+    """Count, mean, std, min and max per feature in one pass over shards.
 
-    One block of rows is in memory at a time; the mean and the sum of squared
-    deviations :math:`M_2` are merged block by block (Chan et al.'s pairwise
-    update, float64): with a block of :math:`k` rows of mean :math:`\bar b` and
-    :math:`M_2^b`, :math:`\delta = \bar b - \bar x`,
-    :math:`\bar x \leftarrow \bar x + \delta k / (n + k)`,
-    :math:`M_2 \leftarrow M_2 + M_2^b + \delta^2 n k / (n + k)`; the std is
-    :math:`\sqrt{M_2 / n}`. The files are read one after the other, each
-    checked by :func:`shard_blocks` against the first file's feature count.
+    One block of rows is in memory at a time: the mean and variance are
+    scikit-learn's incremental ones (``StandardScaler.partial_fit``, float64
+    accumulators, Chan et al.'s pairwise update), the same scaler
+    :func:`kocc.datasets.tabular.fit_standardizer` fits in memory. The files are
+    read one after the other, each checked by :func:`shard_blocks` against the
+    first file's feature count.
 
     Raises:
         ValueError: no file, no row, or a bad shard (named).
@@ -323,41 +322,28 @@ def feature_statistics(files: Sequence[str | os.PathLike]) -> FeatureStatistics:
     names = [str(f) for f in files]
     if not names:
         raise ValueError("no shard to compute feature statistics from")
-    count, mean, m2 = 0, None, None
+    scaler = StandardScaler()
     low = high = None
-    features = None
     first = None
     for name in names:
+        features = None if first is None else scaler.n_features_in_
         for block in shard_blocks(name, features, f"in {first!r}" if first else ""):
-            values = block.astype(np.float64)
-            k = values.shape[0]
-            if k == 0:
+            if block.shape[0] == 0:
                 continue
-            if mean is None:
-                features, first = values.shape[1], name
-                mean = np.zeros(features)
-                m2 = np.zeros(features)
-                low = np.full(features, np.inf)
-                high = np.full(features, -np.inf)
-            block_mean = values.mean(axis=0)
-            block_m2 = ((values - block_mean) ** 2).sum(axis=0)
-            delta = block_mean - mean
-            total = count + k
-            mean = mean + delta * (k / total)
-            m2 = m2 + block_m2 + delta**2 * (count * k / total)
-            count = total
-            low = np.minimum(low, values.min(axis=0))
-            high = np.maximum(high, values.max(axis=0))
-    if count == 0:
+            first = first or name
+            scaler.partial_fit(block)
+            low = block.min(0) if low is None else np.minimum(low, block.min(0))
+            high = block.max(0) if high is None else np.maximum(high, block.max(0))
+    if first is None:
         raise ValueError(
             f"the shards {names[:3]}{'...' if len(names) > 3 else ''} hold no row"
         )
     return FeatureStatistics(
-        count=count,
-        mean=mean,
-        std=np.sqrt(m2 / count),
-        minimum=low,
-        maximum=high,
+        count=int(scaler.n_samples_seen_),
+        mean=scaler.mean_,
+        std=np.sqrt(scaler.var_),
+        minimum=low.astype(np.float64),
+        maximum=high.astype(np.float64),
         files=tuple(names),
     )
 
