@@ -67,6 +67,13 @@ TOP_BLOCK = 32
 #: Side of the last blocks tested; the points of the blocks that fail at this
 #: size are evaluated one by one.
 MIN_BLOCK = 2
+#: The first blocks are made smaller (down to ``min_block``) until there are
+#: at least this many: their centres are the sample :func:`_pays` decides on.
+MIN_FIRST_BLOCKS = 256
+#: Pruning is abandoned for dense evaluation when fewer of the first blocks'
+#: centres than this fraction are far enough from the level for their
+#: neighbourhood to be certifiable at all (:func:`_pays`).
+MIN_PRUNABLE_FRACTION = 0.125
 #: Smallest chunk of :func:`evaluate_points`: a batch is padded up to a power
 #: of two at least this large, so the XLA-compiled sort sees few shapes.
 MIN_CHUNK = 1024
@@ -163,13 +170,14 @@ class CertifiedGrid:
     Attributes:
         volume: ``(n, n, n)`` float32: exact scores where marching cubes needs
             them, elsewhere the score at the centre of a certified block (on
-            the same side of the level as the true score).
+            the same side of the level as the true score); ``None`` when
+            pruning was abandoned after the first blocks.
         evaluated_points: network evaluations (block centres included).
         exact_points: grid points evaluated exactly.
         lipschitz: the bound used, in the coordinates of the grid.
     """
 
-    volume: np.ndarray
+    volume: np.ndarray | None
     evaluated_points: int
     exact_points: int
     lipschitz: float
@@ -204,6 +212,22 @@ def _mixed_cell_corners(volume: np.ndarray, level: float) -> np.ndarray:
     for c in corners:
         touched[c] |= mixed
     return touched[1:-1, 1:-1, 1:-1]
+
+
+def _pays(scores: np.ndarray, level: float, lipschitz: float, spacing) -> bool:
+    r"""Whether pruning is expected to save evaluations, from the first scores.
+
+    The first blocks' centres sample the grid evenly. A grid point can only be
+    certified (at the latest in a block of 2 x 2 x 2 points, half-diagonal
+    :math:`\|h\|/2`) where :math:`|f - \ell| > L \|h\| / 2`. With a loose
+    bound (e.g. the product of the spectral norms of an unconstrained network)
+    or a coarse grid, few points are, and the block tests would only add
+    evaluations: a test of the last level costs one evaluation per 8 points,
+    so pruning goes on only if at least ``MIN_PRUNABLE_FRACTION`` (1/8) of the
+    centres are that far from the level.
+    """
+    reach = 0.5 * lipschitz * float(np.linalg.norm(spacing))
+    return float(np.mean(np.abs(scores - level) > reach)) >= MIN_PRUNABLE_FRACTION
 
 
 def evaluate_grid_certified(
@@ -250,11 +274,14 @@ def evaluate_grid_certified(
         lipschitz: a proven Lipschitz bound of ``score_fn`` (l2, in the
             coordinates of ``low`` and ``spacing``).
         batch_size: points per evaluated chunk.
-        top_block: side of the first blocks (a power of two).
+        top_block: side of the first blocks (a power of two; halved while
+            there are fewer than ``MIN_FIRST_BLOCKS`` of them).
         min_block: side of the last blocks tested (a power of two).
 
     Returns:
-        A :class:`CertifiedGrid`.
+        A :class:`CertifiedGrid`; its ``volume`` is ``None`` if the first
+        blocks' scores show that pruning would not pay (:func:`_pays`: the
+        caller then evaluates every grid point).
     """
     n = int(resolution)
     top_block, min_block = int(top_block), int(min_block)
@@ -262,6 +289,9 @@ def evaluate_grid_certified(
         raise ValueError("top_block and min_block must be powers of two")
     if not 2 <= min_block <= top_block:
         raise ValueError("need 2 <= min_block <= top_block")
+    # at least MIN_FIRST_BLOCKS first blocks: their centres sample the grid
+    while top_block > min_block and (-(-n // top_block)) ** 3 < MIN_FIRST_BLOCKS:
+        top_block //= 2
     spacing64 = np.asarray(spacing, np.float64)
     evaluate = evaluate_points(score_fn, low, spacing, batch_size)
     blocks_per_axis = -(-n // top_block)
@@ -282,6 +312,8 @@ def evaluate_grid_certified(
         threshold = (1 + RELATIVE_SAFETY) * lipschitz * radius
         threshold += ABSOLUTE_SAFETY * (1 + np.abs(scores))
         certified = np.abs(scores - level) > threshold
+        if size == top_block and not _pays(scores, level, lipschitz, spacing64):
+            return CertifiedGrid(None, len(origins), 0, float(lipschitz))
         block = origins[certified] // size
         _block_view(volume, size)[block[:, 0], :, block[:, 1], :, block[:, 2], :] = (
             scores[certified, None, None, None]

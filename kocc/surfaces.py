@@ -301,8 +301,11 @@ def extract_mesh(
 
     The returned mesh's ``metadata["grid_evaluation"]`` records
     ``grid_points`` (``resolution**3``), ``evaluated_points`` (network
-    evaluations, block centres included), ``exact_points`` and
-    ``lipschitz_bound`` (``None`` when the grid was evaluated densely).
+    evaluations, block centres included), ``exact_points``,
+    ``lipschitz_bound`` (``None`` when no bound is proven) and ``pruned``
+    (``False`` when every grid point was evaluated: no bound, or the first
+    blocks showed that the bound is too loose for pruning to pay,
+    :func:`kocc.certified_grid.evaluate_grid_certified`).
 
     Args:
         model: an :class:`ImplicitSurface` (from :func:`fit_point_cloud` or a
@@ -350,14 +353,17 @@ def extract_mesh(
     on_phase = on_phase or (lambda phase: None)
     on_phase("grid evaluation")
     bound = proven_lipschitz_bound(network) if lipschitz_pruning else None
-    if bound is None:
-        volume = evaluate_grid(score_fn, bounds, resolution, batch_size)
-        evaluated = exact = resolution**3
-    else:
+    grid = None
+    if bound is not None:
         bound *= coordinate_scale
         grid = evaluate_grid_certified(
             score_fn, bounds[0], spacing, resolution, level, bound, int(batch_size)
         )
+    if grid is None or grid.volume is None:
+        volume = evaluate_grid(score_fn, bounds, resolution, batch_size)
+        exact = resolution**3
+        evaluated = exact + (0 if grid is None else grid.evaluated_points)
+    else:
         volume, evaluated, exact = grid.volume, grid.evaluated_points, grid.exact_points
     f_min, f_max = float(volume.min()), float(volume.max())
     if not f_min < level < f_max:
@@ -386,5 +392,6 @@ def extract_mesh(
         "evaluated_points": int(evaluated),
         "exact_points": int(exact),
         "lipschitz_bound": bound,
+        "pruned": grid is not None and grid.volume is not None,
     }
     return mesh

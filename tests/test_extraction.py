@@ -51,6 +51,7 @@ def test_pruned_extraction_of_a_fitted_surface_gives_the_dense_mesh(fitted_spher
     # only a shell around the level set is evaluated (measured: 42 %; the
     # shell is thick at 64^3 after a short fit, whose f is flat, |grad f| < 1)
     assert stats["evaluated_points"] < 0.7 * stats["grid_points"]
+    assert stats["pruned"] and not dense.metadata["grid_evaluation"]["pruned"]
     assert dense.metadata["grid_evaluation"]["evaluated_points"] == 64**3
 
 
@@ -81,7 +82,7 @@ def test_pruned_extraction_of_a_random_lipschitz_mlp_gives_the_dense_mesh():
     dense = extract_mesh(surface, 37, lipschitz_pruning=False)
     pruned = extract_mesh(surface, 37)
     _assert_same_mesh(dense, pruned)
-    assert pruned.metadata["grid_evaluation"]["lipschitz_bound"] is not None
+    assert pruned.metadata["grid_evaluation"]["pruned"]
 
 
 def test_certified_grid_keeps_every_value_on_its_side_of_the_level():
@@ -178,3 +179,30 @@ def test_bound_of_a_plain_relu_chain_is_the_product_of_spectral_norms():
     weights[0][0, 0] = np.nan
     relu.set_weights(weights)
     assert proven_lipschitz_bound(relu) is None
+
+
+def test_a_bound_too_loose_to_pay_falls_back_to_dense_evaluation():
+    tf.keras.utils.set_random_seed(0)
+    relu = tf.keras.Sequential(
+        [
+            tf.keras.layers.Input((3,)),
+            tf.keras.layers.Dense(32, activation="relu"),
+            tf.keras.layers.Dense(32, activation="relu"),
+            tf.keras.layers.Dense(1),
+        ]
+    )
+    relu.set_weights([w * 4.0 for w in relu.get_weights()])  # bound ~ 64x too big
+    probe = np.random.default_rng(0).uniform(-1, 1, (1000, 3)).astype(np.float32)
+    surface = ImplicitSurface(
+        relu,
+        IsotropicStandardization(np.zeros(3, np.float32), 1.0),
+        level=float(np.median(relu(probe).numpy())),
+        bounds=np.array([[-1.0] * 3, [1.0] * 3]),
+    )
+    mesh = extract_mesh(surface, 40)
+    stats = mesh.metadata["grid_evaluation"]
+    assert stats["lipschitz_bound"] > 50
+    assert not stats["pruned"]
+    assert stats["exact_points"] == 40**3
+    assert stats["evaluated_points"] == 40**3 + 10**3  # + the first centres
+    _assert_same_mesh(extract_mesh(surface, 40, lipschitz_pruning=False), mesh)
