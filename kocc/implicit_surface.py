@@ -100,6 +100,61 @@ class ImplicitSurface:
         return np.concatenate(parts)
 
 
+def point_spacing(points: np.ndarray) -> float:
+    """Median distance from each point to its nearest other point.
+
+    The typical gap of the sampling: with n points spread over a surface of
+    area A it is about ``sqrt(A / n)``. Computed with scipy's ``cKDTree``.
+
+    Raises:
+        ValueError: if fewer than two points are given.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 2:
+        raise ValueError(f"point_spacing needs at least 2 points, got {len(points)}")
+    distances, _ = cKDTree(points).query(points, k=2)
+    return float(np.median(distances[:, 1]))
+
+
+def check_level_rule(level_quantile: float, level_offset: float) -> None:
+    """Validate the arguments of :func:`default_level` (before a fit)."""
+    if not 0.0 <= level_quantile <= 1.0:
+        raise ValueError(f"level_quantile must be in [0, 1], got {level_quantile!r}")
+    if not level_offset >= 0:
+        raise ValueError(f"level_offset must be >= 0, got {level_offset!r}")
+
+
+def default_level(
+    scores: np.ndarray,
+    standardized_points: np.ndarray,
+    level_quantile: float,
+    level_offset: float,
+) -> float:
+    r"""The default extraction level of a point-cloud fit.
+
+    :math:`\ell = Q_q(f(x_i)) - c\,h`: the ``level_quantile`` q of the scores
+    of the training points (the paper's 1st percentile for q = 0.01), lowered
+    by ``level_offset`` c times the median nearest-neighbour spacing h of the
+    standardized points (:func:`point_spacing`). Both fits score in
+    standardized units, where a 1-Lipschitz score that fits the points well
+    falls by about the distance to the nearest point: between two points a
+    gap of h, a score peaked at the points dips by up to h / 2, and the level
+    set at the quantile alone breaks into bubbles around the points; c = 0.5
+    closes those gaps (``docs/surfaces.md``, "The extraction level").
+
+    Raises:
+        ValueError: if ``level_quantile`` is outside [0, 1] or ``level_offset``
+            is negative.
+    """
+    check_level_rule(level_quantile, level_offset)
+    level = float(np.quantile(scores, level_quantile))
+    if level_offset > 0:
+        level -= float(level_offset) * point_spacing(standardized_points)
+    return level
+
+
 def padded_bounds(points: np.ndarray, padding: float) -> np.ndarray:
     """The bounding box of ``points`` grown by ``padding`` x its largest side."""
     low, high = points.min(axis=0), points.max(axis=0)

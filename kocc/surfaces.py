@@ -34,6 +34,8 @@ from kocc.implicit_surface import (  # noqa: F401  (re-exported: kocc.surfaces.*
     DEFAULT_GRID_BATCH,
     ImplicitSurface,
     IsotropicStandardization,
+    check_level_rule,
+    default_level,
     padded_bounds,
 )
 from kocc.meshes import check_points
@@ -54,15 +56,11 @@ marching_cubes = require("skimage.measure").marching_cubes
 FINAL_LEARNING_RATE_FRACTION = 0.1
 
 
-def _check_recipe(
-    widths: Sequence[int], domain: str, padding: float, level_quantile: float
-) -> None:
+def _check_recipe(widths: Sequence[int], domain: str, padding: float) -> None:
     if domain not in ("box", "ball"):
         raise ValueError(f"domain must be 'box' or 'ball', got {domain!r}")
     if not padding >= 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")
-    if not 0.0 <= level_quantile <= 1.0:
-        raise ValueError(f"level_quantile must be in [0, 1], got {level_quantile!r}")
     if len(widths) == 0:
         raise ValueError("widths must list at least one hidden layer width")
 
@@ -70,8 +68,8 @@ def _check_recipe(
 def fit_point_cloud(
     points: Any,
     *,
-    widths: Sequence[int] = (128, 128, 128),
-    activation: str = "fullsort",
+    widths: Sequence[int] = (128,) * 8,
+    activation: str = "groupsort2",
     domain: str = "box",
     padding: float = 0.1,
     margin: float = 0.05,
@@ -79,11 +77,12 @@ def fit_point_cloud(
     nr_steps: int = 4,
     warmup_epochs: int = 0,
     batch_size: int = 256,
-    steps: int = 2000,
+    steps: int = 6000,
     epochs: int = 10,
     learning_rate: float = 1e-3,
     optimizer: str = "rmsprop",
     level_quantile: float = 0.01,
+    level_offset: float = 0.25,
     seed: int = 0,
     verbose: int = 0,
     strategy: tf.distribute.Strategy | None = None,
@@ -125,6 +124,9 @@ def fit_point_cloud(
         optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
         level_quantile: quantile of the training points' scores used as the
             default extraction level (0.01: the paper's 1st percentile).
+        level_offset: lowers that level by this many median nearest-neighbour
+            spacings of the standardized points
+            (:func:`kocc.implicit_surface.default_level`; 0: the paper's level).
         seed: seeds the network initialization, the shuffling and the negatives.
         verbose: Keras ``fit`` verbosity.
         strategy: the ``tf.distribute`` strategy the network is built and
@@ -139,7 +141,8 @@ def fit_point_cloud(
             hyper-parameters.
     """
     points = check_points(points)
-    _check_recipe(widths, domain, padding, level_quantile)
+    _check_recipe(widths, domain, padding)
+    check_level_rule(level_quantile, level_offset)
     standardization = IsotropicStandardization.fit(points)
     x = standardization.transform(points)
     if domain == "box":
@@ -171,8 +174,7 @@ def fit_point_cloud(
             decay_steps=steps_per_epoch * int(epochs),
             seed=seed,
         )
-    scores = model.score_samples(x)
-    level = float(np.quantile(scores, level_quantile))
+    level = default_level(model.score_samples(x), x, level_quantile, level_offset)
     return ImplicitSurface(
         model=model.backbone,
         standardization=standardization,

@@ -24,6 +24,7 @@ from kocc.baselines.distance_regression import (
 )
 from kocc.experiments.recipes import RecipeError
 from kocc.experiments.surface_pipeline import run_surface, surface_recipe
+from kocc.implicit_surface import default_level, point_spacing
 from kocc.mesh_distances import chamfer_distance, compare_surfaces, hausdorff_distance
 from kocc.meshes import (
     check_points,
@@ -79,22 +80,57 @@ def test_fit_point_cloud_rejects_nan_and_names_the_row():
         fit_point_cloud(points, steps=1)
 
 
-def test_fit_point_cloud_rejects_unknown_domain_and_bad_quantile():
+def test_fit_point_cloud_rejects_unknown_domain_and_bad_level_rule():
     points = unit_sphere_points(64)
     with pytest.raises(ValueError, match="domain must be 'box' or 'ball'"):
         fit_point_cloud(points, domain="cube")
     with pytest.raises(ValueError, match="level_quantile"):
         fit_point_cloud(points, level_quantile=1.5)
+    with pytest.raises(ValueError, match="level_offset must be >= 0"):
+        fit_point_cloud(points, level_offset=-0.1)
+    with pytest.raises(ValueError, match="level_offset must be >= 0"):
+        fit_distance_regression(points, level_offset=float("nan"))
+
+
+def test_default_level_is_the_quantile_lowered_by_offset_nearest_point_spacings():
+    # a 10 x 10 square grid of spacing 0.2 (in the z = 0 plane): every point's
+    # nearest neighbour is 0.2 away
+    axis = np.arange(10) * 0.2
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    points = np.hstack([grid, np.zeros((100, 1))])
+    assert point_spacing(points) == pytest.approx(0.2)
+    scores = np.linspace(0.0, 1.0, 101)[:100]  # 1st percentile: 0.0099
+    assert default_level(scores, points, 0.01, 0.0) == pytest.approx(0.0099)
+    assert default_level(scores, points, 0.01, 0.5) == pytest.approx(0.0099 - 0.1)
+    with pytest.raises(ValueError, match="level_offset must be >= 0"):
+        default_level(scores, points, 0.01, -1.0)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        point_spacing(points[:1])
 
 
 def test_fit_point_cloud_with_ball_domain_sets_level_from_the_training_points():
     points = unit_sphere_points(256) * 3.0 + 7.0  # off-centre, scaled
     surface = fit_point_cloud(
-        points, widths=(16, 16), domain="ball", steps=20, epochs=2, batch_size=64
+        points,
+        widths=(16, 16),
+        domain="ball",
+        steps=20,
+        epochs=2,
+        batch_size=64,
+        level_offset=0.0,
     )
     # level = 1st percentile of f over the points, in original coordinates
     assert surface.level == pytest.approx(
         np.quantile(surface.score(points), 0.01), abs=1e-5
+    )
+    # the default offset lowers it by 0.25 nearest-neighbour spacings (in
+    # standardized units, where the scores are)
+    lowered = fit_point_cloud(
+        points, widths=(16, 16), domain="ball", steps=20, epochs=2, batch_size=64
+    )
+    spacing = point_spacing(lowered.standardization.transform(points))
+    assert lowered.level == pytest.approx(
+        np.quantile(lowered.score(points), 0.01) - 0.25 * spacing, abs=1e-5
     )
     np.testing.assert_allclose(surface.standardization.center, 7.0, atol=0.1)
     assert surface.standardization.scale == pytest.approx(3.0 / np.sqrt(3), rel=0.01)

@@ -36,6 +36,8 @@ from scipy.spatial import cKDTree
 from kocc.implicit_surface import (
     ImplicitSurface,
     IsotropicStandardization,
+    check_level_rule,
+    default_level,
     padded_bounds,
 )
 from kocc.meshes import check_points
@@ -144,6 +146,7 @@ def fit_distance_regression(
     steps: int = 4000,
     learning_rate: float = 1e-3,
     level_quantile: float = 0.01,
+    level_offset: float = 0.25,
     seed: int = 0,
     verbose: int = 0,
 ) -> ImplicitSurface:
@@ -168,6 +171,9 @@ def fit_distance_regression(
         learning_rate: initial learning rate.
         level_quantile: quantile of the training points' scores used as the
             default extraction level (as for OCSDF).
+        level_offset: lowers that level by this many median nearest-neighbour
+            spacings of the standardized points (as for OCSDF,
+            :func:`kocc.implicit_surface.default_level`).
         seed: seeds the queries, the initialization and the shuffling.
         verbose: Keras ``fit`` verbosity.
 
@@ -195,8 +201,7 @@ def fit_distance_regression(
     if not 0.0 <= uniform_fraction <= 1.0:
         raise ValueError(f"uniform_fraction must be in [0, 1], got {uniform_fraction}")
     check_positive(learning_rate=learning_rate)
-    if not 0.0 <= level_quantile <= 1.0:
-        raise ValueError(f"level_quantile must be in [0, 1], got {level_quantile!r}")
+    check_level_rule(level_quantile, level_offset)
     standardization = IsotropicStandardization.fit(points)
     x = standardization.transform(points)
     queries, targets = distance_queries(
@@ -229,7 +234,7 @@ def fit_distance_regression(
     return ImplicitSurface(
         model=model,
         standardization=standardization,
-        level=float(np.quantile(scores, level_quantile)),
+        level=default_level(scores, x, level_quantile, level_offset),
         bounds=padded_bounds(points, padding),
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
     )

@@ -86,6 +86,11 @@ class SurfaceDomainConfig:
     padding: float = field(default=0.1, metadata=non_negative())
 
 
+def _fit_default(name: str) -> Any:
+    """The default of :func:`kocc.surfaces.fit_point_cloud`'s argument ``name``."""
+    return inspect.signature(fit_point_cloud).parameters[name].default
+
+
 @dataclass
 class ExtractionConfig:
     """Marching cubes settings (:func:`kocc.surfaces.extract_mesh`)."""
@@ -93,6 +98,11 @@ class ExtractionConfig:
     resolution: int = field(default=200, metadata=at_least(2))
     level: float | None = None  # None: the level_quantile of f on the points
     level_quantile: float = field(default=0.01, metadata=unit_interval())
+    #: lowers that level by this many median nearest-neighbour spacings of the
+    #: points (kocc.implicit_surface.default_level)
+    level_offset: float = field(
+        default=_fit_default("level_offset"), metadata=non_negative()
+    )
     batch_size: int = field(default=32768, metadata=at_least(1))
     #: coarse-to-fine evaluation certified by the network's proven Lipschitz
     #: bound (same mesh; a network without a proven bound is evaluated densely)
@@ -135,7 +145,10 @@ class RenderConfig:
 
 
 def _surface_model() -> MLPConfig:
-    return MLPConfig(widths=[128, 128, 128], activation="fullsort")
+    """The ``model:`` defaults of ``kind: surface``: fit_point_cloud's."""
+    return MLPConfig(
+        widths=list(_fit_default("widths")), activation=_fit_default("activation")
+    )
 
 
 #: The ``training:`` keys that :func:`kocc.surfaces.fit_point_cloud` takes, as
@@ -156,10 +169,7 @@ _FIT_TRAINING_KEYS = (
 def _surface_training() -> TrainingConfig:
     """The ``training:`` defaults of ``kind: surface``: those of
     :func:`kocc.surfaces.fit_point_cloud`, which the recipe runs."""
-    parameters = inspect.signature(fit_point_cloud).parameters
-    return TrainingConfig(
-        **{key: parameters[key].default for key in _FIT_TRAINING_KEYS}
-    )
+    return TrainingConfig(**{key: _fit_default(key) for key in _FIT_TRAINING_KEYS})
 
 
 @dataclass
@@ -231,6 +241,7 @@ def _fit_ocsdf(
         domain=recipe.domain.kind,
         padding=recipe.domain.padding,
         level_quantile=recipe.extraction.level_quantile,
+        level_offset=recipe.extraction.level_offset,
         seed=recipe.seed,
         **section_arguments(recipe.training, _FIT_TRAINING_KEYS),
         strategy=strategy,
@@ -242,6 +253,7 @@ def _fit_baseline(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
         points,
         padding=recipe.domain.padding,
         level_quantile=recipe.extraction.level_quantile,
+        level_offset=recipe.extraction.level_offset,
         seed=recipe.seed,
         **section_arguments(recipe.baseline, _BASELINE_KEYS),
     )
@@ -256,15 +268,23 @@ def _fit_extract_compare(
     progress: Progress,
 ) -> tuple[dict, trimesh.Trimesh | None]:
     progress.start(f"{name} fit")
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     surface = fit(points, recipe)
-    fit_seconds = time.perf_counter() - start
     ex = recipe.extraction
     report: dict = {
-        "fit_seconds": fit_seconds,
+        "fit_seconds": time.perf_counter() - start,
+        "fit_cpu_seconds": time.process_time() - start_cpu,
         "level": surface.level if ex.level is None else ex.level,
     }
-    start = time.perf_counter()
+
+    def extraction_times() -> dict:
+        return {
+            "extract_seconds": time.perf_counter() - start,
+            "extract_cpu_seconds": time.process_time() - start_cpu,
+            "load_average": os.getloadavg()[0],
+        }
+
+    start, start_cpu = time.perf_counter(), time.process_time()
     try:
         mesh = extract_mesh(
             surface,
@@ -275,12 +295,12 @@ def _fit_extract_compare(
             on_phase=lambda phase: progress.next(f"{name} {phase}"),
         )
     except ValueError as err:  # the level set is empty on the grid
-        report.update(extract_seconds=time.perf_counter() - start, error=str(err))
+        report.update(extraction_times(), error=str(err))
         progress.done()
         progress.skip()  # no marching cubes
         return report, None
     progress.done()
-    report["extract_seconds"] = time.perf_counter() - start
+    report.update(extraction_times())
     comparison = compare_surfaces(
         mesh, reference, n=recipe.metrics.n_samples, seed=recipe.seed
     )
@@ -313,7 +333,10 @@ def run_surface(
         The metrics written to ``out_dir/metrics.json``: per method (``ocsdf``,
         ``baseline``) ``chamfer`` (/ D²), ``hausdorff`` (/ D), D the reference's
         bounding-box diagonal, ``normal_consistency``, ``fit_seconds``,
-        ``extract_seconds``, ``level``, mesh size, ``watertight``; or ``error``
+        ``extract_seconds`` (wall) and ``fit_cpu_seconds``,
+        ``extract_cpu_seconds`` (process CPU time, all threads),
+        ``load_average`` (1-minute, after the extraction), ``level``, mesh size,
+        ``watertight``; or ``error``
         when the level set is empty on the grid.
 
     Raises:
