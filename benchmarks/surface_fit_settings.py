@@ -9,12 +9,15 @@ JSON line per fit: Chamfer / D^2, Hausdorff / D, watertightness, fit seconds.
 or ``chain_rule``); ``--constant-rate`` keeps the rate at ``learning_rate``
 instead of fit_point_cloud's linear decay to
 :data:`kocc.surfaces.FINAL_LEARNING_RATE_FRACTION` of it; ``--threads`` sets
-TensorFlow's intra- and inter-op threads. The figures of docs/surfaces.md
-("Why the learning rate decays") come from these runs.
+TensorFlow's intra- and inter-op threads; ``--level-offset`` the extraction
+level offset (:func:`kocc.implicit_surface.default_level`). The figures of
+docs/surfaces.md ("Why the learning rate decays", run with
+``--level-offset 0``) come from these runs.
 
-    python benchmarks/surface_fit_settings.py --seeds 0 1 2 --threads 1
+    python benchmarks/surface_fit_settings.py --seeds 0 1 2 --threads 1 \
+        --level-offset 0
     python benchmarks/surface_fit_settings.py --orthogonalization chain_rule \
-        --constant-rate
+        --constant-rate --level-offset 0
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ def main() -> None:
         choices=("retraction", "chain_rule"),
     )
     parser.add_argument("--constant-rate", action="store_true")
+    parser.add_argument(
+        "--level-offset",
+        type=float,
+        default=0.25,
+        help="extraction level offset in nearest-neighbour spacings (the "
+        "tables of docs/surfaces.md before the offset default: 0)",
+    )
     args = parser.parse_args()
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -72,7 +82,9 @@ def main() -> None:
             mesh = SHAPES[name]()
             points, _ = trimesh.sample.sample_surface(mesh, 2048, seed=seed)
             start = time.perf_counter()
-            surface = surfaces.fit_point_cloud(points, seed=seed, **RECIPE)
+            surface = surfaces.fit_point_cloud(
+                points, seed=seed, level_offset=args.level_offset, **RECIPE
+            )
             fit_seconds = time.perf_counter() - start
             reconstruction = surfaces.extract_mesh(surface, resolution=56)
             result = compare_surfaces(reconstruction, mesh, n=30000)
@@ -84,6 +96,7 @@ def main() -> None:
                         "threads": args.threads,
                         "orthogonalization": args.orthogonalization,
                         "rate": "constant" if args.constant_rate else "decaying",
+                        "level_offset": args.level_offset,
                         "chamfer": result.chamfer,
                         "hausdorff": result.hausdorff,
                         "watertight": bool(reconstruction.is_watertight),

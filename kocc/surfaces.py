@@ -97,10 +97,14 @@ def fit_point_cloud(
     hinge-KR loss (``margin``, ``lam``) for ``steps`` updates
     (:func:`kocc.training.train_ocsdf`), the learning rate decaying linearly
     from ``learning_rate`` to :data:`FINAL_LEARNING_RATE_FRACTION` times it.
-    The other defaults are the tabular experiment's settings (paper: "same
-    hyper-parameters"; recipe ``recipes/tabular_odds.yaml``): a 3 x 128
-    FullSort network, RMSprop from 1e-3, batches of 256, 2,000 steps, T = 4,
-    lambda = 100, m = 0.05.
+    The default level is the ``level_quantile`` of f over the points lowered
+    by ``level_offset`` median nearest-neighbour spacings
+    (:func:`kocc.implicit_surface.default_level`). The defaults are those of
+    ``recipes/surface_modelnet.yaml``, measured on the shared meshes
+    (``docs/surfaces.md``): an 8 x 128 GroupSort2 network (3 x 128 webs thin
+    parts such as chair legs), 6,000 RMSprop steps of 256 points from 1e-3,
+    T = 4, lambda = 100, m = 0.05 (the paper's tabular optimizer, margin and
+    weight), level offset 0.25.
 
     Args:
         points: ``(n, 3)`` points, ``n >= 4``, finite.

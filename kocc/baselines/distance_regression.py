@@ -146,7 +146,7 @@ def fit_distance_regression(
     steps: int = 4000,
     learning_rate: float = 1e-3,
     level_quantile: float = 0.01,
-    level_offset: float = 0.25,
+    level_offset: float = 0.0,
     seed: int = 0,
     verbose: int = 0,
 ) -> ImplicitSurface:
@@ -172,8 +172,11 @@ def fit_distance_regression(
         level_quantile: quantile of the training points' scores used as the
             default extraction level (as for OCSDF).
         level_offset: lowers that level by this many median nearest-neighbour
-            spacings of the standardized points (as for OCSDF,
-            :func:`kocc.implicit_surface.default_level`).
+            spacings of the standardized points
+            (:func:`kocc.implicit_surface.default_level`). 0 by default: unlike
+            OCSDF's 1-Lipschitz score, the regressed score is nearly flat near
+            the surface, so an offset in score units moves the level set much
+            farther than the same distance.
         seed: seeds the queries, the initialization and the shuffling.
         verbose: Keras ``fit`` verbosity.
 

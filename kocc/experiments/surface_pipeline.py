@@ -98,8 +98,9 @@ class ExtractionConfig:
     resolution: int = field(default=200, metadata=at_least(2))
     level: float | None = None  # None: the level_quantile of f on the points
     level_quantile: float = field(default=0.01, metadata=unit_interval())
-    #: lowers that level by this many median nearest-neighbour spacings of the
-    #: points (kocc.implicit_surface.default_level)
+    #: lowers OCSDF's level by this many median nearest-neighbour spacings of
+    #: the points (kocc.implicit_surface.default_level; baseline.level_offset
+    #: for the baseline)
     level_offset: float = field(
         default=_fit_default("level_offset"), metadata=non_negative()
     )
@@ -125,6 +126,10 @@ class DistanceRegressionConfig:
     batch_size: int = field(default=1024, metadata=at_least(1))
     steps: int = field(default=4000, metadata=at_least(1))
     learning_rate: float = field(default=1e-3, metadata=positive())
+    #: level offset in nearest-neighbour spacings; 0: the regressed score is
+    #: flat near the surface (slope well below 1), where extraction.level_offset
+    #: would move the level set far from it (docs/surfaces.md)
+    level_offset: float = field(default=0.0, metadata=non_negative())
 
 
 @dataclass
@@ -253,7 +258,6 @@ def _fit_baseline(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
         points,
         padding=recipe.domain.padding,
         level_quantile=recipe.extraction.level_quantile,
-        level_offset=recipe.extraction.level_offset,
         seed=recipe.seed,
         **section_arguments(recipe.baseline, _BASELINE_KEYS),
     )

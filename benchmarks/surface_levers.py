@@ -1,0 +1,111 @@
+"""One shared mesh, one OCSDF setting, several extraction levels: the surface levers.
+
+Samples 2,048 points on a mesh of ``$KOCC_DATA_DIR/meshes`` (by file stem),
+fits :func:`kocc.surfaces.fit_point_cloud` with the given network, budget and
+margin, then meshes the fit at each ``--offsets`` value (the level offset of
+:func:`kocc.implicit_surface.default_level`, in median nearest-neighbour
+spacings) and prints one JSON line per level: Chamfer / D^2, Hausdorff / D,
+normal consistency, connected parts, watertightness, fit and extraction wall
+and CPU seconds, the load average. ``--render PNG`` writes the reference and
+every level's mesh side by side. The lever table of docs/surfaces.md ("What
+the surfaces need") comes from these runs, e.g.::
+
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \\
+        python benchmarks/surface_levers.py chair_0001 --widths 128 128 128 \\
+        --steps 1000 --offsets 0
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \\
+        python benchmarks/surface_levers.py torus --steps 3000 \\
+        --offsets 0 0.2 0.3 0.5 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
+
+from surfaces_shared_meshes import shared_meshes  # noqa: E402
+
+from kocc.datasets.paths import data_dir  # noqa: E402
+from kocc.implicit_surface import default_level  # noqa: E402
+from kocc.mesh_distances import compare_surfaces  # noqa: E402
+from kocc.meshes import load_mesh, render_meshes, sample_surface  # noqa: E402
+from kocc.surfaces import extract_mesh, fit_point_cloud  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mesh", help="file stem of a shared mesh, e.g. chair_0001")
+    parser.add_argument("--data-dir", default=None, help="default: $KOCC_DATA_DIR")
+    parser.add_argument("--widths", nargs="+", type=int, default=[128] * 8)
+    parser.add_argument("--activation", default="groupsort2")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--margin", type=float, default=0.05)
+    parser.add_argument("--offsets", nargs="+", type=float, default=[0.25])
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--render", default=None, metavar="PNG")
+    args = parser.parse_args()
+
+    by_stem = {p.stem: p for p in shared_meshes(data_dir(args.data_dir))}
+    if args.mesh not in by_stem:
+        raise SystemExit(f"unknown mesh {args.mesh!r}; known: {sorted(by_stem)}")
+    reference = load_mesh(by_stem[args.mesh])
+    points = sample_surface(reference, 2048, args.seed)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    surface = fit_point_cloud(
+        points,
+        widths=args.widths,
+        activation=args.activation,
+        steps=args.steps,
+        margin=args.margin,
+        level_offset=0.0,
+        seed=args.seed,
+    )
+    fit = {
+        "fit_seconds": round(time.perf_counter() - start, 1),
+        "fit_cpu_seconds": round(time.process_time() - start_cpu, 1),
+    }
+    x = surface.standardization.transform(points)
+    scores = surface.score(points)
+    panels = [("reference", reference)]
+    for offset in args.offsets:
+        level = default_level(scores, x, 0.01, offset)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        mesh = extract_mesh(surface, args.resolution, level=level)
+        extract = {
+            "extract_seconds": round(time.perf_counter() - start, 1),
+            "extract_cpu_seconds": round(time.process_time() - start_cpu, 1),
+        }
+        result = compare_surfaces(mesh, reference, n=30000, seed=args.seed)
+        row = {
+            "mesh": args.mesh,
+            "widths": args.widths,
+            "activation": args.activation,
+            "steps": args.steps,
+            "margin": args.margin,
+            "level_offset": offset,
+            "resolution": args.resolution,
+            "seed": args.seed,
+            "chamfer": result.chamfer,
+            "hausdorff": result.hausdorff,
+            "normal_consistency": result.normal_consistency,
+            "parts": len(mesh.split(only_watertight=False)),
+            "watertight": bool(mesh.is_watertight),
+            **fit,
+            **extract,
+            "load_average": os.getloadavg()[0],
+        }
+        print(json.dumps(row), flush=True)
+        panels.append((f"level offset {offset:g}", mesh))
+    if args.render:
+        render_meshes(panels, args.render, samples=200000, pixels=256, seed=0)
+
+
+if __name__ == "__main__":
+    main()
