@@ -32,7 +32,7 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 from surfaces_shared_meshes import shared_meshes  # noqa: E402
 
 from kocc.datasets.paths import data_dir  # noqa: E402
-from kocc.implicit_surface import default_level  # noqa: E402
+from kocc.implicit_surface import point_spacing  # noqa: E402
 from kocc.mesh_distances import compare_surfaces  # noqa: E402
 from kocc.meshes import load_mesh, render_meshes, sample_surface  # noqa: E402
 from kocc.surfaces import extract_mesh, fit_point_cloud  # noqa: E402
@@ -71,11 +71,12 @@ def main() -> None:
         "fit_seconds": round(time.perf_counter() - start, 1),
         "fit_cpu_seconds": round(time.process_time() - start_cpu, 1),
     }
-    x = surface.standardization.transform(points)
-    scores = surface.score(points)
+    # the fit's level (offset 0) minus c spacings: what fit_point_cloud's
+    # default_level gives with level_offset=c, from the same scores
+    spacing = point_spacing(surface.standardization.transform(points))
     panels = [("reference", reference)]
     for offset in args.offsets:
-        level = default_level(scores, x, 0.01, offset)
+        level = surface.level - offset * spacing
         start, start_cpu = time.perf_counter(), time.process_time()
         mesh = extract_mesh(surface, args.resolution, level=level)
         extract = {
