@@ -38,10 +38,11 @@ to be on the right side of the level, and they are.
 Soundness: pruning is only as good as L. :func:`proven_lipschitz_bound` returns
 a bound only for a network whose layers :mod:`kocc.lipschitz_bound` can bound
 from the weights actually used in inference, and ``None`` otherwise (then the
-grid is evaluated densely). Floating-point rounding of the coordinates, of the
-radius and of the two float32 evaluations is covered by a relative margin
-``RELATIVE_SAFETY`` on :math:`L r` and an absolute one ``ABSOLUTE_SAFETY``
-:math:`\cdot (1 + |f(c)|)` on the score.
+grid is evaluated densely). Floating-point rounding is covered by margins:
+r is grown by 4 float32 ulps of the largest coordinate (rounding of the
+coordinates), :math:`L r` by the relative ``RELATIVE_SAFETY`` (rounding of r),
+and the score by ``ABSOLUTE_SAFETY`` :math:`\cdot (1 + |f(c)|)` (rounding of
+the two float32 evaluations compared).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ from deel.lip.model import vanillaModel
 
 from kocc.lipschitz_bound import LipschitzBoundError, lipschitz_upper_bound
 
-#: Relative margin on :math:`L r` (rounding of the float32 grid coordinates,
-#: of the centre and of the radius is ~1e-7 relative).
+#: Relative margin on :math:`L r` (rounding of the radius; the rounding of the
+#: float32 coordinates is added to r: 4 ulps of the largest coordinate).
 RELATIVE_SAFETY = 1e-3
 #: Absolute margin on the score, times ``1 + |f(c)|``: float32 rounding of the
 #: two evaluations compared (the score at the centre and at a grid point). The
@@ -296,6 +297,10 @@ def evaluate_grid_certified(
     while top_block > min_block and (-(-n // top_block)) ** 3 < MIN_FIRST_BLOCKS:
         top_block //= 2
     spacing64 = np.asarray(spacing, np.float64)
+    # float32 coordinates low + ijk * spacing are off by a few ulps of their
+    # magnitude: the centre and a grid point may be that much farther apart
+    magnitude = np.maximum(np.abs(low), np.abs(low + (n - 1) * spacing64))
+    slack = 4 * float(np.finfo(np.float32).eps) * float(np.linalg.norm(magnitude))
     evaluate = evaluate_points(score_fn, low, spacing, batch_size)
     blocks_per_axis = -(-n // top_block)
     side = blocks_per_axis * top_block
@@ -309,7 +314,7 @@ def evaluate_grid_certified(
     while True:
         last = np.minimum(origins + size - 1, n - 1)  # the block's last point
         centre = 0.5 * (origins + last)
-        radius = 0.5 * np.linalg.norm((last - origins) * spacing64, axis=1)
+        radius = 0.5 * np.linalg.norm((last - origins) * spacing64, axis=1) + slack
         scores = evaluate(centre.astype(np.float32)).astype(np.float64)
         evaluated += len(origins)
         threshold = (1 + RELATIVE_SAFETY) * lipschitz * radius
