@@ -12,11 +12,13 @@ then the level set :math:`\{x : f(x) = \ell\}` extracted by marching cubes.
   :class:`kocc.models.OCSDF` with negatives drawn in a box (or ball) around them,
   and returns an :class:`ImplicitSurface`.
 - :func:`extract_mesh` evaluates f on a ``resolution``\ :sup:`3` grid chunk by
-  chunk inside one ``tf.function`` (the activations of one chunk only are alive
-  at a time), runs scikit-image's ``marching_cubes`` (Lewiner) at the level
-  :math:`\ell` (default: the 1st percentile of f over the training points, the
-  paper's choice) and returns a :class:`trimesh.Trimesh` in the original
-  coordinates.
+  chunk inside a ``tf.function`` (the activations of one chunk only are alive
+  at a time), coarse to fine when the network's Lipschitz bound is proven
+  (:mod:`kocc.certified_grid`: only the points near the level set are
+  evaluated exactly, with the same mesh), runs scikit-image's
+  ``marching_cubes`` (Lewiner) at the level :math:`\ell` (default: the 1st
+  percentile of f over the training points, the paper's choice) and returns a
+  :class:`trimesh.Trimesh` in the original coordinates.
 """
 
 from __future__ import annotations
