@@ -94,6 +94,9 @@ class ExtractionConfig:
     level: float | None = None  # None: the level_quantile of f on the points
     level_quantile: float = field(default=0.01, metadata=unit_interval())
     batch_size: int = field(default=32768, metadata=at_least(1))
+    #: coarse-to-fine evaluation certified by the network's proven Lipschitz
+    #: bound (same mesh; a network without a proven bound is evaluated densely)
+    lipschitz_pruning: bool = True
 
 
 @dataclass
@@ -268,6 +271,7 @@ def _fit_extract_compare(
             ex.resolution,
             level=ex.level,
             batch_size=ex.batch_size,
+            lipschitz_pruning=ex.lipschitz_pruning,
             on_phase=lambda phase: progress.next(f"{name} {phase}"),
         )
     except ValueError as err:  # the level set is empty on the grid
