@@ -121,6 +121,30 @@ def proven_lipschitz_bound(model: object) -> float | None:
     return bound if np.isfinite(bound) and bound >= 0 else None
 
 
+def scores_by_chunk(
+    score_fn: Callable[[tf.Tensor], tf.Tensor],
+    chunk_points: Callable[[tf.Tensor], tf.Tensor],
+    count: int | tf.Tensor,
+) -> tf.Tensor:
+    """``score_fn`` on ``count`` chunks of points, one chunk alive at a time.
+
+    A ``tf.while_loop`` (``parallel_iterations=1``) over ``c < count`` evaluates
+    ``score_fn(chunk_points(c))`` and writes the scores into a ``TensorArray``;
+    returns them concatenated (in graph mode, inside the caller's
+    ``tf.function``). Shared by the dense grid
+    (:func:`kocc.surfaces.evaluate_grid`) and :func:`evaluate_points`.
+    """
+
+    def body(c, scores):
+        return c + 1, scores.write(c, tf.reshape(score_fn(chunk_points(c)), [-1]))
+
+    scores = tf.TensorArray(tf.float32, size=count, infer_shape=False)
+    _, scores = tf.while_loop(
+        lambda c, _: c < count, body, (tf.constant(0), scores), parallel_iterations=1
+    )
+    return scores.concat()
+
+
 def evaluate_points(
     score_fn: Callable[[tf.Tensor], tf.Tensor],
     low: np.ndarray,
@@ -143,20 +167,9 @@ def evaluate_points(
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.float32)])
     def run(chunks: tf.Tensor) -> tf.Tensor:
-        count = tf.shape(chunks)[0]
-
-        def body(c, scores):
-            x = low_t + chunks[c] * spacing_t
-            return c + 1, scores.write(c, tf.reshape(score_fn(x), [-1]))
-
-        scores = tf.TensorArray(tf.float32, size=count, infer_shape=False)
-        _, scores = tf.while_loop(
-            lambda c, _: c < count,
-            body,
-            (tf.constant(0), scores),
-            parallel_iterations=1,
+        return scores_by_chunk(
+            score_fn, lambda c: low_t + chunks[c] * spacing_t, tf.shape(chunks)[0]
         )
-        return scores.concat()
 
     def evaluate(ijk: np.ndarray) -> np.ndarray:
         m = len(ijk)
