@@ -12,11 +12,13 @@ then the level set :math:`\{x : f(x) = \ell\}` extracted by marching cubes.
   :class:`kocc.models.OCSDF` with negatives drawn in a box (or ball) around them,
   and returns an :class:`ImplicitSurface`.
 - :func:`extract_mesh` evaluates f on a ``resolution``\ :sup:`3` grid chunk by
-  chunk inside one ``tf.function`` (the activations of one chunk only are alive
-  at a time), runs scikit-image's ``marching_cubes`` (Lewiner) at the level
-  :math:`\ell` (default: the 1st percentile of f over the training points, the
-  paper's choice) and returns a :class:`trimesh.Trimesh` in the original
-  coordinates.
+  chunk inside a ``tf.function`` (the activations of one chunk only are alive
+  at a time), coarse to fine when the network's Lipschitz bound is proven
+  (:mod:`kocc.certified_grid`: only the points near the level set are
+  evaluated exactly, with the same mesh), runs scikit-image's
+  ``marching_cubes`` (Lewiner) at the level :math:`\ell` (default: the 1st
+  percentile of f over the training points, the paper's choice) and returns a
+  :class:`trimesh.Trimesh` in the original coordinates.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ import numpy as np
 import tensorflow as tf
 
 from kocc.architectures import lipschitz_mlp
-from kocc.certified_grid import evaluate_grid_certified, proven_lipschitz_bound
+from kocc.certified_grid import (
+    evaluate_grid_certified,
+    proven_lipschitz_bound,
+    scores_by_chunk,
+)
 from kocc.extras import require
 from kocc.implicit_surface import (  # noqa: F401  (re-exported: kocc.surfaces.*)
     DEFAULT_GRID_BATCH,
@@ -237,7 +243,7 @@ def evaluate_grid(
 
     @tf.function
     def run() -> tf.Tensor:
-        def body(c, scores):
+        def chunk_points(c: tf.Tensor) -> tf.Tensor:
             start = c * batch_size
             flat = tf.range(start, tf.minimum(start + batch_size, total))
             ijk = tf.stack(
@@ -248,17 +254,9 @@ def evaluate_grid(
                 ],
                 axis=1,
             )
-            x = low + tf.cast(ijk, tf.float32) * spacing
-            return c + 1, scores.write(c, tf.reshape(score_fn(x), [-1]))
+            return low + tf.cast(ijk, tf.float32) * spacing
 
-        scores = tf.TensorArray(tf.float32, size=chunks, infer_shape=False)
-        _, scores = tf.while_loop(
-            lambda c, _: c < chunks,
-            body,
-            (tf.constant(0), scores),
-            parallel_iterations=1,
-        )
-        return scores.concat()
+        return scores_by_chunk(score_fn, chunk_points, chunks)
 
     return run().numpy().reshape(resolution, resolution, resolution)
 

@@ -85,15 +85,24 @@ def test_pruned_extraction_of_a_random_lipschitz_mlp_gives_the_dense_mesh():
     assert pruned.metadata["grid_evaluation"]["pruned"]
 
 
-def test_certified_grid_keeps_every_value_on_its_side_of_the_level():
-    # a 1-Lipschitz cone: f(x) = 0.6 - |x|, level 0 (the sphere of radius 0.6)
+def _cone_grids(lipschitz: float):
+    """The certified and the dense 61^3 grid of a 1-Lipschitz cone.
+
+    f(x) = 0.6 - |x| at level 0 (the sphere of radius 0.6), certified with the
+    given Lipschitz bound.
+    """
+
     def cone(x):
         return 0.6 - tf.norm(x, axis=1)
 
     bounds = np.array([[-1.0] * 3, [1.0] * 3], np.float32)
     spacing = (bounds[1] - bounds[0]) / 60
-    grid = evaluate_grid_certified(cone, bounds[0], spacing, 61, 0.0, 1.0, 4096)
-    exact = evaluate_grid(cone, bounds, 61)
+    grid = evaluate_grid_certified(cone, bounds[0], spacing, 61, 0.0, lipschitz, 4096)
+    return grid, evaluate_grid(cone, bounds, 61)
+
+
+def test_certified_grid_keeps_every_value_on_its_side_of_the_level():
+    grid, exact = _cone_grids(1.0)
     assert not np.isnan(grid.volume).any()
     np.testing.assert_array_equal(np.sign(grid.volume), np.sign(exact))
     # exact where a neighbour (within one cell) is on the other side
@@ -113,13 +122,7 @@ def test_certified_grid_keeps_every_value_on_its_side_of_the_level():
 def test_a_wrong_lipschitz_bound_would_change_the_sign_somewhere():
     # the certificate is what keeps the signs: with L = 0.02 for a
     # 1-Lipschitz cone, blocks crossing the level get certified and filled
-    def cone(x):
-        return 0.6 - tf.norm(x, axis=1)
-
-    bounds = np.array([[-1.0] * 3, [1.0] * 3], np.float32)
-    spacing = (bounds[1] - bounds[0]) / 60
-    grid = evaluate_grid_certified(cone, bounds[0], spacing, 61, 0.0, 0.02, 4096)
-    exact = evaluate_grid(cone, bounds, 61)
+    grid, exact = _cone_grids(0.02)
     assert np.any(np.sign(grid.volume) != np.sign(exact))
 
 

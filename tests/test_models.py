@@ -71,13 +71,22 @@ def test_trained_ocsdf_is_one_lipschitz_on_the_domain(disk_model):
     assert _max_grad_norm(model, points) <= 1.01
 
 
+#: Mean |f - S - m| bound for the annulus. Measured at this budget (5,000
+#: steps, 3 x 64 FullSort) on the project's 2-core machine, model and batch seeds
+#: 0-5: 0.074, 0.103, 0.121, 0.119, 0.107, 0.086 (the test runs seed 0; another
+#: machine's kernels move the trajectory as much as a seed: 0.1046 was seen there
+#: against the former 0.1 bound). A network that has not learned the distance
+#: scores far above: 0.43-0.73 untrained, 0.34 after 500 steps.
+ANNULUS_ERROR_BOUND = 0.15
+
+
 @pytest.mark.slow
 def test_ocsdf_learns_annulus_signed_distance():
     x, sdf = annulus(4096, inner=1.0, outer=2.0, seed=1)
     model = _train_sdf(x, epochs=50)
     grid = _grid()
     err = np.abs(model.score_samples(grid) - sdf(grid) - MARGIN)
-    assert err.mean() <= 0.1
+    assert err.mean() <= ANNULUS_ERROR_BOUND
 
 
 def test_predict_after_fit_uses_the_updated_kernels():
