@@ -79,9 +79,10 @@ MIN_FIRST_BLOCKS = 256
 #: neighbourhood to be certifiable at all (:func:`_pays`).
 MIN_PRUNABLE_FRACTION = 0.5
 #: When the blocks left after the last level hold more than this fraction of
-#: the grid, every grid point is evaluated instead (:func:`kocc.surfaces.
-#: evaluate_grid` computes coordinates in the graph, without the host's index
-#: arrays: about 0.9 s for 6.9 M points at 200^3 in one profile).
+#: the grid, every grid point is evaluated instead
+#: (:func:`kocc.surfaces.evaluate_grid` computes coordinates in the graph,
+#: without the host's index arrays: about 0.9 s for 6.9 M points at 200^3 in
+#: one profile).
 DENSE_FRACTION = 0.8
 #: Smallest chunk of :func:`evaluate_points`: a batch is padded up to a power
 #: of two at least this large, so the XLA-compiled sort sees few shapes.
