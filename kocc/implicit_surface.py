@@ -141,8 +141,10 @@ def default_level(
     standardized units, where a 1-Lipschitz score that fits the points well
     falls by about the distance to the nearest point: between two points a
     gap of h, a score peaked at the points dips by up to h / 2, and the level
-    set at the quantile alone breaks into bubbles around the points; c = 0.5
-    closes those gaps (``docs/surfaces.md``, "The extraction level").
+    set at the quantile alone breaks into bubbles around the points. An
+    offset of a fraction of h closes those gaps (the torus: one piece at
+    c = 0.2) but thickens the shell where the fit is loose; ``fit_point_cloud``
+    uses c = 0.25 (``docs/surfaces.md``, "The extraction level").
 
     Raises:
         ValueError: if ``level_quantile`` is outside [0, 1] or ``level_offset``

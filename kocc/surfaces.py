@@ -206,6 +206,14 @@ def _check_bounds(bounds: Any) -> np.ndarray:
     return bounds
 
 
+def _grid(bounds: Any, resolution: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """Checked ``(2, 3)`` bounds, ``resolution >= 2`` and the grid spacing."""
+    bounds, resolution = _check_bounds(bounds), int(resolution)
+    if resolution < 2:
+        raise ValueError(f"resolution must be >= 2, got {resolution!r}")
+    return bounds, resolution, (bounds[1] - bounds[0]) / (resolution - 1)
+
+
 def evaluate_grid(
     score_fn: Callable[[tf.Tensor], tf.Tensor],
     bounds: Any,
@@ -230,14 +238,12 @@ def evaluate_grid(
         A float32 array ``(resolution, resolution, resolution)`` indexed ``[i, j,
         k]`` for the point ``low + spacing * (i, j, k)``.
     """
-    bounds = _check_bounds(bounds)
-    resolution, batch_size = int(resolution), int(batch_size)
-    if resolution < 2:
-        raise ValueError(f"resolution must be >= 2, got {resolution!r}")
+    bounds, resolution, spacing = _grid(bounds, resolution)
+    batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     low = tf.constant(bounds[0], tf.float32)
-    spacing = tf.constant((bounds[1] - bounds[0]) / (resolution - 1), tf.float32)
+    spacing = tf.constant(spacing, tf.float32)
     total = resolution**3
     chunks = -(-total // batch_size)
 
@@ -348,12 +354,8 @@ def extract_mesh(
             )
         score_fn = model
         network, coordinate_scale = model, 1.0
-    bounds = _check_bounds(bounds)
+    bounds, resolution, spacing = _grid(bounds, resolution)
     level = float(level)
-    resolution = int(resolution)
-    if resolution < 2:
-        raise ValueError(f"resolution must be >= 2, got {resolution!r}")
-    spacing = (bounds[1] - bounds[0]) / (resolution - 1)
     on_phase = on_phase or (lambda phase: None)
     on_phase("grid evaluation")
     bound = proven_lipschitz_bound(network) if lipschitz_pruning else None
