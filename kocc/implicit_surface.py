@@ -144,7 +144,7 @@ def default_level(
     set at the quantile alone breaks into bubbles around the points. An
     offset of a fraction of h closes those gaps (the torus: one piece at
     c = 0.2) but thickens the shell where the fit is loose; ``fit_point_cloud``
-    uses c = 0.25 (``docs/surfaces.md``, "The extraction level").
+    uses c = 0.25 (``docs/surfaces.md``, "What the surfaces need").
 
     Raises:
         ValueError: if ``level_quantile`` is outside [0, 1] or ``level_offset``
