@@ -53,10 +53,11 @@ class FitRate:
     to the end of the last (``on_train_batch_end``): the training loop's steady
     rate, what a long ``fit`` runs at. ``call`` divides all the steps by the wall
     time of the whole ``fit`` call, which also holds its fixed costs: building
-    the data iterator and, after the last step, tearing it down. That teardown
-    took 0.35-1.2 s in about half of the calls on this project's machine (TF
-    2.21 / tf-keras, a ``tf.data`` input; timed after ``on_train_end``, outside
-    kocc's code), i.e. up to half of a 20-step round at 14 steps/s.
+    the data iterator and, after the last step, tearing it down. With tf.data's
+    autotuning on, that teardown waited up to 3.6 s for the autotuning thread
+    in about half of the calls on this project's machine; kocc's pipelines
+    switch it off (:func:`kocc.training.without_autotuning`), and the
+    benchmarks feed ``fit`` with :func:`kocc.training.repeated_batches`.
     """
 
     def __init__(self, model, data, steps: int) -> None:

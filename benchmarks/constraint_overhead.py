@@ -31,6 +31,7 @@ from kocc.architectures import lipschitz_activation, lipschitz_mlp  # noqa: E402
 from kocc.datasets.toys import make_toy  # noqa: E402
 from kocc.models import OCSDF  # noqa: E402
 from kocc.sampling import Ball  # noqa: E402
+from kocc.training import repeated_batches  # noqa: E402
 
 
 def unconstrained_mlp(widths, activation: str) -> tf.keras.Sequential:
@@ -52,12 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     x, _ = make_toy("two_moons", 4096, seed=0)
-    data = (
-        tf.data.Dataset.from_tensor_slices(x.astype(np.float32))
-        .shuffle(len(x), seed=0)
-        .repeat()
-        .batch(256, drop_remainder=True)
-    )
+    data = repeated_batches(x.astype(np.float32), 256, seed=0)
     results = []
     for activation in args.activations:
         for width in args.widths:

@@ -16,7 +16,7 @@ the same seeds and data for the same number of steps:
 
 Prints one JSON object.
 
-    python benchmarks/fixed_budget.py [--only disk annulus two_moons]
+    python benchmarks/fixed_budget.py [--only disk annulus two_moons] [--steps old new]
 """
 
 from __future__ import annotations
@@ -86,10 +86,18 @@ def grid(n: int, span: float = 3.0) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", default=["disk", "annulus", "two_moons"])
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=("old", "new"),
+        default=["old", "new"],
+        help="which steps to train (the old step's figures do not move when "
+        "only the new step changes)",
+    )
     args = parser.parse_args()
     results: list[dict] = []
     for task in args.only:
-        for old in (True, False):
+        for old in [step == "old" for step in args.steps]:
             if results:  # one line per finished run, in case the job is stopped
                 print(json.dumps(results[-1]), flush=True)
             step = "old" if old else "new"

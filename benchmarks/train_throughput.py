@@ -32,7 +32,8 @@ per-round figures and the load average before and after. kocc's rate is its
 training loop's (``_harness.FitRate.in_fit``: from the end of a round's first
 step to the end of its last), like the reference's loop of step calls;
 ``kocc_fit_call_steps_per_second`` also counts the fixed cost of each ``fit``
-call (iterator set-up and teardown, up to ~1.2 s per call here). With ``--jit-compile``
+call (iterator set-up and teardown). Both sides read the batches of
+:func:`kocc.training.repeated_batches`, the user's pipeline. With ``--jit-compile``
 a third side joins the rotation: the same OCSDF compiled with
 ``compile(..., jit_compile=True)`` (the whole training step under XLA).
 
@@ -62,6 +63,7 @@ from kocc.architectures import lipschitz_mlp  # noqa: E402
 from kocc.datasets.toys import make_toy  # noqa: E402
 from kocc.models import OCSDF  # noqa: E402
 from kocc.sampling import Ball  # noqa: E402
+from kocc.training import repeated_batches  # noqa: E402
 
 MARGIN, LAM, RADIUS = 0.05, 100.0, 5.0
 
@@ -132,12 +134,7 @@ def main() -> None:
 
     x, _ = make_toy("two_moons", 4096, seed=0)
     x = x.astype(np.float32)
-    data = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .shuffle(len(x), seed=0)
-        .repeat()
-        .batch(args.batch, drop_remainder=True)
-    )
+    data = repeated_batches(x, args.batch, seed=0)  # the user's pipeline
 
     def kocc_model(jit_compile: bool) -> OCSDF:
         tf.keras.utils.set_random_seed(0)

@@ -48,7 +48,7 @@ from kocc.export import (
 )
 from kocc.safe_output import output_directory
 from kocc.sampling import Ball, Box, Domain
-from kocc.training import train_ocsdf
+from kocc.training import train_ocsdf, without_autotuning
 
 #: Files of a saved estimator directory.
 PARAMS_FILE = "params.json"
@@ -249,7 +249,7 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
         )
         domain = self._build_domain(x)
         network = lipschitz_mlp(x.shape[1], tuple(self.widths), self.activation, seed)
-        data = (
+        data = without_autotuning(
             tf.data.Dataset.from_tensor_slices(x)
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
             .batch(int(self.batch_size))

@@ -322,7 +322,8 @@ class OCSDF(tf.keras.Model):
 
     @tf.function
     def _retract_graph(self) -> None:
-        retract(self._constrained)
+        # the start of fit: deel-lip's own normalization, from any kernel
+        retract(self._constrained, warm=False)
 
     # ------------------------------------------------------------ negatives
     def sample_negatives(self, n: int | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -289,6 +289,25 @@ def test_trained_network_has_a_proven_lipschitz_bound(orthogonalization):
     assert _max_grad_norm(model, points) <= 1.01
 
 
+def test_fit_projects_kernels_far_from_orthogonal_before_training():
+    """A kernel set by hand, with singular values 2.5 (where Newton-Schulz
+    diverges) that the layer's power-iteration vector barely sees, is
+    projected by deel-lip's normalization when ``fit`` starts."""
+    model = _model(widths=(64, 64))
+    square = [layer for layer in model._constrained if layer.kernel.shape == (64, 64)]
+    rng = np.random.default_rng(0)
+    for layer in square:
+        u = layer.u.numpy() + 0.2 * rng.normal(size=(1, 64)) / 8.0  # u: (1, 64)
+        u /= np.linalg.norm(u)
+        layer.kernel.assign(2.5 * np.eye(64) - 1.5 * u.T @ u)
+    x, _ = disk(512, seed=10)
+    model.fit(x, batch_size=64, epochs=1, verbose=0)
+    for layer in square:
+        k = layer.kernel.numpy()
+        assert np.isfinite(k).all()
+        assert np.abs(k.T @ k - np.eye(64)).max() < 1e-2
+
+
 def test_retraction_keeps_kernels_orthogonal_during_training():
     model = _model(widths=(64, 64))
     x, _ = disk(512, seed=10)

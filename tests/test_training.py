@@ -15,6 +15,7 @@ from kocc.training import (
     repeated_batches,
     steps_per_epoch_for,
     train_ocsdf,
+    without_autotuning,
 )
 
 
@@ -50,6 +51,16 @@ def test_repeated_batches_cap_the_batch_at_the_data_size():
     assert steps_per_epoch_for(2000, 3) == 667
     with pytest.raises(ValueError, match="steps and epochs must be >= 1"):
         steps_per_epoch_for(0, 3)
+
+
+def test_in_memory_pipelines_run_without_tf_data_autotuning():
+    """The autotuning thread can hold a fit call's end for seconds."""
+    x = np.zeros((8, 2), np.float32)
+    assert repeated_batches(x, 4).options().autotune.enabled is False
+    assert (
+        without_autotuning(tf.data.Dataset.range(3)).options().autotune.enabled is False
+    )
+    assert tf.data.Dataset.range(3).options().autotune.enabled is not False
 
 
 def test_train_ocsdf_runs_exactly_the_requested_updates():

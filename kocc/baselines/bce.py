@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from kocc.models import OCSDF
 from kocc.sampling import Domain
+from kocc.training import without_autotuning
 from kocc.validation import check_batch
 
 __all__ = ["OneClassBCE", "bce_network", "fit_bce_network"]
@@ -197,7 +198,7 @@ def fit_bce_network(
         name=f"{model.name}_bce",
     )
     trainer.compile(optimizer=optimizer or tf.keras.optimizers.Adam(1e-3))
-    data = (
+    data = without_autotuning(
         tf.data.Dataset.from_tensor_slices(x_normal)
         .shuffle(len(x_normal), seed=int(seed), reshuffle_each_iteration=True)
         .batch(n_pos)

@@ -41,6 +41,7 @@ from kocc.implicit_surface import (
     padded_bounds,
 )
 from kocc.meshes import check_points
+from kocc.training import without_autotuning
 from kocc.validation import check_positive
 
 
@@ -224,7 +225,7 @@ def fit_distance_regression(
     batch_size = min(int(batch_size), len(queries))
     steps_per_epoch = min(int(steps), len(queries) // batch_size)
     epochs = int(np.ceil(int(steps) / steps_per_epoch))
-    dataset = (
+    dataset = without_autotuning(
         tf.data.Dataset.from_tensor_slices((queries, targets))
         .shuffle(len(queries), seed=int(seed), reshuffle_each_iteration=True)
         .repeat()
