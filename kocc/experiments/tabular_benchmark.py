@@ -19,16 +19,15 @@ Protocols (recipe key ``protocol``):
 
 Label-free defaults: every OCSDF setting of the default recipe (one margin
 ``m = 0.2`` for every data set, λ = 3, a 3 x 64 FullSort network, 1,000 steps,
-the box prior on standardized features) is the same for every data set and
-none is chosen by looking at the labels (measured in docs/tabular.md, "Label-free
-defaults"). The labels only enter the AUROC.
+the box prior, the ``tail_stretch`` feature scaling) is the same for every
+data set and none is chosen by looking at the labels (measured in
+docs/tabular.md, "Label-free defaults"). The labels only enter the AUROC.
 
 Feature scaling: every method gets the standardized rows; with
-``model.feature_scaling: robust`` (measured in docs/tabular.md, not the
-default), OCSDF alone sees them
-scaled again by their median and interquartile range
-(:func:`kocc.datasets.tabular.scaled_rows`, fitted on the training rows), and
-its prior, margin rule and scores live on those rows.
+``model.feature_scaling: tail_stretch`` (the shipped recipe's) or ``robust``,
+OCSDF alone sees them scaled again (:func:`kocc.datasets.tabular.scaled_rows`,
+fitted on the training rows: heavy-tailed features stretched at most 4-fold, or
+median / IQR), and its prior, margin rule and scores live on those rows.
 
 With a grid, OCSDF's margin ``m`` (the hinge margin of the HKR loss, Eq. (4) of
 the paper) is trained for every value in ``training.margins`` (the paper's grid
