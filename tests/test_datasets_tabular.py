@@ -8,9 +8,13 @@ import pytest
 import scipy.io
 
 from kocc.datasets.tabular import (
+    MAX_TAIL_STRETCH,
     available_tabular,
+    feature_divisors,
+    fit_robust_scaler,
     fit_standardizer,
     load_tabular,
+    scaled_rows,
     streamed_dataset,
 )
 
@@ -171,6 +175,82 @@ def test_standardizer_rejects_empty_and_nan():
         fit_standardizer(np.zeros((0, 3), np.float32))
     with pytest.raises(ValueError, match="non-finite"):
         fit_standardizer(np.array([[np.nan, 1.0]], np.float32))
+
+
+def test_robust_scaling_uses_median_and_iqr_and_keeps_a_far_row_far():
+    # 99 rows 0..98 and one row at 1e4: the std is driven by that row, the
+    # median (49.5) and the IQR (24.75 to 74.25 -> 49.5) are not.
+    column = np.r_[np.arange(99.0), 1e4].astype(np.float32)[:, None]
+    standard = column.copy()
+    fit_standardizer(standard).transform(standard)
+    robust, again = scaled_rows(standard, standard, "robust")
+    assert again is robust  # the same rows are scaled once
+    expected = (column[:, 0] - np.median(column)) / 49.5
+    np.testing.assert_allclose(robust[:, 0], expected, rtol=1e-4, atol=1e-4)
+    # the far row's distance to the bulk, in units of the bulk's spread, is
+    # ~200 after robust scaling and < 10 after standardization
+    assert robust[-1, 0] > 190 and standard[-1, 0] < 10
+
+
+def test_robust_scaling_keeps_one_std_for_a_feature_with_zero_iqr():
+    rng = np.random.default_rng(0)
+    spiky = np.r_[np.zeros(90), rng.normal(size=10) * 5]  # IQR 0
+    x = np.column_stack([rng.normal(size=100), spiky]).astype(np.float32)
+    fit_standardizer(x).transform(x)
+    scaler = fit_robust_scaler(x)
+    assert scaler.scale_[1] == 1.0  # one standard deviation of the raw feature
+    train, test = scaled_rows(x, x[:5].copy(), "robust")
+    assert train.dtype == test.dtype == np.float32
+    np.testing.assert_allclose(test, train[:5], rtol=1e-6)
+
+
+def test_standard_scaling_returns_the_rows_themselves():
+    x = np.ones((4, 2), np.float32)
+    train, test = scaled_rows(x, None, "standard")
+    assert train is x and test is None
+
+
+def test_robust_scaling_rejects_unknown_names_nan_and_empty():
+    x = np.ones((4, 2), np.float32)
+    with pytest.raises(ValueError, match="feature scaling must be one of"):
+        scaled_rows(x, None, "quantile")
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_robust_scaler(np.array([[np.nan, 1.0]], np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        fit_robust_scaler(np.zeros((0, 3), np.float32))
+
+
+def test_tail_stretch_stretches_heavy_tails_at_most_4x_and_never_shrinks():
+    rng = np.random.default_rng(2)
+    n = 4000
+    normal = rng.normal(size=n)  # IQR / 1.349 ~ std: left as it is
+    uniform = rng.uniform(size=n)  # light tails: IQR / 1.349 > std, not shrunk
+    spiky = np.r_[rng.normal(size=n - 40) * 0.1, rng.normal(size=40) * 50]
+    cauchy = rng.standard_cauchy(size=n)  # very heavy: capped at 4x
+    zero_iqr = np.r_[np.zeros(n - 100), rng.normal(size=100)]  # IQR 0: kept
+    x = np.column_stack([normal, uniform, spiky, cauchy, zero_iqr])
+    x = x.astype(np.float32)
+    fit_standardizer(x).transform(x)
+    divisors = feature_divisors(x, "tail_stretch")
+    assert 0.95 < divisors[0] <= 1.0
+    assert divisors[1] == 1.0 and divisors[4] == 1.0
+    # spiky: std ~ 5.0 (the 40 far rows), IQR / 1.349 ~ 0.1: stretched ~ 4x (cap)
+    assert divisors[2] == divisors[3] == pytest.approx(1 / MAX_TAIL_STRETCH)
+    train, test = scaled_rows(x, x[:3].copy(), "tail_stretch")
+    np.testing.assert_allclose(train, x / divisors.astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(test, train[:3], rtol=1e-6)
+    assert train.dtype == np.float32
+
+
+def test_feature_divisors_of_each_scaling():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 3)).astype(np.float32)
+    np.testing.assert_array_equal(feature_divisors(x, "standard"), np.ones(3))
+    np.testing.assert_allclose(
+        feature_divisors(x, "robust"), fit_robust_scaler(x).scale_
+    )
+    with pytest.raises(ValueError, match="feature scaling must be one of"):
+        feature_divisors(x, "minmax")
 
 
 def test_streamed_dataset_one_epoch_visits_every_row_once():

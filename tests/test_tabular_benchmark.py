@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import yaml
 from conftest import assert_png
+from sklearn.metrics import roc_auc_score
 
+from kocc.datasets.tabular import fit_standardizer, scaled_rows
 from kocc.experiments.recipes import RecipeError
 from kocc.experiments.tabular_benchmark import (
     BASELINES,
@@ -41,11 +44,15 @@ def test_shipped_recipe_is_valid_and_covers_the_18_table2_datasets():
 
 def test_shipped_recipe_ocsdf_settings_are_the_label_free_schema_defaults():
     # One margin for every data set (nothing for a label-based rule to choose),
-    # and the recipe's OCSDF settings are the ones a recipe without them gets.
+    # and the recipe's OCSDF settings are the ones a recipe without them gets,
+    # but for the feature scaling (the schema's default stays "standard", which
+    # the other tabular recipes and shard_files runs use).
     with open(RECIPE) as handle:
         shipped = TabularBenchmarkConfig.from_dict(yaml.safe_load(handle))
     default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
-    assert shipped.ocsdf == default.ocsdf == OCSDFSettings()
+    assert default.ocsdf == OCSDFSettings()
+    assert default.ocsdf.feature_scaling == "standard"
+    assert shipped.ocsdf == replace(default.ocsdf, feature_scaling="tail_stretch")
     assert shipped.ocsdf.margins == (0.2,) and shipped.ocsdf.lam == 3.0
     assert shipped.ocsdf.widths == (64, 64, 64) and shipped.ocsdf.steps == 1000
     assert (shipped.prior_kind, shipped.prior_pad) == ("box", 2.0)
@@ -86,6 +93,7 @@ def test_default_ocsdf_scores_ignore_the_labels(tmp_path):
         ({"epochs": 3}, "'epochs': expected a known key.*valid keys in the recipe"),
         ({"kind": "toy"}, r"'kind': expected one of \['tabular'\]"),
         ({"domain": {"kind": "laplace"}}, "'domain.kind'"),
+        ({"model": {"feature_scaling": "quantile"}}, "'model.feature_scaling'"),
         ({"training": {"margins": [0.05, -1]}}, r"'training.margins\[1\]'"),
         ({"training": {"margin_selection": "oracle"}}, "training.margin_selection"),
         ({"training": {"steps": 2.5}}, "'training.steps': expected an integer"),
@@ -321,3 +329,39 @@ def test_one_class_protocol_with_gaussian_prior_and_label_free_margin(tmp_path):
         ocsdf_rows = [r for r in csv.DictReader(handle) if r["method"] == "ocsdf"]
     assert [int(r["run"]) for r in ocsdf_rows] == [0, 1]
     assert results.average_ranks["knn"] <= results.average_ranks["ocsdf"]
+
+
+def test_robust_feature_scaling_reaches_ocsdf_only(tmp_path):
+    # OCSDF trains and scores on the robust-scaled rows (the same AUROC as a
+    # model trained by hand on scaled_rows(..., "robust")); the baselines keep
+    # the standardized rows.
+    x, y = _cluster_with_far_outliers(seed=5)
+    np.savez(tmp_path / "96_toy.npz", X=x, y=y)
+    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1}
+    config |= {"baselines": ["knn"], "paper_reference": False, "name": "toy"}
+    config |= {"model": {"widths": [16], "feature_scaling": "robust"}}
+    config |= {"training": {"steps": 30, "batch_size": 64}}
+    results = run_tabular_benchmark(config, tmp_path / "out", log=None)
+    (toy,) = results.datasets
+    standard = x.copy()
+    fit_standardizer(standard).transform(standard)
+    robust, _ = scaled_rows(standard, None, "robust")
+    assert not np.allclose(robust, standard)
+    settings = results.config.ocsdf
+    assert settings.feature_scaling == "robust"
+    domain = tabular_prior(robust, "box", results.config.prior_pad, 1.0)
+    model = train_ocsdf(robust, settings, 0.2, domain, seed=0)
+    by_hand = roc_auc_score(y, -np.asarray(model.score_samples(robust)).ravel())
+    assert toy.auroc["ocsdf"][0] == pytest.approx(by_hand, abs=1e-6)
+    knn = _make_baseline("knn", {})
+    on_standard = roc_auc_score(y, _anomaly_scores(knn, standard, standard, 0, True))
+    assert toy.auroc["knn"][0] == pytest.approx(on_standard, abs=1e-9)
+    assert "robust feature scaling" in results.markdown_path.read_text()
+
+
+def test_shard_files_refuse_robust_feature_scaling():
+    config = {"datasets": ["big"], "baselines": []}
+    config |= {"shard_files": {"train": "t*", "normal": "n*", "anomalous": "a*"}}
+    config |= {"model": {"feature_scaling": "robust"}}
+    with pytest.raises(RecipeError, match="'model.feature_scaling'.*standard"):
+        TabularBenchmarkConfig.from_dict(config)

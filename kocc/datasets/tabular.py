@@ -39,7 +39,7 @@ import numpy as np
 import scipy.io
 import scipy.io.matlab
 import tensorflow as tf
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import RobustScaler, StandardScaler
 
 from kocc.datasets.paths import data_dir as resolve_data_dir
 from kocc.extras import require
@@ -216,6 +216,146 @@ def fit_standardizer(x_train: np.ndarray) -> StandardScaler:
     if not np.all(np.isfinite(x_train)):
         raise ValueError("x_train holds non-finite values (NaN or inf).")
     return StandardScaler(copy=False).fit(x_train)
+
+
+#: OCSDF's input scalings (recipe key ``model.feature_scaling``).
+FEATURE_SCALINGS = ("standard", "robust", "tail_stretch")
+#: ``tail_stretch``: the largest factor by which a feature is stretched.
+MAX_TAIL_STRETCH = 4.0
+#: The interquartile range of a normal distribution, in standard deviations.
+NORMAL_IQR = 1.349
+
+
+def tail_stretch_divisors(
+    x_train: np.ndarray, max_stretch: float = MAX_TAIL_STRETCH
+) -> np.ndarray:
+    """Per-feature divisors of the ``tail_stretch`` scaling of standardized rows.
+
+    ``s_j = clip(IQR_j / 1.349, 1 / max_stretch, 1)``, and ``s_j = 1`` where
+    ``IQR_j = 0``. On standardized rows (std 1), ``IQR_j / 1.349`` is the
+    standard deviation a normal feature with that interquartile range would
+    have: it is 1 for a normal feature, below 1 when the tails are heavier than
+    a normal's (the std is inflated by the extreme rows). Dividing by ``s_j``
+    stretches such a feature by ``1 / s_j``, at most ``max_stretch``-fold, and
+    leaves light-tailed features as they are (never shrunk).
+
+    Args:
+        x_train: standardized training rows ``(n, d)``, finite.
+        max_stretch: the largest stretch, ``>= 1``.
+
+    Returns:
+        float32 divisors ``(d,)`` in ``[1 / max_stretch, 1]``.
+    """
+    x_train = np.asarray(x_train)
+    if x_train.ndim != 2 or x_train.shape[0] == 0:
+        raise ValueError(
+            f"x_train must have shape (n >= 1, d), got {tuple(x_train.shape)}."
+        )
+    if not np.all(np.isfinite(x_train)):
+        raise ValueError("x_train holds non-finite values (NaN or inf).")
+    if not max_stretch >= 1:
+        raise ValueError(f"max_stretch must be >= 1, got {max_stretch!r}.")
+    low, high = np.percentile(x_train, [25, 75], axis=0)
+    iqr = high - low
+    divisors = np.clip(iqr / NORMAL_IQR, 1.0 / max_stretch, 1.0)
+    return np.where(iqr > 0, divisors, 1.0).astype(np.float32)
+
+
+def fit_robust_scaler(x_train: np.ndarray) -> RobustScaler:
+    """Fit the per-feature robust scaling ``(x - median) / IQR`` on training rows.
+
+    Meant for rows already standardized by :func:`fit_standardizer`: a feature
+    whose interquartile range is 0 (more than half of its rows share a value)
+    keeps scale 1 (scikit-learn's :class:`~sklearn.preprocessing.RobustScaler`
+    rule), i.e. one standard deviation. The median and the quartiles are not
+    moved by a few extreme rows, unlike the mean and the standard deviation, so
+    rows far out on a heavy-tailed feature stay far out. It is an affine map
+    ``x -> (x - c) / s``: a function that is 1-Lipschitz on the scaled rows is
+    ``1 / min_j s_j``-Lipschitz on the standardized ones.
+
+    Args:
+        x_train: training rows, shape ``(n, d)``, ``n >= 1``, finite.
+
+    Returns:
+        The fitted scaler (``center_``, ``scale_``); ``transform`` returns a
+        new array.
+
+    Raises:
+        ValueError: if ``x_train`` is not 2-D with at least one row or holds NaN.
+    """
+    x_train = np.asarray(x_train)
+    if x_train.ndim != 2 or x_train.shape[0] == 0:
+        raise ValueError(
+            f"x_train must have shape (n >= 1, d), got {tuple(x_train.shape)}."
+        )
+    if not np.all(np.isfinite(x_train)):
+        raise ValueError("x_train holds non-finite values (NaN or inf).")
+    return RobustScaler().fit(x_train)
+
+
+def feature_divisors(x_train: np.ndarray, scaling: str) -> np.ndarray:
+    """The per-feature divisors ``s_j`` of ``scaling`` fitted on standardized rows.
+
+    OCSDF's rows are ``(x - c) / s`` (``c`` the median for ``"robust"``, 0
+    otherwise), so a score that is 1-Lipschitz on them is
+    ``1 / min_j s_j``-Lipschitz on the standardized rows.
+
+    Returns:
+        float64 ``(d,)``: ones (``"standard"``), the IQRs (``"robust"``) or
+        :func:`tail_stretch_divisors` (``"tail_stretch"``).
+
+    Raises:
+        ValueError: for an unknown ``scaling``.
+    """
+    if scaling == "standard":
+        return np.ones(np.asarray(x_train).shape[1])
+    if scaling == "robust":
+        return np.asarray(fit_robust_scaler(x_train).scale_, np.float64)
+    if scaling == "tail_stretch":
+        return tail_stretch_divisors(x_train).astype(np.float64)
+    raise ValueError(
+        f"feature scaling must be one of {FEATURE_SCALINGS}, got {scaling!r}."
+    )
+
+
+def scaled_rows(
+    x_train: np.ndarray, x_test: np.ndarray | None, scaling: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows OCSDF sees: standardized rows as given, or robust-scaled.
+
+    Args:
+        x_train: standardized float32 training rows ``(n, d)``.
+        x_test: standardized float32 rows to score, or ``None``.
+        scaling: ``"standard"`` (returned unchanged, no copy), ``"robust"``
+            (:func:`fit_robust_scaler` fitted on ``x_train``, applied to both)
+            or ``"tail_stretch"`` (divided by :func:`tail_stretch_divisors` of
+            ``x_train``); the last two return new float32 arrays.
+
+    Returns:
+        ``(x_train, x_test)`` as OCSDF sees them.
+
+    Raises:
+        ValueError: for an unknown ``scaling``.
+    """
+    if scaling == "standard":
+        return x_train, x_test
+    if scaling == "tail_stretch":
+        divisors = tail_stretch_divisors(x_train)
+        train = x_train / divisors
+        if x_test is None or x_test is x_train:
+            return train, (None if x_test is None else train)
+        return train, x_test / divisors
+    if scaling != "robust":
+        raise ValueError(
+            f"feature scaling must be one of {FEATURE_SCALINGS}, got {scaling!r}."
+        )
+    scaler = fit_robust_scaler(x_train)
+    train = scaler.transform(x_train).astype(np.float32, copy=False)
+    if x_test is None:
+        return train, None
+    if x_test is x_train:
+        return train, train
+    return train, scaler.transform(x_test).astype(np.float32, copy=False)
 
 
 def streamed_dataset(

@@ -19,9 +19,15 @@ Protocols (recipe key ``protocol``):
 
 Label-free defaults: every OCSDF setting of the default recipe (one margin
 ``m = 0.2`` for every data set, λ = 3, a 3 x 64 FullSort network, 1,000 steps,
-the box prior on standardized features) is the same for every data set and
-none is chosen by looking at the labels (measured in docs/tabular.md, "Label-free
-defaults"). The labels only enter the AUROC.
+the box prior, the ``tail_stretch`` feature scaling) is the same for every
+data set and none is chosen by looking at the labels (measured in
+docs/tabular.md, "Label-free defaults"). The labels only enter the AUROC.
+
+Feature scaling: every method gets the standardized rows; with
+``model.feature_scaling: tail_stretch`` (the shipped recipe's) or ``robust``,
+OCSDF alone sees them scaled again (:func:`kocc.datasets.tabular.scaled_rows`,
+fitted on the training rows: heavy-tailed features stretched at most 4-fold, or
+median / IQR), and its prior, margin rule and scores live on those rows.
 
 With a grid, OCSDF's margin ``m`` (the hinge margin of the HKR loss, Eq. (4) of
 the paper) is trained for every value in ``training.margins`` (the paper's grid
@@ -73,7 +79,13 @@ from kocc.datasets.shards import (
     sharded_dataset,
     write_tfrecord_shards,
 )
-from kocc.datasets.tabular import fit_standardizer, load_tabular, streamed_dataset
+from kocc.datasets.tabular import (
+    FEATURE_SCALINGS,
+    fit_standardizer,
+    load_tabular,
+    scaled_rows,
+    streamed_dataset,
+)
 from kocc.experiments.competitor_detectors import NETWORK_DETECTORS, NetworkDetector
 from kocc.experiments.paper_reference import PAPER_TABLE2
 from kocc.experiments.progress import Progress
@@ -126,6 +138,9 @@ class TabularModelConfig:
         default_factory=lambda: [64, 64, 64], metadata=at_least(1)
     )
     activation: str = field(default="fullsort", metadata=ACTIVATION_RULE)
+    #: OCSDF's inputs: "standard" (the standardized rows the baselines see) or
+    #: "robust" (those rows scaled by their median and interquartile range)
+    feature_scaling: str = field(default="standard", metadata=one_of(*FEATURE_SCALINGS))
 
 
 @dataclass
@@ -248,6 +263,13 @@ def _check_shard_files(recipe: TabularRecipe) -> None:
             "memory): baselines: []",
             given=sorted(recipe.baselines),
         )
+    if recipe.model.feature_scaling != "standard":
+        raise RecipeError(
+            key="model.feature_scaling",
+            expected="standard with shard_files (the quantiles of robust scaling "
+            "need the rows in memory)",
+            given=recipe.model.feature_scaling,
+        )
     if recipe.training.shards:
         raise RecipeError(
             key="training.shards",
@@ -331,6 +353,8 @@ class OCSDFSettings:
     Attributes:
         widths: hidden widths of the 1-Lipschitz MLP.
         activation: its activation (deel-lip name, e.g. ``"fullsort"``).
+        feature_scaling: OCSDF's inputs, ``"standard"`` (the standardized rows)
+            or ``"robust"`` (:func:`kocc.datasets.tabular.scaled_rows`).
         margins: margin grid ``m`` of the HKR loss.
         margin_selection: ``"best_auroc"`` or ``"knn_scale"`` (module docstring).
         margin_per_dataset: fixed margin per data set, overriding the grid.
@@ -345,6 +369,7 @@ class OCSDFSettings:
 
     widths: tuple[int, ...] = (64, 64, 64)
     activation: str = "fullsort"
+    feature_scaling: str = "standard"
     margins: tuple[float, ...] = (0.2,)
     margin_selection: str = "best_auroc"
     margin_per_dataset: dict[str, float] = field(default_factory=dict)
@@ -421,6 +446,7 @@ class TabularBenchmarkConfig:
         ocsdf = OCSDFSettings(
             widths=tuple(recipe.model.widths),
             activation=recipe.model.activation,
+            feature_scaling=recipe.model.feature_scaling,
             margins=tuple([margins] if isinstance(margins, float) else margins),
             margin_selection=training.margin_selection,
             margin_per_dataset={
@@ -983,28 +1009,30 @@ def _run_dataset(
             progress.start(f"{name} run {run + 1}/{config.runs}")
         seed = config.seed + run
         x_train, x_test, y_test, same_rows = _prepare(x, y, config, seed)
+        # OCSDF's own rows (robust scaling: new arrays; the baselines keep theirs)
+        ocsdf_train, ocsdf_test = scaled_rows(x_train, x_test, settings.feature_scaling)
         margins = grid
         if label_free:
             pick, scale = knn_scale_margin(
-                x_train, grid, settings.knn_scale_neighbors, seed=seed
+                ocsdf_train, grid, settings.knn_scale_neighbors, seed=seed
             )
             picks.append(pick)
             scales.append(scale)
             margins = (pick,)
         domain = tabular_prior(
-            x_train, config.prior_kind, config.prior_pad, config.prior_scale
+            ocsdf_train, config.prior_kind, config.prior_pad, config.prior_scale
         )
         for margin in margins:
             start = time.perf_counter()
             model = train_ocsdf(
-                x_train, settings, margin, domain, seed, strategy, work_dir
+                ocsdf_train, settings, margin, domain, seed, strategy, work_dir
             )
             if run == 0 and margin == margins[0] and work_dir is not None:
                 _plot_curves(model.history.history, Path(work_dir), name, log)
             if settings.score_shards:
-                value = sharded_auroc(model, x_test, y_test, work_dir)
+                value = sharded_auroc(model, ocsdf_test, y_test, work_dir)
             else:
-                scores = -np.asarray(model.score_samples(x_test)).reshape(-1)
+                scores = -np.asarray(model.score_samples(ocsdf_test)).reshape(-1)
                 value = float(roc_auc_score(y_test, scores))
             seconds["ocsdf"] += time.perf_counter() - start
             by_margin.setdefault(margin, []).append(value)
@@ -1219,7 +1247,7 @@ def results_markdown(
         f"{config.seed + config.runs - 1}). AUROC in %, mean ± std over the runs.",
         f"OCSDF: widths {list(s.widths)}, {s.activation}, λ={s.lam}, T={s.nr_steps}, "
         f"batch {s.batch_size}, {s.steps} steps, {s.optimizer} lr={s.learning_rate}, "
-        f"prior {config.prior_kind}"
+        f"{s.feature_scaling} feature scaling, prior {config.prior_kind}"
         + (
             f" (pad {config.prior_pad})"
             if config.prior_kind == "box"

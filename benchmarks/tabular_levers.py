@@ -1,0 +1,157 @@
+"""Screen OCSDF's label-free levers on a few tabular sets (OCSDF only, AD protocol).
+
+One JSON object per data set: the AUROC (%) of OCSDF trained on all rows with the
+given feature scaling, λ, margin, box padding, widths and steps (the tabular
+benchmark's :func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally
+as the mean score of ``--members`` networks (seeds, or subsamples of the rows
+with ``--subsample``) and with part of the negatives' initial points drawn
+around the data rows (``--jitter``). The labels enter only the AUROC. This is the
+script behind the lever table of docs/tabular.md ("Levers of issue 18"); the
+default recipe's figures come from ``kocc benchmark recipes/tabular_odds.yaml``.
+
+Scalings (each fitted on all rows, labels unseen):
+
+* ``standard``: ``(x - mean) / std`` (the benchmark's rows);
+* ``robust``: :func:`kocc.datasets.tabular.scaled_rows` on the standardized rows
+  (median and IQR; a feature with IQR 0 keeps one std), the recipe's default;
+* ``mad``: ``(x - median) / (1.4826 MAD)`` on the raw rows (std where MAD = 0);
+* ``quantile``: scikit-learn's ``QuantileTransformer(output_distribution=
+  "normal")``, a non-linear map (a certificate on its output says nothing
+  useful about the raw features).
+
+Usage::
+
+    KOCC_DATA_DIR=../shared/data python benchmarks/tabular_levers.py \\
+        --sets cardio,thyroid,glass,vowels,smtp --scaling robust
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import kocc  # noqa: F401  (selects tf-keras before TensorFlow is imported)
+
+# isort: split
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import QuantileTransformer
+
+from kocc.datasets.tabular import fit_standardizer, load_tabular, scaled_rows
+from kocc.experiments.tabular_benchmark import OCSDFSettings, train_ocsdf
+from kocc.sampling import Box
+from kocc.tabular_prior import tabular_prior
+
+
+class JitteredBox(Box):
+    """The box prior, with a share ``fraction`` of the initial points drawn as
+    a data row plus ``N(0, sigma^2 I)`` noise (clipped to the box) instead."""
+
+    def __init__(self, box: Box, rows: np.ndarray, sigma: float, fraction: float):
+        super().__init__(box.low, box.high)
+        self.rows = tf.constant(rows)
+        self.sigma = sigma
+        self.fraction = fraction
+
+    def _sample(self, n, seed, shape):
+        uniform = super()._sample(n, seed, shape)
+        fold = tf.random.experimental.stateless_fold_in
+        index = tf.random.stateless_uniform(
+            (n,), seed=fold(seed, 7), maxval=self.rows.shape[0], dtype=tf.int32
+        )
+        noise = tf.random.stateless_normal((n, *shape), seed=fold(seed, 11))
+        near = self.project(tf.gather(self.rows, index) + self.sigma * noise)
+        pick = tf.random.stateless_uniform((n, 1), seed=fold(seed, 13))
+        return tf.where(pick < self.fraction, near, uniform)
+
+
+def scale(x: np.ndarray, scaling: str) -> np.ndarray:
+    """The rows OCSDF sees under ``scaling`` (see the module docstring)."""
+    if scaling in ("standard", "robust"):
+        fit_standardizer(x).transform(x)
+        return scaled_rows(x, None, scaling)[0]
+    if scaling.startswith("tail"):
+        # tail<c>: per standardized feature, divide by IQR / 1.349 (a normal's
+        # std) only where it is smaller than the std (IQR 0: keep the std), and
+        # amplify at most c-fold
+        fit_standardizer(x).transform(x)
+        low, high = np.percentile(x, [25, 75], axis=0)
+        gain_cap = float(scaling[4:] or "inf")
+        divisor = np.clip((high - low) / 1.349, 1.0 / gain_cap, 1.0)
+        divisor[high - low <= 0] = 1.0  # IQR 0: keep one std
+        return (x / divisor).astype(np.float32)
+    if scaling == "quantile":
+        quantile = QuantileTransformer(
+            output_distribution="normal", n_quantiles=min(1000, len(x)), random_state=0
+        )
+        return quantile.fit_transform(x).astype(np.float32)
+    if scaling == "mad":
+        median = np.median(x, axis=0)
+        mad = 1.4826 * np.median(np.abs(x - median), axis=0)
+        std = x.std(axis=0)
+        divisor = np.where(mad > 1e-12, mad, np.where(std > 0, std, 1.0))
+        return ((x - median) / divisor).astype(np.float32)
+    raise ValueError(f"unknown scaling {scaling!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="cardio,thyroid,glass,vowels,smtp")
+    parser.add_argument(
+        "--scaling",
+        default="standard",
+        help="standard | robust | mad | quantile | tail<c> (e.g. tail4, tail)",
+    )
+    parser.add_argument("--lam", type=float, default=3.0)
+    parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--pad", type=float, default=2.0)
+    parser.add_argument("--widths", default="64,64,64")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--subsample", type=float, default=1.0)
+    parser.add_argument("--jitter", type=float, default=0.0)
+    parser.add_argument("--jitter-fraction", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=os.environ.get("KOCC_DATA_DIR"))
+    args = parser.parse_args()
+    settings = OCSDFSettings(
+        widths=tuple(int(w) for w in args.widths.split(",")),
+        lam=args.lam,
+        steps=args.steps,
+    )
+    for name in args.sets.split(","):
+        raw, y = load_tabular(name, args.data_dir)
+        x = scale(raw, args.scaling)
+        domain = tabular_prior(x, "box", args.pad, 1.0)
+        if args.jitter > 0:
+            domain = JitteredBox(domain, x, args.jitter, args.jitter_fraction)
+        start = time.perf_counter()
+        total = np.zeros(len(x))
+        members = []
+        for k in range(args.members):
+            seed = args.seed * 1000 + k
+            rows = x
+            if args.subsample < 1:
+                count = min(len(x), max(256, int(args.subsample * len(x))))
+                pick = np.random.default_rng(seed).choice(len(x), count, replace=False)
+                rows = np.ascontiguousarray(x[pick])
+            model = train_ocsdf(rows, settings, args.margin, domain, seed)
+            scores = -np.asarray(model.score_samples(x)).reshape(-1)
+            members.append(round(100 * float(roc_auc_score(y, scores)), 2))
+            total += scores
+            del model
+            tf.keras.backend.clear_session()
+        report = {
+            "dataset": name,
+            "auroc": round(100 * float(roc_auc_score(y, total)), 2),
+            "member_auroc": members,
+            "seconds": round(time.perf_counter() - start, 1),
+        } | {k: v for k, v in vars(args).items() if k not in ("sets", "data_dir")}
+        print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()
