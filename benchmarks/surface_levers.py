@@ -25,6 +25,8 @@ import json
 import os
 import time
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
@@ -34,7 +36,12 @@ from surfaces_shared_meshes import shared_meshes  # noqa: E402
 from kocc.datasets.paths import data_dir  # noqa: E402
 from kocc.implicit_surface import point_spacing  # noqa: E402
 from kocc.mesh_distances import compare_surfaces  # noqa: E402
-from kocc.meshes import load_mesh, render_meshes, sample_surface  # noqa: E402
+from kocc.meshes import (  # noqa: E402
+    load_mesh,
+    render_meshes,
+    sample_surface,
+    write_mesh,
+)
 from kocc.surfaces import extract_mesh, fit_point_cloud  # noqa: E402
 
 
@@ -50,6 +57,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--render", default=None, metavar="PNG")
+    parser.add_argument(
+        "--save-meshes", default=None, metavar="DIR", help="write each level's .ply"
+    )
     args = parser.parse_args()
 
     by_stem = {p.stem: p for p in shared_meshes(data_dir(args.data_dir))}
@@ -98,12 +108,18 @@ def main() -> None:
             "normal_consistency": result.normal_consistency,
             "parts": len(mesh.split(only_watertight=False)),
             "watertight": bool(mesh.is_watertight),
+            # distinct marching-cubes vertices at one point (level through a
+            # grid corner, up to float32 rounding)
+            "coincident_vertices": len(mesh.vertices)
+            - len(np.unique(mesh.vertices, axis=0)),
             **fit,
             **extract,
             "load_average": os.getloadavg()[0],
         }
         print(json.dumps(row), flush=True)
         panels.append((f"level offset {offset:g}", mesh))
+        if args.save_meshes:
+            write_mesh(mesh, f"{args.save_meshes}/{args.mesh}_offset{offset:g}.ply")
     if args.render:
         render_meshes(panels, args.render, samples=200000, pixels=256, seed=0)
 

@@ -390,8 +390,13 @@ def extract_mesh(
     # undo the one-cell padding; a cap closing a surface cut by the box lies in
     # the padding cell: put it on the box face
     vertices = np.clip(vertices - spacing + bounds[0], bounds[0], bounds[1])
+    # keep marching cubes' connectivity (one vertex per crossed grid edge, a
+    # closed 2-manifold): merging vertices by position (trimesh's process=True)
+    # fused distinct vertices that round to the same float32 point where the
+    # level passes within float32 rounding of a grid corner, and pinched the
+    # surface there into edges of 4 or more faces (docs/surfaces.md, "Watertight")
     mesh = trimesh.Trimesh(
-        vertices=vertices, faces=faces, vertex_normals=normals, process=True
+        vertices=vertices, faces=faces, vertex_normals=normals, process=False
     )
     mesh.metadata["grid_evaluation"] = {
         "grid_points": resolution**3,
