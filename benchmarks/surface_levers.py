@@ -25,6 +25,8 @@ import json
 import os
 import time
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
@@ -34,8 +36,18 @@ from surfaces_shared_meshes import shared_meshes  # noqa: E402
 from kocc.datasets.paths import data_dir  # noqa: E402
 from kocc.implicit_surface import point_spacing  # noqa: E402
 from kocc.mesh_distances import compare_surfaces  # noqa: E402
-from kocc.meshes import load_mesh, render_meshes, sample_surface  # noqa: E402
-from kocc.surfaces import extract_mesh, fit_point_cloud  # noqa: E402
+from kocc.meshes import (  # noqa: E402
+    load_mesh,
+    render_meshes,
+    sample_surface,
+    write_mesh,
+)
+from kocc.surfaces import (  # noqa: E402
+    evaluate_grid,
+    extract_mesh,
+    fit_point_cloud,
+    mesh_from_volume,
+)
 
 
 def main() -> None:
@@ -50,6 +62,18 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--render", default=None, metavar="PNG")
+    parser.add_argument(
+        "--smoothing",
+        nargs="+",
+        type=float,
+        default=None,
+        help="Gaussian sigmas (grid cells) applied to the dense grid of f before "
+        "marching cubes; the level is then the quantile of the smoothed grid "
+        "interpolated at the points, minus the offset",
+    )
+    parser.add_argument(
+        "--save-meshes", default=None, metavar="DIR", help="write each level's .ply"
+    )
     args = parser.parse_args()
 
     by_stem = {p.stem: p for p in shared_meshes(data_dir(args.data_dir))}
@@ -75,14 +99,35 @@ def main() -> None:
     # default_level gives with level_offset=c, from the same scores
     spacing = point_spacing(surface.standardization.transform(points))
     panels = [("reference", reference)]
-    for offset in args.offsets:
-        level = surface.level - offset * spacing
+    if args.smoothing is not None:
+        from scipy.ndimage import gaussian_filter, map_coordinates
+
+        low, high = surface.bounds
+        cell = (high - low) / (args.resolution - 1)
         start, start_cpu = time.perf_counter(), time.process_time()
-        mesh = extract_mesh(surface, args.resolution, level=level)
+        dense = evaluate_grid(surface.score_fn(), surface.bounds, args.resolution)
+        grid_time = (time.perf_counter() - start, time.process_time() - start_cpu)
+        at_points = ((points - low) / cell).T
+    settings = [(offset, None) for offset in args.offsets]
+    if args.smoothing is not None:
+        settings = [(o, s) for s in args.smoothing for o in args.offsets]
+    for offset, sigma in settings:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        if sigma is None:
+            level = surface.level - offset * spacing
+            mesh = extract_mesh(surface, args.resolution, level=level)
+        else:
+            volume = gaussian_filter(dense, sigma, mode="nearest") if sigma else dense
+            scores = map_coordinates(volume, at_points, order=1)
+            level = float(np.quantile(scores, 0.01)) - offset * spacing
+            mesh = mesh_from_volume(volume, level, surface.bounds, cell)
         extract = {
             "extract_seconds": round(time.perf_counter() - start, 1),
             "extract_cpu_seconds": round(time.process_time() - start_cpu, 1),
         }
+        if sigma is not None:  # plus the dense grid's evaluation, done once
+            extract["dense_grid_seconds"] = round(grid_time[0], 1)
+            extract["dense_grid_cpu_seconds"] = round(grid_time[1], 1)
         result = compare_surfaces(mesh, reference, n=30000, seed=args.seed)
         row = {
             "mesh": args.mesh,
@@ -91,6 +136,7 @@ def main() -> None:
             "steps": args.steps,
             "margin": args.margin,
             "level_offset": offset,
+            "smoothing": sigma,
             "resolution": args.resolution,
             "seed": args.seed,
             "chamfer": result.chamfer,
@@ -98,12 +144,19 @@ def main() -> None:
             "normal_consistency": result.normal_consistency,
             "parts": len(mesh.split(only_watertight=False)),
             "watertight": bool(mesh.is_watertight),
+            # distinct marching-cubes vertices at one point (level through a
+            # grid corner, up to float32 rounding)
+            "coincident_vertices": len(mesh.vertices)
+            - len(np.unique(mesh.vertices, axis=0)),
             **fit,
             **extract,
             "load_average": os.getloadavg()[0],
         }
         print(json.dumps(row), flush=True)
-        panels.append((f"level offset {offset:g}", mesh))
+        label = f"offset{offset:g}" + ("" if sigma is None else f"_sigma{sigma:g}")
+        panels.append((label, mesh))
+        if args.save_meshes:
+            write_mesh(mesh, f"{args.save_meshes}/{args.mesh}_{label}.ply")
     if args.render:
         render_meshes(panels, args.render, samples=200000, pixels=256, seed=0)
 

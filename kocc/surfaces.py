@@ -378,21 +378,8 @@ def extract_mesh(
             f"[{f_min:.6g}, {f_max:.6g}]: no surface to extract (enlarge the "
             "bounds or change the level)"
         )
-    padded = np.pad(volume, 1, mode="constant", constant_values=f_min)
     on_phase("marching cubes")
-    vertices, faces, normals, _ = marching_cubes(
-        padded,
-        level=level,
-        spacing=tuple(float(s) for s in spacing),
-        method="lewiner",
-        gradient_direction="ascent",
-    )
-    # undo the one-cell padding; a cap closing a surface cut by the box lies in
-    # the padding cell: put it on the box face
-    vertices = np.clip(vertices - spacing + bounds[0], bounds[0], bounds[1])
-    mesh = trimesh.Trimesh(
-        vertices=vertices, faces=faces, vertex_normals=normals, process=True
-    )
+    mesh = mesh_from_volume(volume, level, bounds, spacing)
     mesh.metadata["grid_evaluation"] = {
         "grid_points": resolution**3,
         "evaluated_points": int(evaluated),
@@ -401,3 +388,42 @@ def extract_mesh(
         "pruned": grid is not None and grid.volume is not None,
     }
     return mesh
+
+
+def mesh_from_volume(
+    volume: np.ndarray, level: float, bounds: Any, spacing: Any
+) -> trimesh.Trimesh:
+    """Marching cubes (Lewiner) on a grid of scores, in the grid's coordinates.
+
+    The volume is padded by one cell of its minimum on every side so that a
+    surface reaching the box closes there (on the box face); face normals point
+    toward decreasing scores (out of ``{f > level}``). The mesh keeps marching
+    cubes' connectivity, one vertex per crossed grid edge: merging vertices by
+    position (trimesh's ``process=True``) fused distinct vertices that round to
+    the same float32 point where the level passes within float32 rounding of a
+    grid corner, and pinched the surface there into edges of 4 or more faces
+    (``docs/surfaces.md``, "Watertight meshes").
+
+    Args:
+        volume: ``(r, r, r)`` scores at ``low + spacing * (i, j, k)``.
+        level: iso-level, strictly between the volume's minimum and maximum.
+        bounds: ``(2, 3)`` grid box (low, high).
+        spacing: ``(3,)`` grid spacing.
+    """
+    bounds = np.asarray(bounds, np.float32)
+    spacing = np.asarray(spacing, np.float32)
+    f_min = float(volume.min())
+    padded = np.pad(volume, 1, mode="constant", constant_values=f_min)
+    vertices, faces, normals, _ = marching_cubes(
+        padded,
+        level=float(level),
+        spacing=tuple(float(s) for s in spacing),
+        method="lewiner",
+        gradient_direction="ascent",
+    )
+    # undo the one-cell padding; a cap closing a surface cut by the box lies in
+    # the padding cell: put it on the box face
+    vertices = np.clip(vertices - spacing + bounds[0], bounds[0], bounds[1])
+    return trimesh.Trimesh(
+        vertices=vertices, faces=faces, vertex_normals=normals, process=False
+    )

@@ -224,6 +224,24 @@ def test_extract_mesh_closes_a_surface_cut_by_the_grid_box():
     assert mesh.vertices[:, 0].max() == pytest.approx(0.5, abs=1e-5)
 
 
+def test_extract_mesh_stays_watertight_where_the_level_passes_through_grid_corners():
+    # the octahedron |x|_1 = 4 on the integer grid: the level passes exactly
+    # through grid corners, where marching cubes puts several vertices (one per
+    # crossed edge) at the same point; its connectivity is a closed surface,
+    # and merging those vertices by position (as for ballA, where the level
+    # passed within float32 rounding of a corner) broke it into 97 pieces with
+    # edges of 4 and 6 faces
+    def octahedron(x):
+        return 4.0 - tf.reduce_sum(tf.abs(x), axis=1)
+
+    bounds = np.array([[-6.0, -6.0, -6.0], [6.0, 6.0, 6.0]])
+    mesh = extract_mesh(octahedron, 13, level=0.0, bounds=bounds)
+    assert len(np.unique(mesh.vertices, axis=0)) < len(mesh.vertices)
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert len(mesh.split(only_watertight=False)) == 1
+    np.testing.assert_allclose(np.abs(mesh.vertices).sum(axis=1), 4.0, atol=1e-5)
+
+
 def test_implicit_surface_maps_standardized_scores_back_to_original_coordinates():
     standardization = IsotropicStandardization(
         center=np.array([10.0, 0.0, -5.0], np.float32), scale=4.0
