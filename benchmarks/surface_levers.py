@@ -31,15 +31,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
-from surfaces_shared_meshes import shared_meshes  # noqa: E402
+from surfaces_shared_meshes import shared_points  # noqa: E402
 
-from kocc.datasets.paths import data_dir  # noqa: E402
 from kocc.implicit_surface import point_spacing  # noqa: E402
 from kocc.mesh_distances import compare_surfaces  # noqa: E402
 from kocc.meshes import (  # noqa: E402
-    load_mesh,
     render_meshes,
-    sample_surface,
     write_mesh,
 )
 from kocc.surfaces import (  # noqa: E402
@@ -76,11 +73,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    by_stem = {p.stem: p for p in shared_meshes(data_dir(args.data_dir))}
-    if args.mesh not in by_stem:
-        raise SystemExit(f"unknown mesh {args.mesh!r}; known: {sorted(by_stem)}")
-    reference = load_mesh(by_stem[args.mesh])
-    points = sample_surface(reference, 2048, args.seed)
+    reference, points = shared_points(args.mesh, args.data_dir, args.seed)
     start, start_cpu = time.perf_counter(), time.process_time()
     surface = fit_point_cloud(
         points,

@@ -23,12 +23,10 @@ import time
 import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
-from surfaces_shared_meshes import shared_meshes
+from surfaces_shared_meshes import shared_points
 
-from kocc.datasets.paths import data_dir
 from kocc.implicit_surface import padded_bounds
 from kocc.mesh_distances import compare_surfaces
-from kocc.meshes import load_mesh, sample_surface
 from kocc.surfaces import mesh_from_volume
 
 
@@ -42,11 +40,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    by_stem = {p.stem: p for p in shared_meshes(data_dir(args.data_dir))}
-    if args.mesh not in by_stem:
-        raise SystemExit(f"unknown mesh {args.mesh!r}; known: {sorted(by_stem)}")
-    reference = load_mesh(by_stem[args.mesh])
-    points = sample_surface(reference, 2048, args.seed)
+    reference, points = shared_points(args.mesh, args.data_dir, args.seed)
     bounds = padded_bounds(points, args.padding)
     cell = (bounds[1] - bounds[0]) / (args.resolution - 1)
     start = time.process_time()

@@ -27,7 +27,7 @@ import kocc  # noqa: F401  (selects tf-keras first)
 from kocc.datasets.paths import data_dir
 from kocc.experiments.recipes import load_recipe_data
 from kocc.experiments.surface_pipeline import run_surface, surface_recipe
-from kocc.meshes import MESH_EXTENSIONS
+from kocc.meshes import MESH_EXTENSIONS, load_mesh, sample_surface
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "surface_modelnet.yaml"
 KEYS = (
@@ -52,6 +52,18 @@ def shared_meshes(root: Path) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"no meshes/ folder in {str(root)!r}")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS)
+
+
+def shared_points(stem: str, directory: str | None, seed: int):
+    """The shared mesh of file stem ``stem`` and 2,048 points sampled on it.
+
+    ``directory``: the data directory (``None``: ``$KOCC_DATA_DIR``).
+    """
+    by_stem = {p.stem: p for p in shared_meshes(data_dir(directory))}
+    if stem not in by_stem:
+        raise SystemExit(f"unknown mesh {stem!r}; known: {sorted(by_stem)}")
+    reference = load_mesh(by_stem[stem])
+    return reference, sample_surface(reference, 2048, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

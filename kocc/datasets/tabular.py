@@ -191,6 +191,18 @@ def load_tabular(
     return x, y.astype(np.int64)
 
 
+def _checked_training_rows(x_train: np.ndarray) -> np.ndarray:
+    """``x_train`` as an array, checked: 2-D, at least one row, finite."""
+    x_train = np.asarray(x_train)
+    if x_train.ndim != 2 or x_train.shape[0] == 0:
+        raise ValueError(
+            f"x_train must have shape (n >= 1, d), got {tuple(x_train.shape)}."
+        )
+    if not np.all(np.isfinite(x_train)):
+        raise ValueError("x_train holds non-finite values (NaN or inf).")
+    return x_train
+
+
 def fit_standardizer(x_train: np.ndarray) -> StandardScaler:
     """Fit the per-feature standardization ``(x - mean) / std`` on training rows.
 
@@ -208,13 +220,7 @@ def fit_standardizer(x_train: np.ndarray) -> StandardScaler:
     Raises:
         ValueError: if ``x_train`` is not 2-D with at least one row or holds NaN.
     """
-    x_train = np.asarray(x_train)
-    if x_train.ndim != 2 or x_train.shape[0] == 0:
-        raise ValueError(
-            f"x_train must have shape (n >= 1, d), got {tuple(x_train.shape)}."
-        )
-    if not np.all(np.isfinite(x_train)):
-        raise ValueError("x_train holds non-finite values (NaN or inf).")
+    x_train = _checked_training_rows(x_train)
     return StandardScaler(copy=False).fit(x_train)
 
 
@@ -246,13 +252,7 @@ def tail_stretch_divisors(
     Returns:
         float32 divisors ``(d,)`` in ``[1 / max_stretch, 1]``.
     """
-    x_train = np.asarray(x_train)
-    if x_train.ndim != 2 or x_train.shape[0] == 0:
-        raise ValueError(
-            f"x_train must have shape (n >= 1, d), got {tuple(x_train.shape)}."
-        )
-    if not np.all(np.isfinite(x_train)):
-        raise ValueError("x_train holds non-finite values (NaN or inf).")
+    x_train = _checked_training_rows(x_train)
     if not max_stretch >= 1:
         raise ValueError(f"max_stretch must be >= 1, got {max_stretch!r}.")
     low, high = np.percentile(x_train, [25, 75], axis=0)
@@ -283,13 +283,7 @@ def fit_robust_scaler(x_train: np.ndarray) -> RobustScaler:
     Raises:
         ValueError: if ``x_train`` is not 2-D with at least one row or holds NaN.
     """
-    x_train = np.asarray(x_train)
-    if x_train.ndim != 2 or x_train.shape[0] == 0:
-        raise ValueError(
-            f"x_train must have shape (n >= 1, d), got {tuple(x_train.shape)}."
-        )
-    if not np.all(np.isfinite(x_train)):
-        raise ValueError("x_train holds non-finite values (NaN or inf).")
+    x_train = _checked_training_rows(x_train)
     return RobustScaler().fit(x_train)
 
 
