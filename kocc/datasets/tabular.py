@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +287,31 @@ def fit_robust_scaler(x_train: np.ndarray) -> RobustScaler:
     return RobustScaler().fit(x_train)
 
 
+def _fit_scaling(
+    x_train: np.ndarray, scaling: str
+) -> tuple[Callable[[np.ndarray], np.ndarray] | None, np.ndarray]:
+    """``scaling`` fitted on standardized rows: its map (``None``: identity) and
+    its float64 per-feature divisors.
+
+    Raises:
+        ValueError: for an unknown ``scaling``.
+    """
+    if scaling == "standard":
+        return None, np.ones(np.asarray(x_train).shape[1])
+    if scaling == "robust":
+        scaler = fit_robust_scaler(x_train)
+        return (
+            lambda x: scaler.transform(x).astype(np.float32, copy=False),
+            np.asarray(scaler.scale_, np.float64),
+        )
+    if scaling == "tail_stretch":
+        divisors = tail_stretch_divisors(x_train)
+        return (lambda x: x / divisors), divisors.astype(np.float64)
+    raise ValueError(
+        f"feature scaling must be one of {FEATURE_SCALINGS}, got {scaling!r}."
+    )
+
+
 def feature_divisors(x_train: np.ndarray, scaling: str) -> np.ndarray:
     """The per-feature divisors ``s_j`` of ``scaling`` fitted on standardized rows.
 
@@ -301,15 +326,7 @@ def feature_divisors(x_train: np.ndarray, scaling: str) -> np.ndarray:
     Raises:
         ValueError: for an unknown ``scaling``.
     """
-    if scaling == "standard":
-        return np.ones(np.asarray(x_train).shape[1])
-    if scaling == "robust":
-        return np.asarray(fit_robust_scaler(x_train).scale_, np.float64)
-    if scaling == "tail_stretch":
-        return tail_stretch_divisors(x_train).astype(np.float64)
-    raise ValueError(
-        f"feature scaling must be one of {FEATURE_SCALINGS}, got {scaling!r}."
-    )
+    return _fit_scaling(x_train, scaling)[1]
 
 
 def scaled_rows(
@@ -331,25 +348,13 @@ def scaled_rows(
     Raises:
         ValueError: for an unknown ``scaling``.
     """
-    if scaling == "standard":
+    transform, _ = _fit_scaling(x_train, scaling)
+    if transform is None:
         return x_train, x_test
-    if scaling == "tail_stretch":
-        divisors = tail_stretch_divisors(x_train)
-        train = x_train / divisors
-        if x_test is None or x_test is x_train:
-            return train, (None if x_test is None else train)
-        return train, x_test / divisors
-    if scaling != "robust":
-        raise ValueError(
-            f"feature scaling must be one of {FEATURE_SCALINGS}, got {scaling!r}."
-        )
-    scaler = fit_robust_scaler(x_train)
-    train = scaler.transform(x_train).astype(np.float32, copy=False)
+    train = transform(x_train)
     if x_test is None:
         return train, None
-    if x_test is x_train:
-        return train, train
-    return train, scaler.transform(x_test).astype(np.float32, copy=False)
+    return train, train if x_test is x_train else transform(x_test)
 
 
 def streamed_dataset(
