@@ -332,7 +332,7 @@ def feature_divisors(x_train: np.ndarray, scaling: str) -> np.ndarray:
 def scaled_rows(
     x_train: np.ndarray, x_test: np.ndarray | None, scaling: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows OCSDF sees: standardized rows as given, or robust-scaled.
+    """The rows OCSDF sees: standardized rows as given, robust-scaled or tail-stretched.
 
     Args:
         x_train: standardized float32 training rows ``(n, d)``.

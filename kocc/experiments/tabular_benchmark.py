@@ -138,8 +138,9 @@ class TabularModelConfig:
         default_factory=lambda: [64, 64, 64], metadata=at_least(1)
     )
     activation: str = field(default="fullsort", metadata=ACTIVATION_RULE)
-    #: OCSDF's inputs: "standard" (the standardized rows the baselines see) or
-    #: "robust" (those rows scaled by their median and interquartile range)
+    #: OCSDF's inputs: "standard" (the standardized rows the baselines see),
+    #: "robust" (those rows scaled by their median and interquartile range) or
+    #: "tail_stretch" (heavy-tailed features stretched at most 4-fold)
     feature_scaling: str = field(default="standard", metadata=one_of(*FEATURE_SCALINGS))
 
 
@@ -353,8 +354,9 @@ class OCSDFSettings:
     Attributes:
         widths: hidden widths of the 1-Lipschitz MLP.
         activation: its activation (deel-lip name, e.g. ``"fullsort"``).
-        feature_scaling: OCSDF's inputs, ``"standard"`` (the standardized rows)
-            or ``"robust"`` (:func:`kocc.datasets.tabular.scaled_rows`).
+        feature_scaling: OCSDF's inputs, ``"standard"`` (the standardized rows),
+            ``"robust"`` or ``"tail_stretch"``
+            (:func:`kocc.datasets.tabular.scaled_rows`).
         margins: margin grid ``m`` of the HKR loss.
         margin_selection: ``"best_auroc"`` or ``"knn_scale"`` (module docstring).
         margin_per_dataset: fixed margin per data set, overriding the grid.
@@ -1009,7 +1011,8 @@ def _run_dataset(
             progress.start(f"{name} run {run + 1}/{config.runs}")
         seed = config.seed + run
         x_train, x_test, y_test, same_rows = _prepare(x, y, config, seed)
-        # OCSDF's own rows (robust scaling: new arrays; the baselines keep theirs)
+        # OCSDF's own rows (robust / tail_stretch: new arrays; the baselines
+        # keep theirs)
         ocsdf_train, ocsdf_test = scaled_rows(x_train, x_test, settings.feature_scaling)
         margins = grid
         if label_free:
