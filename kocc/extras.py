@@ -16,6 +16,8 @@ import importlib
 import inspect
 from types import ModuleType
 
+from kocc.safe_output import interrupts_received
+
 #: Top-level module -> (distribution on PyPI, extra of kocc that installs it).
 #: The extras themselves are declared in ``setup.cfg``.
 OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
@@ -55,10 +57,16 @@ def require(module: str, feature: str | None = None) -> ModuleType:
     Raises:
         ImportError: the package is not installed; the message names the
             distribution, the extra and the ``pip install`` command.
+        KeyboardInterrupt: an interrupt arrived during the import (inside
+            :func:`kocc.safe_output.terminate_as_interrupt`) and the package
+            caught it: trimesh wraps its optional imports in ``except
+            BaseException``, which made a Ctrl-C during ``import trimesh`` a
+            no-op (the command then ran to its end).
     """
     hint = install_hint(module)
+    before, _ = interrupts_received()
     try:
-        return importlib.import_module(module)
+        imported = importlib.import_module(module)
     except ImportError as error:
         if feature is None:
             caller = inspect.currentframe().f_back
@@ -68,3 +76,7 @@ def require(module: str, feature: str | None = None) -> ModuleType:
             f"{feature} needs {distribution}, which the {extra!r} extra installs: "
             f"{hint}"
         ) from error
+    after, cause = interrupts_received()
+    if after != before:  # the package's import swallowed the KeyboardInterrupt
+        raise KeyboardInterrupt(cause)
+    return imported

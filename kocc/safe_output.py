@@ -52,6 +52,11 @@ COMPLETION_MARKER = ".kocc-complete"
 #: Infix of the temporary siblings that hold an output being written.
 PARTIAL_INFIX = ".partial-"
 
+#: The interrupts (SIGINT, SIGTERM) received inside
+#: :func:`terminate_as_interrupt` blocks so far: their number and the cause of
+#: the last (see :func:`interrupts_received`).
+_interrupts = {"count": 0, "cause": ""}
+
 PathLike = str | os.PathLike
 
 
@@ -498,24 +503,42 @@ def output_directory(
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Turn ``SIGTERM`` into ``KeyboardInterrupt`` for the block.
+    """Turn ``SIGTERM`` into ``KeyboardInterrupt`` for the block, and count
+    the interrupts.
 
     Python's default ``SIGTERM`` ends the process without unwinding, so the
     clean-up of :func:`atomic_path` and :func:`output_directory` would not run
     and a ``.NAME.partial-…`` sibling would stay. Inside this block a
     ``SIGTERM`` (``kill PID``, a job scheduler's time limit) unwinds like
-    Ctrl-C. Outside the main thread (where Python cannot install handlers) the
-    block runs unchanged.
+    Ctrl-C (``SIGINT``). Both are counted (:func:`interrupts_received`), so
+    that code calling a dependency that catches ``BaseException`` can raise a
+    swallowed interrupt again (:func:`kocc.extras.require`). Outside the main
+    thread (where Python cannot install handlers) the block runs unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        cause = (
+            "" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
+        )
+        _interrupts["count"] += 1
+        _interrupts["cause"] = cause
+        raise KeyboardInterrupt(cause)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {
+        sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupts_received() -> tuple[int, str]:
+    """How many ``SIGINT`` / ``SIGTERM`` arrived inside
+    :func:`terminate_as_interrupt` blocks, and the cause of the last (``""``
+    for Ctrl-C, ``"signal SIGTERM"``): the ``KeyboardInterrupt`` message."""
+    return _interrupts["count"], _interrupts["cause"]

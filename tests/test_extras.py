@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from kocc.extras import OPTIONAL_MODULES, install_hint, require
+from kocc.safe_output import terminate_as_interrupt
 
 
 def test_require_returns_an_installed_module():
@@ -49,3 +50,28 @@ def test_unknown_module_is_not_an_optional_dependency():
         "plots",
         "experiments",
     }
+
+
+_SWALLOWING_PACKAGE = """
+import os, signal, time
+try:  # as trimesh wraps its optional imports
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the handler runs here and raises KeyboardInterrupt
+except BaseException as error:
+    caught = error
+"""
+
+
+def test_an_interrupt_that_the_imported_package_swallows_is_raised_again(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "swallower.py").write_text(_SWALLOWING_PACKAGE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(OPTIONAL_MODULES, "swallower", ("swallower", "surfaces"))
+    with pytest.raises(KeyboardInterrupt) as interrupt:
+        with terminate_as_interrupt():
+            require("swallower")
+    assert str(interrupt.value) == ""  # Ctrl-C, as the CLI reports it
+    # the package did catch it: without the check the import would return
+    assert isinstance(sys.modules["swallower"].caught, KeyboardInterrupt)
+    monkeypatch.delitem(sys.modules, "swallower")

@@ -112,6 +112,19 @@ def test_core_import_loads_no_optional_package():
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_toy_training_loads_no_surfaces_package():
+    """The demo's path (``kocc train`` on a toy recipe) needs no ``surfaces``
+    extra, and does not import it: trimesh catches ``BaseException`` in its
+    own imports, so a Ctrl-C during ``import trimesh`` was lost."""
+    surfaces = [m for m, (_, extra) in OPTIONAL_MODULES.items() if extra == "surfaces"]
+    proc = _python(
+        "import sys\nimport kocc.experiments.toy_experiment\n"
+        f"print(sorted(m for m in {surfaces!r} if m in sys.modules))"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_top_level_exports_resolve_lazily_to_their_modules():
     proc = _python(
         "import sys, kocc\n"

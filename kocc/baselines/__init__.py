@@ -12,19 +12,36 @@
   (Dionelis et al.).
 """
 
-from kocc.baselines.bce import OneClassBCE, bce_network, fit_bce_network
-from kocc.baselines.deep_svdd import DeepSVDD
-from kocc.baselines.distance_regression import fit_distance_regression
-from kocc.baselines.iocn import IOCN, FlowBaseline
-from kocc.baselines.omasgan import OMASGAN
+from __future__ import annotations
 
-__all__ = [
-    "IOCN",
-    "OMASGAN",
-    "DeepSVDD",
-    "FlowBaseline",
-    "OneClassBCE",
-    "bce_network",
-    "fit_bce_network",
-    "fit_distance_regression",
-]
+import importlib
+
+#: Public name -> the module that defines it. The names load their module on
+#: first use (PEP 562): ``from kocc.baselines.bce import ...`` does not import
+#: the other baselines' dependencies (``fit_distance_regression`` needs trimesh,
+#: from the ``surfaces`` extra).
+_EXPORTS: dict[str, str] = {
+    "OneClassBCE": "kocc.baselines.bce",
+    "bce_network": "kocc.baselines.bce",
+    "fit_bce_network": "kocc.baselines.bce",
+    "DeepSVDD": "kocc.baselines.deep_svdd",
+    "fit_distance_regression": "kocc.baselines.distance_regression",
+    "IOCN": "kocc.baselines.iocn",
+    "FlowBaseline": "kocc.baselines.iocn",
+    "OMASGAN": "kocc.baselines.omasgan",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Lazy exports (PEP 562): ``kocc.baselines.DeepSVDD``..."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kocc.baselines' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
