@@ -11,9 +11,8 @@ The module map is in ``docs/architecture.md``.
 
 from __future__ import annotations
 
-import importlib
-
 from kocc.backend import configure_keras
+from kocc.lazy_exports import lazy_exports
 
 configure_keras()
 
@@ -37,14 +36,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str):
-    """Lazy top-level exports (PEP 562): ``kocc.OCSDF``, ``kocc.OneClassSDF``..."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kocc' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

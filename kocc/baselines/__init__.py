@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-import importlib
+from kocc.lazy_exports import lazy_exports
 
 #: Public name -> the module that defines it. The names load their module on
 #: first use (PEP 562): ``from kocc.baselines.bce import ...`` does not import
@@ -34,14 +34,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Lazy exports (PEP 562): ``kocc.baselines.DeepSVDD``..."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kocc.baselines' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
