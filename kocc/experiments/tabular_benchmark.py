@@ -139,8 +139,9 @@ class TabularModelConfig:
     )
     activation: str = field(default="fullsort", metadata=ACTIVATION_RULE)
     #: OCSDF's inputs: "standard" (the standardized rows the baselines see),
-    #: "robust" (those rows scaled by their median and interquartile range) or
-    #: "tail_stretch" (heavy-tailed features stretched at most 4-fold)
+    #: "robust" (those rows scaled by their median and interquartile range),
+    #: "tail_stretch" (heavy-tailed features stretched at most 4-fold) or
+    #: "heavy_tail" (only the features at tail_stretch's cap, stretched 4-fold)
     feature_scaling: str = field(default="standard", metadata=one_of(*FEATURE_SCALINGS))
 
 
@@ -355,7 +356,7 @@ class OCSDFSettings:
         widths: hidden widths of the 1-Lipschitz MLP.
         activation: its activation (deel-lip name, e.g. ``"fullsort"``).
         feature_scaling: OCSDF's inputs, ``"standard"`` (the standardized rows),
-            ``"robust"`` or ``"tail_stretch"``
+            ``"robust"``, ``"tail_stretch"`` or ``"heavy_tail"``
             (:func:`kocc.datasets.tabular.scaled_rows`).
         margins: margin grid ``m`` of the HKR loss.
         margin_selection: ``"best_auroc"`` or ``"knn_scale"`` (module docstring).
