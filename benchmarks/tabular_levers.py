@@ -2,7 +2,7 @@
 
 One JSON object per data set: the AUROC (%) of OCSDF trained on all rows with the
 given feature scaling, λ, margin, box padding, widths, steps, activation, batch
-size and learning rate (the tabular benchmark's
+size, learning rate and Newton steps T (the tabular benchmark's
 :func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally as the mean
 score of ``--members`` networks (seeds, or subsamples of the rows with
 ``--subsample``), of one network per scaling of ``--member-scalings`` or per
@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--activation", default="fullsort")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--nr-steps", type=int, default=4)
     parser.add_argument(
         "--member-scalings",
         default="",
@@ -152,6 +153,7 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch,
         learning_rate=args.lr,
+        nr_steps=args.nr_steps,
     )
     for name in args.sets.split(","):
         raw, y = load_tabular(name, args.data_dir)
