@@ -24,10 +24,12 @@ data set and none is chosen by looking at the labels (measured in
 docs/tabular.md, "Label-free defaults"). The labels only enter the AUROC.
 
 Feature scaling: every method gets the standardized rows; with
-``model.feature_scaling: tail_stretch`` (the shipped recipe's) or ``robust``,
-OCSDF alone sees them scaled again (:func:`kocc.datasets.tabular.scaled_rows`,
-fitted on the training rows: heavy-tailed features stretched at most 4-fold, or
-median / IQR), and its prior, margin rule and scores live on those rows.
+``model.feature_scaling: tail_stretch`` (the shipped recipe's), ``heavy_tail``
+or ``robust``, OCSDF alone sees them scaled again
+(:func:`kocc.datasets.tabular.scaled_rows`, fitted on the training rows:
+heavy-tailed features stretched at most 4-fold, only the features at that cap
+stretched 4-fold, or median / IQR), and its prior, margin rule and scores live
+on those rows.
 
 With a grid, OCSDF's margin ``m`` (the hinge margin of the HKR loss, Eq. (4) of
 the paper) is trained for every value in ``training.margins`` (the paper's grid
