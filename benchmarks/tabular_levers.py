@@ -1,20 +1,26 @@
 """Screen OCSDF's label-free levers on a few tabular sets (OCSDF only, AD protocol).
 
 One JSON object per data set: the AUROC (%) of OCSDF trained on all rows with the
-given feature scaling, λ, margin, box padding, widths and steps (the tabular
-benchmark's :func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally
-as the mean score of ``--members`` networks (seeds, or subsamples of the rows
-with ``--subsample``) and with part of the negatives' initial points drawn
-around the data rows (``--jitter``). The labels enter only the AUROC. This is the
-script behind the lever table of docs/tabular.md ("Levers of issue 18"); the
+given feature scaling, λ, margin, box padding, widths, steps, activation, batch
+size, learning rate and Newton steps T (the tabular benchmark's
+:func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally as the mean
+score of ``--members`` networks (seeds, or subsamples of the rows with
+``--subsample``), of one network per scaling of ``--member-scalings`` or per
+margin of ``--member-margins`` (same seed), and with part of the negatives'
+initial points drawn around the data rows (``--jitter``). The labels enter only
+the AUROC. This is the script behind the lever tables of docs/tabular.md; the
 default recipe's figures come from ``kocc benchmark recipes/tabular_odds.yaml``.
 
 Scalings (each fitted on all rows, labels unseen):
 
 * ``standard``: ``(x - mean) / std`` (the benchmark's rows);
 * ``robust``: :func:`kocc.datasets.tabular.scaled_rows` on the standardized rows
-  (median and IQR; a feature with IQR 0 keeps one std), the recipe's default;
+  (median and IQR; a feature with IQR 0 keeps one std);
 * ``mad``: ``(x - median) / (1.4826 MAD)`` on the raw rows (std where MAD = 0);
+* ``tail<c>``: the ``tail_stretch`` scaling with the stretch capped at ``c``
+  (``tail4`` is the library's ``tail_stretch``; ``tail``: no cap);
+* ``heavy<c>``: only the features with ``IQR / 1.349 <= 1 / c`` stretched
+  ``c``-fold (``heavy4`` is the library's ``heavy_tail``);
 * ``quantile``: scikit-learn's ``QuantileTransformer(output_distribution=
   "normal")``, a non-linear map (a certificate on its output says nothing
   useful about the raw features).
@@ -83,6 +89,15 @@ def scale(x: np.ndarray, scaling: str) -> np.ndarray:
         divisor = np.clip((high - low) / 1.349, 1.0 / gain_cap, 1.0)
         divisor[high - low <= 0] = 1.0  # IQR 0: keep one std
         return (x / divisor).astype(np.float32)
+    if scaling.startswith("heavy"):
+        # heavy<c>: stretch a standardized feature c-fold only where its tails
+        # are heavy enough that IQR / 1.349 <= 1 / c (tail<c> would stretch it
+        # by the full cap); every other feature keeps one std
+        fit_standardizer(x).transform(x)
+        low, high = np.percentile(x, [25, 75], axis=0)
+        gain = float(scaling[5:] or "4")
+        heavy = (high - low > 0) & ((high - low) / 1.349 <= 1.0 / gain)
+        return np.where(heavy, x * gain, x).astype(np.float32)
     if scaling == "quantile":
         quantile = QuantileTransformer(
             output_distribution="normal", n_quantiles=min(1000, len(x)), random_state=0
@@ -103,13 +118,27 @@ def main() -> None:
     parser.add_argument(
         "--scaling",
         default="standard",
-        help="standard | robust | mad | quantile | tail<c> (e.g. tail4, tail)",
+        help="standard | robust | mad | quantile | tail<c> (e.g. tail4) | heavy<c>",
     )
     parser.add_argument("--lam", type=float, default=3.0)
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--pad", type=float, default=2.0)
     parser.add_argument("--widths", default="64,64,64")
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--activation", default="fullsort")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--nr-steps", type=int, default=4)
+    parser.add_argument(
+        "--member-scalings",
+        default="",
+        help="comma-separated scalings, one member each (overrides --scaling)",
+    )
+    parser.add_argument(
+        "--member-margins",
+        default="",
+        help="comma-separated margins, one member each (overrides --margin)",
+    )
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--subsample", type=float, default=1.0)
     parser.add_argument("--jitter", type=float, default=0.0)
@@ -119,26 +148,47 @@ def main() -> None:
     args = parser.parse_args()
     settings = OCSDFSettings(
         widths=tuple(int(w) for w in args.widths.split(",")),
+        activation=args.activation,
         lam=args.lam,
         steps=args.steps,
+        batch_size=args.batch,
+        learning_rate=args.lr,
+        nr_steps=args.nr_steps,
     )
     for name in args.sets.split(","):
         raw, y = load_tabular(name, args.data_dir)
-        x = scale(raw, args.scaling)
-        domain = tabular_prior(x, "box", args.pad, 1.0)
-        if args.jitter > 0:
-            domain = JitteredBox(domain, x, args.jitter, args.jitter_fraction)
+        if args.member_scalings or args.member_margins:
+            # one member per listed scaling / margin, all with seed args.seed
+            scalings = args.member_scalings.split(",") if args.member_scalings else []
+            margins = args.member_margins.split(",") if args.member_margins else []
+            count = max(len(scalings), len(margins))
+            plan = [
+                (
+                    scalings[k] if scalings else args.scaling,
+                    float(margins[k]) if margins else args.margin,
+                    args.seed,
+                )
+                for k in range(count)
+            ]
+        else:
+            plan = [
+                (args.scaling, args.margin, args.seed * 1000 + k)
+                for k in range(args.members)
+            ]
         start = time.perf_counter()
-        total = np.zeros(len(x))
+        total = np.zeros(len(raw))
         members = []
-        for k in range(args.members):
-            seed = args.seed * 1000 + k
+        for scaling, margin, seed in plan:
+            x = scale(raw.copy(), scaling)
+            domain = tabular_prior(x, "box", args.pad, 1.0)
+            if args.jitter > 0:
+                domain = JitteredBox(domain, x, args.jitter, args.jitter_fraction)
             rows = x
             if args.subsample < 1:
                 count = min(len(x), max(256, int(args.subsample * len(x))))
                 pick = np.random.default_rng(seed).choice(len(x), count, replace=False)
                 rows = np.ascontiguousarray(x[pick])
-            model = train_ocsdf(rows, settings, args.margin, domain, seed)
+            model = train_ocsdf(rows, settings, margin, domain, seed)
             scores = -np.asarray(model.score_samples(x)).reshape(-1)
             members.append(round(100 * float(roc_auc_score(y, scores)), 2))
             total += scores

@@ -13,6 +13,7 @@ from kocc.datasets.tabular import (
     feature_divisors,
     fit_robust_scaler,
     fit_standardizer,
+    heavy_tail_divisors,
     load_tabular,
     scaled_rows,
     streamed_dataset,
@@ -240,6 +241,33 @@ def test_tail_stretch_stretches_heavy_tails_at_most_4x_and_never_shrinks():
     np.testing.assert_allclose(train, x / divisors.astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose(test, train[:3], rtol=1e-6)
     assert train.dtype == np.float32
+
+
+def test_heavy_tail_stretches_only_features_at_the_tail_stretch_cap():
+    rng = np.random.default_rng(2)
+    n = 4000
+    normal = rng.normal(size=n)  # IQR / 1.349 ~ 1: kept
+    # moderately heavy: ~1/3 of the rows 6x wider, IQR / 1.349 ~ 0.5 > 1/4:
+    # tail_stretch stretches it ~2x, heavy_tail keeps it
+    moderate = np.r_[rng.normal(size=n - n // 3), 6 * rng.normal(size=n // 3)]
+    spiky = np.r_[rng.normal(size=n - 40) * 0.1, rng.normal(size=40) * 50]
+    zero_iqr = np.r_[np.zeros(n - 100), rng.normal(size=100)]  # IQR 0: kept
+    x = np.column_stack([normal, moderate, spiky, zero_iqr]).astype(np.float32)
+    fit_standardizer(x).transform(x)
+    tail = feature_divisors(x, "tail_stretch")
+    assert 0.3 < tail[1] < 0.7  # stretched by tail_stretch, under its cap
+    divisors = feature_divisors(x, "heavy_tail")
+    np.testing.assert_array_equal(divisors, [1.0, 1.0, 1 / MAX_TAIL_STRETCH, 1.0])
+    # at stretch 2 the threshold is 1/2, under the moderate feature's ~0.4
+    np.testing.assert_array_equal(
+        heavy_tail_divisors(x, stretch=2.0)[:3], [1, 0.5, 0.5]
+    )
+    train, test = scaled_rows(x, x[:3].copy(), "heavy_tail")
+    np.testing.assert_array_equal(train[:, 2], 4 * x[:, 2])
+    np.testing.assert_array_equal(train[:, [0, 1, 3]], x[:, [0, 1, 3]])
+    np.testing.assert_array_equal(test, train[:3])
+    with pytest.raises(ValueError, match="stretch must be >= 1"):
+        heavy_tail_divisors(x, stretch=0.5)
 
 
 def test_feature_divisors_of_each_scaling():

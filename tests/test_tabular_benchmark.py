@@ -331,32 +331,34 @@ def test_one_class_protocol_with_gaussian_prior_and_label_free_margin(tmp_path):
     assert results.average_ranks["knn"] <= results.average_ranks["ocsdf"]
 
 
-def test_robust_feature_scaling_reaches_ocsdf_only(tmp_path):
-    # OCSDF trains and scores on the robust-scaled rows (the same AUROC as a
-    # model trained by hand on scaled_rows(..., "robust")); the baselines keep
-    # the standardized rows.
+@pytest.mark.parametrize("scaling", ["robust", "heavy_tail"])
+def test_feature_scaling_reaches_ocsdf_only(tmp_path, scaling):
+    # OCSDF trains and scores on the scaled rows (the same AUROC as a model
+    # trained by hand on scaled_rows(..., scaling)); the baselines keep the
+    # standardized rows.
     x, y = _cluster_with_far_outliers(seed=5)
+    x[200:, 0] *= 30  # a heavy-tailed feature: std ~ 47 x IQR / 1.349
     np.savez(tmp_path / "96_toy.npz", X=x, y=y)
     config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1}
     config |= {"baselines": ["knn"], "paper_reference": False, "name": "toy"}
-    config |= {"model": {"widths": [16], "feature_scaling": "robust"}}
+    config |= {"model": {"widths": [16], "feature_scaling": scaling}}
     config |= {"training": {"steps": 30, "batch_size": 64}}
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     (toy,) = results.datasets
     standard = x.copy()
     fit_standardizer(standard).transform(standard)
-    robust, _ = scaled_rows(standard, None, "robust")
-    assert not np.allclose(robust, standard)
+    scaled, _ = scaled_rows(standard, None, scaling)
+    assert not np.allclose(scaled, standard)
     settings = results.config.ocsdf
-    assert settings.feature_scaling == "robust"
-    domain = tabular_prior(robust, "box", results.config.prior_pad, 1.0)
-    model = train_ocsdf(robust, settings, 0.2, domain, seed=0)
-    by_hand = roc_auc_score(y, -np.asarray(model.score_samples(robust)).ravel())
+    assert settings.feature_scaling == scaling
+    domain = tabular_prior(scaled, "box", results.config.prior_pad, 1.0)
+    model = train_ocsdf(scaled, settings, 0.2, domain, seed=0)
+    by_hand = roc_auc_score(y, -np.asarray(model.score_samples(scaled)).ravel())
     assert toy.auroc["ocsdf"][0] == pytest.approx(by_hand, abs=1e-6)
     knn = _make_baseline("knn", {})
     on_standard = roc_auc_score(y, _anomaly_scores(knn, standard, standard, 0, True))
     assert toy.auroc["knn"][0] == pytest.approx(on_standard, abs=1e-9)
-    assert "robust feature scaling" in results.markdown_path.read_text()
+    assert f"{scaling} feature scaling" in results.markdown_path.read_text()
 
 
 def test_shard_files_refuse_robust_feature_scaling():

@@ -225,7 +225,7 @@ def fit_standardizer(x_train: np.ndarray) -> StandardScaler:
 
 
 #: OCSDF's input scalings (recipe key ``model.feature_scaling``).
-FEATURE_SCALINGS = ("standard", "robust", "tail_stretch")
+FEATURE_SCALINGS = ("standard", "robust", "tail_stretch", "heavy_tail")
 #: ``tail_stretch``: the largest factor by which a feature is stretched.
 MAX_TAIL_STRETCH = 4.0
 #: The interquartile range of a normal distribution, in standard deviations.
@@ -259,6 +259,35 @@ def tail_stretch_divisors(
     iqr = high - low
     divisors = np.clip(iqr / NORMAL_IQR, 1.0 / max_stretch, 1.0)
     return np.where(iqr > 0, divisors, 1.0).astype(np.float32)
+
+
+def heavy_tail_divisors(
+    x_train: np.ndarray, stretch: float = MAX_TAIL_STRETCH
+) -> np.ndarray:
+    """Per-feature divisors of the ``heavy_tail`` scaling of standardized rows.
+
+    ``s_j = 1 / stretch`` where ``0 < IQR_j / 1.349 <= 1 / stretch``, else
+    ``s_j = 1``: only a feature whose tails are so heavy that
+    :func:`tail_stretch_divisors` would stretch it by its full cap is
+    stretched, and by that factor; every other feature keeps one standard
+    deviation (a feature with ``IQR_j = 0`` too). Unlike ``tail_stretch``, a
+    feature with moderately heavy tails (``1 / stretch < IQR_j / 1.349 < 1``)
+    is left as it is.
+
+    Args:
+        x_train: standardized training rows ``(n, d)``, finite.
+        stretch: the stretch of a heavy-tailed feature, ``>= 1``.
+
+    Returns:
+        float32 divisors ``(d,)``, each ``1 / stretch`` or 1.
+    """
+    x_train = _checked_training_rows(x_train)
+    if not stretch >= 1:
+        raise ValueError(f"stretch must be >= 1, got {stretch!r}.")
+    low, high = np.percentile(x_train, [25, 75], axis=0)
+    iqr = high - low
+    heavy = (iqr > 0) & (iqr / NORMAL_IQR <= 1.0 / stretch)
+    return np.where(heavy, 1.0 / stretch, 1.0).astype(np.float32)
 
 
 def fit_robust_scaler(x_train: np.ndarray) -> RobustScaler:
@@ -304,8 +333,12 @@ def _fit_scaling(
             lambda x: scaler.transform(x).astype(np.float32, copy=False),
             np.asarray(scaler.scale_, np.float64),
         )
-    if scaling == "tail_stretch":
-        divisors = tail_stretch_divisors(x_train)
+    if scaling in ("tail_stretch", "heavy_tail"):
+        divisors = (
+            tail_stretch_divisors(x_train)
+            if scaling == "tail_stretch"
+            else heavy_tail_divisors(x_train)
+        )
         return (lambda x: x / divisors), divisors.astype(np.float64)
     raise ValueError(
         f"feature scaling must be one of {FEATURE_SCALINGS}, got {scaling!r}."
@@ -320,8 +353,9 @@ def feature_divisors(x_train: np.ndarray, scaling: str) -> np.ndarray:
     ``1 / min_j s_j``-Lipschitz on the standardized rows.
 
     Returns:
-        float64 ``(d,)``: ones (``"standard"``), the IQRs (``"robust"``) or
-        :func:`tail_stretch_divisors` (``"tail_stretch"``).
+        float64 ``(d,)``: ones (``"standard"``), the IQRs (``"robust"``),
+        :func:`tail_stretch_divisors` (``"tail_stretch"``) or
+        :func:`heavy_tail_divisors` (``"heavy_tail"``).
 
     Raises:
         ValueError: for an unknown ``scaling``.
@@ -339,8 +373,9 @@ def scaled_rows(
         x_test: standardized float32 rows to score, or ``None``.
         scaling: ``"standard"`` (returned unchanged, no copy), ``"robust"``
             (:func:`fit_robust_scaler` fitted on ``x_train``, applied to both)
-            or ``"tail_stretch"`` (divided by :func:`tail_stretch_divisors` of
-            ``x_train``); the last two return new float32 arrays.
+            ``"tail_stretch"`` or ``"heavy_tail"`` (divided by
+            :func:`tail_stretch_divisors` or :func:`heavy_tail_divisors` of
+            ``x_train``); the last three return new float32 arrays.
 
     Returns:
         ``(x_train, x_test)`` as OCSDF sees them.

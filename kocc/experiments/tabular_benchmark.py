@@ -24,10 +24,12 @@ data set and none is chosen by looking at the labels (measured in
 docs/tabular.md, "Label-free defaults"). The labels only enter the AUROC.
 
 Feature scaling: every method gets the standardized rows; with
-``model.feature_scaling: tail_stretch`` (the shipped recipe's) or ``robust``,
-OCSDF alone sees them scaled again (:func:`kocc.datasets.tabular.scaled_rows`,
-fitted on the training rows: heavy-tailed features stretched at most 4-fold, or
-median / IQR), and its prior, margin rule and scores live on those rows.
+``model.feature_scaling: tail_stretch`` (the shipped recipe's), ``heavy_tail``
+or ``robust``, OCSDF alone sees them scaled again
+(:func:`kocc.datasets.tabular.scaled_rows`, fitted on the training rows:
+heavy-tailed features stretched at most 4-fold, only the features at that cap
+stretched 4-fold, or median / IQR), and its prior, margin rule and scores live
+on those rows.
 
 With a grid, OCSDF's margin ``m`` (the hinge margin of the HKR loss, Eq. (4) of
 the paper) is trained for every value in ``training.margins`` (the paper's grid
@@ -139,8 +141,9 @@ class TabularModelConfig:
     )
     activation: str = field(default="fullsort", metadata=ACTIVATION_RULE)
     #: OCSDF's inputs: "standard" (the standardized rows the baselines see),
-    #: "robust" (those rows scaled by their median and interquartile range) or
-    #: "tail_stretch" (heavy-tailed features stretched at most 4-fold)
+    #: "robust" (those rows scaled by their median and interquartile range),
+    #: "tail_stretch" (heavy-tailed features stretched at most 4-fold) or
+    #: "heavy_tail" (only the features at tail_stretch's cap, stretched 4-fold)
     feature_scaling: str = field(default="standard", metadata=one_of(*FEATURE_SCALINGS))
 
 
@@ -355,7 +358,7 @@ class OCSDFSettings:
         widths: hidden widths of the 1-Lipschitz MLP.
         activation: its activation (deel-lip name, e.g. ``"fullsort"``).
         feature_scaling: OCSDF's inputs, ``"standard"`` (the standardized rows),
-            ``"robust"`` or ``"tail_stretch"``
+            ``"robust"``, ``"tail_stretch"`` or ``"heavy_tail"``
             (:func:`kocc.datasets.tabular.scaled_rows`).
         margins: margin grid ``m`` of the HKR loss.
         margin_selection: ``"best_auroc"`` or ``"knn_scale"`` (module docstring).
