@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kocc.image_prior import GradedBox
+from kocc.image_prior import DihedralBox, GradedBox
 from kocc.sampling import Box
 
 
@@ -42,3 +42,102 @@ def test_graded_box_serializes_and_validates_like_box():
     np.testing.assert_array_equal(restored.sample(3, 1), domain.sample(3, 1))
     with pytest.raises(ValueError, match="high > low"):
         GradedBox(1.0, -1.0)
+
+
+# ------------------------------------------------------------------ DihedralBox
+def _asymmetric_images(n=3, side=4):
+    # random images have no symmetry of the square (with probability 1)
+    return np.random.default_rng(0).uniform(-1, 1, (n, side, side, 1)).astype("f4")
+
+
+def _turned(images):
+    """Every image under each of the 8 symmetries of the square, with the
+    symmetry's index (0 = identity)."""
+    out = []
+    for i, img in enumerate(images):
+        for k, variant in enumerate(
+            [
+                img,
+                img[:, ::-1],
+                img[::-1, :],
+                img[::-1, ::-1],
+                img.transpose(1, 0, 2),
+                img.transpose(1, 0, 2)[::-1, :],
+                img.transpose(1, 0, 2)[:, ::-1],
+                img.transpose(1, 0, 2)[::-1, ::-1],
+            ]
+        ):
+            out.append((i, k, variant))
+    return out
+
+
+def _which_variant(z, table):
+    for i, k, variant in table:
+        if np.array_equal(z, variant):
+            return i, k
+    return None
+
+
+def test_dihedral_draws_are_turned_training_images_or_uniform_noise():
+    images = _asymmetric_images()
+    domain = DihedralBox(images, -1.0, 1.0, box_fraction=0.5)
+    z = domain.sample(1400, seed=3).numpy()
+    assert z.shape == (1400, 4, 4, 1)
+    assert bool(tf.reduce_all(domain.contains(z)))
+    table = _turned(images)
+    found = [_which_variant(sample, table) for sample in z]
+    turned = [f for f in found if f is not None]
+    # about half the draws are turned images (binomial sd 0.013 at n = 1400)
+    assert 0.45 < len(turned) / len(z) < 0.55
+    # all three images and all seven non-identity symmetries, never the identity
+    assert {i for i, _ in turned} == {0, 1, 2}
+    assert {k for _, k in turned} == set(range(1, 8))
+    # the other half is the paper's uniform noise: mean pixel near 0
+    noise = np.array([s for s, f in zip(z, found, strict=True) if f is None])
+    assert abs(noise.mean()) < 0.05 and noise.min() >= -1 and noise.max() <= 1
+
+
+def test_dihedral_box_fraction_one_is_the_paper_sampler_and_zero_all_turned():
+    images = _asymmetric_images()
+    table = _turned(images)
+    uniform = DihedralBox(images, box_fraction=1.0).sample(200, seed=0).numpy()
+    assert all(_which_variant(s, table) is None for s in uniform)
+    turned = DihedralBox(images, box_fraction=0.0).sample(200, seed=0).numpy()
+    assert all(_which_variant(s, table) is not None for s in turned)
+
+
+def test_dihedral_box_samples_flat_features_seeded():
+    images = _asymmetric_images()
+    domain = DihedralBox(images[..., 0], shape=(16,), box_fraction=0.0)
+    a = domain.sample(50, seed=7).numpy()
+    assert a.shape == (50, 16)
+    np.testing.assert_array_equal(a, domain.sample(50, seed=7).numpy())
+    assert not np.array_equal(a, domain.sample(50, seed=8).numpy())
+    table = _turned(images)
+    assert all(_which_variant(s.reshape(4, 4, 1), table) for s in a)
+
+
+def test_dihedral_box_reloads_as_the_plain_box_of_its_bounds():
+    domain = DihedralBox(_asymmetric_images(), -1.0, 1.0, box_fraction=0.25)
+    config = tf.keras.utils.serialize_keras_object(domain)
+    assert config["config"]["box_fraction"] == 0.25
+    restored = tf.keras.utils.deserialize_keras_object(config)
+    assert type(restored) is Box and restored.shape == (4, 4, 1)
+    assert restored.get_config()["low"] == domain.get_config()["low"]
+
+
+@pytest.mark.parametrize(
+    "images, kwargs, message",
+    [
+        (np.zeros((0, 4, 4, 1)), {}, "non-empty batch"),
+        (np.zeros((4, 4)), {}, "non-empty batch"),
+        (np.zeros((2, 4, 5, 1)), {}, "square"),
+        (np.full((2, 4, 4, 1), np.nan), {}, "NaN"),
+        (np.zeros((2, 4, 4, 1)), {"box_fraction": 1.5}, "box_fraction"),
+        (np.zeros((2, 4, 4, 1)), {"shape": (15,)}, "do not fit"),
+        (np.zeros((2, 4, 4, 1)), {"low": 1.0, "high": -1.0}, "high > low"),
+    ],
+)
+def test_dihedral_box_rejects_bad_input(images, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DihedralBox(images, **kwargs)

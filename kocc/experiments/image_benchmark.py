@@ -85,6 +85,7 @@ from kocc.experiments.recipes import (
     one_of,
     open_fraction,
     positive,
+    unit_interval,
 )
 from kocc.experiments.training import (
     OCSDF_TRAINING_KEYS,
@@ -94,7 +95,7 @@ from kocc.experiments.training import (
     strategy_of,
 )
 from kocc.generation import save_image_grid, synthesize
-from kocc.image_prior import GradedBox
+from kocc.image_prior import DihedralBox, GradedBox
 from kocc.metrics import certified_auroc
 from kocc.models import OCSDF
 from kocc.sampling import Box
@@ -256,7 +257,7 @@ class ModelSettings:
         )
 
 
-DOMAIN_KINDS = {"box": Box, "graded_box": GradedBox}
+DOMAIN_KINDS = {"box": Box, "graded_box": GradedBox, "dihedral_box": DihedralBox}
 
 
 @dataclass
@@ -264,16 +265,37 @@ class DomainSettings:
     """Recipe section ``domain``: how negatives are drawn in ``B = [-1, 1]^d``.
 
     Attributes:
-        kind: ``box`` (uniform in B, the paper's sampler) or ``graded_box``
+        kind: ``box`` (uniform in B, the paper's sampler), ``graded_box``
             (:class:`kocc.image_prior.GradedBox`: B with a random intensity per
-            negative, a deviation used by the CPU profiles).
+            negative) or ``dihedral_box`` (:class:`kocc.image_prior.DihedralBox`:
+            B mixed with the training images mirrored or turned by 90, 180,
+            270 degrees); the last two deviate from the paper.
+        box_fraction: ``dihedral_box`` only: the probability that a draw is
+            uniform in B (the others are turned training images).
     """
 
     kind: str = field(default="box", metadata=one_of(*DOMAIN_KINDS))
+    box_fraction: float = field(default=0.5, metadata=unit_interval())
 
-    def build(self, image_shape: Sequence[int]) -> Box:
-        """The domain over images of ``image_shape``."""
-        return DOMAIN_KINDS[self.kind](*PIXEL_DOMAIN_BOUNDS, shape=tuple(image_shape))
+    def build(
+        self, image_shape: Sequence[int], images: np.ndarray | None = None
+    ) -> Box:
+        """The domain over images of ``image_shape``; ``dihedral_box`` needs the
+        training ``images`` of the normal class."""
+        shape = tuple(image_shape)
+        if self.kind == "dihedral_box":
+            if images is None:
+                raise ValueError(
+                    "domain.kind 'dihedral_box' draws turned training images: give "
+                    "the training images"
+                )
+            return DihedralBox(
+                images,
+                *PIXEL_DOMAIN_BOUNDS,
+                shape=shape,
+                box_fraction=self.box_fraction,
+            )
+        return DOMAIN_KINDS[self.kind](*PIXEL_DOMAIN_BOUNDS, shape=shape)
 
 
 @dataclass
@@ -632,18 +654,20 @@ def build_ocsdf(
     steps_per_epoch: int,
     seed: int,
     domain: DomainSettings | None = None,
+    images: np.ndarray | None = None,
 ) -> OCSDF:
     """The OCSDF of a recipe, compiled with the linearly decaying optimizer.
 
     The learning rate decays linearly from ``learning_rate`` to
     ``final_learning_rate`` over ``epochs * steps_per_epoch`` updates.
+    ``images`` (the training images) feed the ``dihedral_box`` sampler.
     """
     tf.keras.utils.set_random_seed(seed)
     backbone = model.build(image_shape, seed)
     domain = domain or DomainSettings()
     return compile_ocsdf(
         backbone,
-        domain.build(image_shape),
+        domain.build(image_shape, images),
         **section_arguments(training, OCSDF_TRAINING_KEYS),
         negatives_per_batch=training.negatives_per_batch,
         optimizer=training.optimizer,
@@ -681,7 +705,13 @@ def train_ocsdf(
     ) as folder:
         with strategy.scope():
             ocsdf = build_ocsdf(
-                x_train.shape[1:], model, training, steps_per_epoch, seed, domain
+                x_train.shape[1:],
+                model,
+                training,
+                steps_per_epoch,
+                seed,
+                domain,
+                x_train,
             )
             if training.shards:
                 files = write_tfrecord_shards([x_train], folder, training.shards)
@@ -927,6 +957,8 @@ def _evaluate_class(
             config.synthesis.n,
             steps=config.synthesis.steps,
             x_reference=split.x_train,
+            # from uniform noise (appendix G.2), whatever the training negatives
+            domain=Box(model.domain.low, model.domain.high, shape=model.domain.shape),
             seed=seed,
         )
         png = str(save_image_grid(images, out / f"synthesis_class{k}.png"))
