@@ -126,19 +126,15 @@ def main() -> None:
     parser.add_argument("--widths", default="64,64,64")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--activation", default="fullsort")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", dest="batch_size", type=int, default=256)
+    parser.add_argument("--lr", dest="learning_rate", type=float, default=1e-3)
     parser.add_argument("--nr-steps", type=int, default=4)
-    parser.add_argument(
-        "--member-scalings",
-        default="",
-        help="comma-separated scalings, one member each (overrides --scaling)",
-    )
-    parser.add_argument(
-        "--member-margins",
-        default="",
-        help="comma-separated margins, one member each (overrides --margin)",
-    )
+    for setting in ("scaling", "margin"):
+        parser.add_argument(
+            f"--member-{setting}s",
+            default="",
+            help=f"comma-separated {setting}s, one member each (overrides --{setting})",
+        )
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--subsample", type=float, default=1.0)
     parser.add_argument("--jitter", type=float, default=0.0)
@@ -146,14 +142,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=os.environ.get("KOCC_DATA_DIR"))
     args = parser.parse_args()
+    shared = ("activation", "lam", "steps", "batch_size", "learning_rate", "nr_steps")
     settings = OCSDFSettings(
         widths=tuple(int(w) for w in args.widths.split(",")),
-        activation=args.activation,
-        lam=args.lam,
-        steps=args.steps,
-        batch_size=args.batch,
-        learning_rate=args.lr,
-        nr_steps=args.nr_steps,
+        **{name: getattr(args, name) for name in shared},
     )
     for name in args.sets.split(","):
         raw, y = load_tabular(name, args.data_dir)
