@@ -126,11 +126,18 @@ def test_training_is_reproducible_with_a_seed():
 
 def test_flow_trains_and_its_likelihood_orders_in_and_out_points():
     x, x_test, far = _two_blobs_split()
+    # fit's shuffling draws from TensorFlow's global seed: fixed here, so the
+    # result does not depend on the tests that ran before
+    tf.keras.utils.set_random_seed(0)
     model = FlowBaseline(2, num_blocks=6, hidden_units=64, seed=0)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     history = model.fit(x, batch_size=128, epochs=30, verbose=0)
     losses = history.history["loss"]
-    assert losses[-1] < losses[0] - 0.1
+    # mean NLL 1.421 after the first epoch; after the 30th 1.170-1.182 for
+    # shuffle seeds 0, 1, 3, 4, 5 and 1.322 for seed 2 (a plateau, with
+    # AUROC 0.995 and mass 1.000 there): the unseeded test failed once in CI
+    # on that plateau against a drop of 0.1
+    assert losses[-1] < losses[0] - 0.05
     s_in, s_far = model.score_samples(x_test), model.score_samples(far)
     auroc = roc_auc_score(
         np.r_[np.ones(len(s_in)), np.zeros(len(s_far))], np.r_[s_in, s_far]
