@@ -125,6 +125,16 @@ def test_toy_training_loads_no_surfaces_package():
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_baselines_list_their_lazy_names_for_static_analysis():
+    import kocc.baselines as baselines
+
+    # the API docs (griffe) and type checkers see __all__ and the
+    # TYPE_CHECKING imports; the lazy table must name the same objects
+    assert baselines.__all__ == sorted(baselines._EXPORTS)
+    for name, module in baselines._EXPORTS.items():
+        assert getattr(baselines, name).__module__ == module
+
+
 def test_top_level_exports_resolve_lazily_to_their_modules():
     proc = _python(
         "import sys, kocc\n"
