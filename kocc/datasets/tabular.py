@@ -232,6 +232,13 @@ MAX_TAIL_STRETCH = 4.0
 NORMAL_IQR = 1.349
 
 
+def _normal_equivalent_std(x_train: np.ndarray) -> np.ndarray:
+    """``IQR_j / 1.349`` per feature of the checked training rows: the standard
+    deviation of a normal feature with that interquartile range (float64)."""
+    low, high = np.percentile(_checked_training_rows(x_train), [25, 75], axis=0)
+    return (high - low) / NORMAL_IQR
+
+
 def tail_stretch_divisors(
     x_train: np.ndarray, max_stretch: float = MAX_TAIL_STRETCH
 ) -> np.ndarray:
@@ -252,13 +259,11 @@ def tail_stretch_divisors(
     Returns:
         float32 divisors ``(d,)`` in ``[1 / max_stretch, 1]``.
     """
-    x_train = _checked_training_rows(x_train)
+    normal_std = _normal_equivalent_std(x_train)
     if not max_stretch >= 1:
         raise ValueError(f"max_stretch must be >= 1, got {max_stretch!r}.")
-    low, high = np.percentile(x_train, [25, 75], axis=0)
-    iqr = high - low
-    divisors = np.clip(iqr / NORMAL_IQR, 1.0 / max_stretch, 1.0)
-    return np.where(iqr > 0, divisors, 1.0).astype(np.float32)
+    divisors = np.clip(normal_std, 1.0 / max_stretch, 1.0)
+    return np.where(normal_std > 0, divisors, 1.0).astype(np.float32)
 
 
 def heavy_tail_divisors(
@@ -281,12 +286,10 @@ def heavy_tail_divisors(
     Returns:
         float32 divisors ``(d,)``, each ``1 / stretch`` or 1.
     """
-    x_train = _checked_training_rows(x_train)
+    normal_std = _normal_equivalent_std(x_train)
     if not stretch >= 1:
         raise ValueError(f"stretch must be >= 1, got {stretch!r}.")
-    low, high = np.percentile(x_train, [25, 75], axis=0)
-    iqr = high - low
-    heavy = (iqr > 0) & (iqr / NORMAL_IQR <= 1.0 / stretch)
+    heavy = (normal_std > 0) & (normal_std <= 1.0 / stretch)
     return np.where(heavy, 1.0 / stretch, 1.0).astype(np.float32)
 
 
@@ -316,6 +319,13 @@ def fit_robust_scaler(x_train: np.ndarray) -> RobustScaler:
     return RobustScaler().fit(x_train)
 
 
+#: The scalings that divide each standardized feature by a fitted divisor.
+_DIVISOR_SCALINGS = {
+    "tail_stretch": tail_stretch_divisors,
+    "heavy_tail": heavy_tail_divisors,
+}
+
+
 def _fit_scaling(
     x_train: np.ndarray, scaling: str
 ) -> tuple[Callable[[np.ndarray], np.ndarray] | None, np.ndarray]:
@@ -333,12 +343,8 @@ def _fit_scaling(
             lambda x: scaler.transform(x).astype(np.float32, copy=False),
             np.asarray(scaler.scale_, np.float64),
         )
-    if scaling in ("tail_stretch", "heavy_tail"):
-        divisors = (
-            tail_stretch_divisors(x_train)
-            if scaling == "tail_stretch"
-            else heavy_tail_divisors(x_train)
-        )
+    if scaling in _DIVISOR_SCALINGS:
+        divisors = _DIVISOR_SCALINGS[scaling](x_train)
         return (lambda x: x / divisors), divisors.astype(np.float64)
     raise ValueError(
         f"feature scaling must be one of {FEATURE_SCALINGS}, got {scaling!r}."
