@@ -68,9 +68,9 @@ class GradedBox(Box):
         return f"GradedBox(low={self.low.tolist()}, high={self.high.tolist()})"
 
 
-#: The seven symmetries of the square other than the identity (the dihedral
-#: group D4), on a batch of images ``(n, H, W, C)`` with ``H == W``.
 def _dihedral_variants(images: tf.Tensor) -> tf.Tensor:
+    """The seven symmetries of the square other than the identity (the dihedral
+    group D4) of a batch ``(n, H, W, C)`` with ``H == W``: ``(n, 7, H, W, C)``."""
     transposed = tf.transpose(images, [0, 2, 1, 3])
     return tf.stack(
         [
