@@ -68,9 +68,23 @@ class GradedBox(Box):
         return f"GradedBox(low={self.low.tolist()}, high={self.high.tolist()})"
 
 
+#: The seven symmetries of the square other than the identity, in the order of
+#: :func:`_dihedral_variants` (the names of ``domain.symmetries`` in recipes).
+SYMMETRIES = (
+    "mirror_left_right",
+    "mirror_up_down",
+    "rotate_180",
+    "mirror_diagonal",
+    "rotate_90",
+    "rotate_270",
+    "mirror_anti_diagonal",
+)
+
+
 def _dihedral_variants(images: tf.Tensor) -> tf.Tensor:
     """The seven symmetries of the square other than the identity (the dihedral
-    group D4) of a batch ``(n, H, W, C)`` with ``H == W``: ``(n, 7, H, W, C)``."""
+    group D4) of a batch ``(n, H, W, C)`` with ``H == W``: ``(n, 7, H, W, C)``,
+    in the order of :data:`SYMMETRIES`."""
     transposed = tf.transpose(images, [0, 2, 1, 3])
     return tf.stack(
         [
@@ -84,6 +98,126 @@ def _dihedral_variants(images: tf.Tensor) -> tf.Tensor:
         ],
         axis=1,
     )
+
+
+def check_symmetries(symmetries: Any) -> tuple[str, ...]:
+    """``symmetries`` as a tuple of names of :data:`SYMMETRIES`, in that order.
+
+    Raises:
+        ValueError: for an unknown name, a repeated name or an empty list.
+    """
+    names = [symmetries] if isinstance(symmetries, str) else list(symmetries)
+    unknown = [name for name in names if name not in SYMMETRIES]
+    if unknown:
+        raise ValueError(
+            f"unknown symmetries {unknown}: expected names among {list(SYMMETRIES)}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"symmetries are repeated: {names}")
+    if not names:
+        raise ValueError("symmetries must name at least one symmetry")
+    return tuple(name for name in SYMMETRIES if name in names)
+
+
+def _nearest_distances(
+    queries: np.ndarray, images: np.ndarray, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """l2 distance from every query (rows) to its nearest row of ``images``;
+    ``exclude[i]`` is a row of ``images`` that query ``i`` may not use."""
+    squared = (
+        np.einsum("ij,ij->i", queries, queries)[:, None]
+        + np.einsum("ij,ij->i", images, images)[None, :]
+        - 2.0 * queries @ images.T
+    )
+    if exclude is not None:
+        squared[np.arange(len(queries)), exclude] = np.inf
+    return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+
+
+def symmetry_ratios(images: Any, sample: int = 500, seed: int = 0) -> dict[str, float]:
+    r"""How far each symmetry moves the class, relative to its own spread.
+
+    For a seeded subsample ``S`` of the ``images`` (at most ``sample`` of
+    them) and every symmetry ``g`` of :data:`SYMMETRIES`:
+
+    .. math::
+        r(g) = \frac{\operatorname{median}_{x \in S}\, d(g(x), X)}
+                    {\operatorname{median}_{x \in S}\, d(x, X \setminus \{x\})}
+
+    with ``d(y, X)`` the l2 distance from ``y`` to its nearest image of ``X``
+    (all images). ``r(g)`` near 1 or below: a turned image is as close to the
+    class as the class's own images are to each other, i.e. the class is
+    (nearly) invariant under ``g``. Uses only the images, no labels.
+
+    Args:
+        images: images of one class, ``(n, H, W)`` or ``(n, H, W, C)``,
+            ``H == W``, ``n >= 2``.
+        sample: size of the subsample ``S`` (cost ``O(sample * n * H * W * C)``).
+        seed: seed of the subsample.
+
+    Returns:
+        ``{name: r(g)}`` for the seven names of :data:`SYMMETRIES`.
+
+    Raises:
+        ValueError: for fewer than two images, non-square or non-finite images.
+    """
+    array = _square_images(images)
+    if len(array) < 2:
+        raise ValueError(f"need at least 2 images, got {len(array)}")
+    if sample < 1:
+        raise ValueError(f"sample must be >= 1, got {sample}")
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(len(array))[: min(sample, len(array))]
+    flat = array.reshape(len(array), -1).astype(np.float64)
+    own = np.median(_nearest_distances(flat[chosen], flat, exclude=chosen))
+    variants = _dihedral_variants(tf.constant(array[chosen])).numpy()
+    ratios = {}
+    for index, name in enumerate(SYMMETRIES):
+        turned = variants[:, index].reshape(len(chosen), -1).astype(np.float64)
+        moved = np.median(_nearest_distances(turned, flat))
+        ratios[name] = float(moved / max(own, np.finfo(np.float64).tiny))
+    return ratios
+
+
+def select_symmetries(
+    images: Any, threshold: float = 1.1, sample: int = 500, seed: int = 0
+) -> tuple[str, ...]:
+    """The symmetries under which the class does *not* look invariant: those
+    whose :func:`symmetry_ratios` exceeds ``threshold``, in the order of
+    :data:`SYMMETRIES` (possibly none).
+
+    The rule of ``domain.symmetries: auto``. With ``threshold`` 1.1 it keeps
+    all seven on every MNIST digit and drops the left-right mirror on six
+    Fashion-MNIST classes (T-shirts, pullovers, dresses, coats, shirts, bags),
+    whose ratio is 0.95-1.06 (docs/images.md, "Negative sampler").
+
+    Raises:
+        ValueError: as :func:`symmetry_ratios`, and for ``threshold <= 0``.
+    """
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold!r}")
+    ratios = symmetry_ratios(images, sample=sample, seed=seed)
+    return tuple(name for name in SYMMETRIES if ratios[name] > threshold)
+
+
+def _square_images(images: Any) -> np.ndarray:
+    """``images`` as a float32 batch ``(n, H, W, C)`` of finite square images."""
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or len(array) == 0:
+        raise ValueError(
+            "images must be a non-empty batch (n, H, W) or (n, H, W, C), got "
+            f"shape {np.shape(images)}"
+        )
+    if array.shape[1] != array.shape[2]:
+        raise ValueError(
+            f"images must be square (H == W) to be turned by 90 degrees, got "
+            f"{array.shape[1]} x {array.shape[2]}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError("images contain NaN or inf")
+    return array
 
 
 @tf.keras.utils.register_keras_serializable("kocc")
@@ -126,11 +260,15 @@ class DihedralBox(Box):
             for a network on flattened pixels; default: the images' shape.
         box_fraction: probability in ``[0, 1]`` that a draw is uniform in the
             box (1: the paper's sampler).
+        symmetries: names of :data:`SYMMETRIES` to draw from (uniformly),
+            default all seven; :func:`select_symmetries` picks them from the
+            images.
 
     Raises:
         ValueError: as :class:`kocc.sampling.Box`, and for images that are
             empty, not finite, not square, of a size that does not fit
-            ``shape``, or a ``box_fraction`` outside ``[0, 1]``.
+            ``shape``, a ``box_fraction`` outside ``[0, 1]``, or symmetries
+            that :func:`check_symmetries` rejects.
     """
 
     def __init__(
@@ -140,22 +278,9 @@ class DihedralBox(Box):
         high: Any = 1.0,
         shape: Any = None,
         box_fraction: float = 0.5,
+        symmetries: Any = SYMMETRIES,
     ):
-        array = np.asarray(images, dtype=np.float32)
-        if array.ndim == 3:
-            array = array[..., None]
-        if array.ndim != 4 or len(array) == 0:
-            raise ValueError(
-                "images must be a non-empty batch (n, H, W) or (n, H, W, C), got "
-                f"shape {np.shape(images)}"
-            )
-        if array.shape[1] != array.shape[2]:
-            raise ValueError(
-                f"images must be square (H == W) to be turned by 90 degrees, got "
-                f"{array.shape[1]} x {array.shape[2]}"
-            )
-        if not np.all(np.isfinite(array)):
-            raise ValueError("images contain NaN or inf")
+        array = _square_images(images)
         if not (0.0 <= float(box_fraction) <= 1.0):
             raise ValueError(f"box_fraction must be in [0, 1], got {box_fraction!r}")
         super().__init__(low, high, shape=array.shape[1:] if shape is None else shape)
@@ -166,6 +291,10 @@ class DihedralBox(Box):
             )
         self.images = tf.constant(array)
         self.box_fraction = float(box_fraction)
+        self.symmetries = check_symmetries(symmetries)
+        self._symmetry_index = tf.constant(
+            [SYMMETRIES.index(name) for name in self.symmetries], tf.int32
+        )
 
     def _sample(self, n, seed, shape):
         seeds = tf.random.experimental.stateless_split(seed, 4)
@@ -174,8 +303,11 @@ class DihedralBox(Box):
         index = tf.random.stateless_uniform(
             (n,), seed=seeds[1], maxval=count, dtype=tf.int32
         )
-        which = tf.random.stateless_uniform(
-            (n,), seed=seeds[2], maxval=7, dtype=tf.int32
+        which = tf.gather(
+            self._symmetry_index,
+            tf.random.stateless_uniform(
+                (n,), seed=seeds[2], maxval=len(self.symmetries), dtype=tf.int32
+            ),
         )
         variants = _dihedral_variants(tf.gather(self.images, index))
         turned = tf.reshape(tf.gather(variants, which, batch_dims=1), (n, *shape))
@@ -184,18 +316,23 @@ class DihedralBox(Box):
         return self.project(tf.where(in_box, uniform, turned))
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "box_fraction": self.box_fraction}
+        return {
+            **super().get_config(),
+            "box_fraction": self.box_fraction,
+            "symmetries": list(self.symmetries),
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> Box:
         """The plain :class:`Box` of the same bounds (the images are not saved)."""
         config = dict(config)
         config.pop("box_fraction", None)
+        config.pop("symmetries", None)
         return Box(**config)
 
     def __repr__(self) -> str:
         return (
             f"DihedralBox({int(self.images.shape[0])} images, "
             f"low={self.low.tolist()}, high={self.high.tolist()}, "
-            f"box_fraction={self.box_fraction})"
+            f"box_fraction={self.box_fraction}, symmetries={list(self.symmetries)})"
         )

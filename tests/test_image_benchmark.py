@@ -26,7 +26,9 @@ from kocc.experiments.image_benchmark import (
     run_image_benchmark,
 )
 from kocc.experiments.recipes import RecipeError
-from kocc.image_prior import DihedralBox
+from kocc.datasets.images import load_image_arrays
+from kocc.image_prior import SYMMETRIES, DihedralBox, select_symmetries
+from kocc.sampling import Box
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -151,6 +153,29 @@ def test_dense_network_with_the_paper_sampler_finds_digit_0(
 
 
 @pytest.mark.data
+def test_symmetries_auto_drops_the_mirror_of_t_shirts_and_keeps_all_on_digits(
+    data_root, shared_tfds_dir
+):
+    """The label-free rule of ``domain.symmetries: auto`` on the shared data:
+    T-shirts look the same mirrored left-right (ratio 1.00 when written), ankle
+    boots do not (every ratio >= 2.2); the most symmetric digits, 0 and 8, keep
+    all seven (lowest ratios 1.15 and 1.24 against the threshold 1.1)."""
+    fashion = load_image_arrays(
+        "fashion_mnist", "train", data_dir=data_root, tfds_data_dir=shared_tfds_dir
+    )
+    digits = load_image_arrays(
+        "mnist", "train", data_dir=data_root, tfds_data_dir=shared_tfds_dir
+    )
+    for (x, y), k, expected in [
+        (fashion, 0, SYMMETRIES[1:]),
+        (fashion, 9, SYMMETRIES),
+        (digits, 0, SYMMETRIES),
+        (digits, 8, SYMMETRIES),
+    ]:
+        assert select_symmetries(x[y == k]) == expected, k
+
+
+@pytest.mark.data
 def test_turned_digits_as_negatives_rank_digit_2_better_than_uniform_noise(
     data_root, shared_tfds_dir, tmp_path
 ):
@@ -210,10 +235,15 @@ def test_recipes_validate_and_state_the_paper_settings():
             yaml.safe_load((RECIPES / name).read_text())
         )
         # the paper's loss and margin; the dense network, fewer epochs; on
-        # MNIST half the negatives are turned training images
+        # MNIST half the negatives are turned training images (all seven
+        # symmetries), on Fashion-MNIST those the class is not invariant under
         assert cpu.data.normal_class == list(range(10))
         if cpu.data.dataset == "mnist":
             assert (cpu.domain.kind, cpu.domain.box_fraction) == ("dihedral_box", 0.5)
+            assert cpu.domain.symmetries == "all"
+        elif cpu.data.dataset == "fashion_mnist":
+            assert (cpu.domain.kind, cpu.domain.box_fraction) == ("dihedral_box", 0.5)
+            assert cpu.domain.symmetries == "auto"
         else:
             assert cpu.domain.kind == "box"
         assert (cpu.model.architecture, cpu.model.widths) == ("mlp", [512] * 3)
@@ -258,6 +288,10 @@ def test_recipes_validate_and_state_the_paper_settings():
         ({"synthesis": {"n": -1}}, "synthesis.n"),
         ({"domain": {"kind": "ball"}}, "domain.kind"),
         ({"domain": {"box_fraction": 1.5}}, "'domain.box_fraction': expected a num"),
+        ({"domain": {"symmetries": "some"}}, "'domain.symmetries': expected 'all'"),
+        ({"domain": {"symmetries": ["rotate_45"]}}, "'domain.symmetries': expected"),
+        ({"domain": {"symmetries": []}}, "'domain.symmetries': expected distinct"),
+        ({"domain": {"symmetry_threshold": 0}}, "domain.symmetry_threshold"),
     ],
 )
 def test_invalid_recipes_name_the_problem(patch, message):
@@ -275,6 +309,40 @@ def test_dihedral_box_domain_is_built_from_the_training_images():
     assert domain.sample(3, seed=0).shape == (3, 28, 28, 1)
     with pytest.raises(ValueError, match="give the training images"):
         settings.build((28, 28, 1))
+
+
+def test_dihedral_box_symmetries_auto_drops_the_mirror_of_a_mirror_symmetric_class():
+    rng = np.random.default_rng(0)
+    half = rng.uniform(-1, 1, (50, 28, 14))
+    images = np.concatenate([half, half[:, :, ::-1]], axis=2)[..., None]
+    images[:, :3] = 1.0  # a bright top: no other symmetry keeps the class
+    settings = ImageBenchmarkConfig.from_dict(
+        {"domain": {"kind": "dihedral_box", "symmetries": "auto"}}
+    ).domain
+    domain = settings.build((28, 28, 1), images)
+    assert domain.symmetries == SYMMETRIES[1:]
+    listed = ImageBenchmarkConfig.from_dict(
+        {"domain": {"kind": "dihedral_box", "symmetries": ["rotate_180"]}}
+    ).domain
+    assert listed.build((28, 28, 1), images).symmetries == ("rotate_180",)
+    assert (
+        ImageBenchmarkConfig.from_dict({"domain": {"kind": "dihedral_box"}})
+        .domain.build((28, 28, 1), images)
+        .symmetries
+        == SYMMETRIES
+    )
+    # a threshold no symmetry reaches: nothing kept, the plain box
+    strict = ImageBenchmarkConfig.from_dict(
+        {
+            "domain": {
+                "kind": "dihedral_box",
+                "symmetries": "auto",
+                "symmetry_threshold": 1e6,
+            }
+        }
+    ).domain
+    plain = strict.build((28, 28, 1), images)
+    assert type(plain) is Box and plain.shape == (28, 28, 1)
 
 
 def test_mlp_architecture_scores_images_with_unit_gradient_norm():

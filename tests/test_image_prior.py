@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kocc.image_prior import DihedralBox, GradedBox
+from kocc.image_prior import (
+    SYMMETRIES,
+    DihedralBox,
+    GradedBox,
+    select_symmetries,
+    symmetry_ratios,
+)
 from kocc.sampling import Box
 
 
@@ -141,3 +147,69 @@ def test_dihedral_box_reloads_as_the_plain_box_of_its_bounds():
 def test_dihedral_box_rejects_bad_input(images, kwargs, message):
     with pytest.raises(ValueError, match=message):
         DihedralBox(images, **kwargs)
+
+
+def test_dihedral_box_draws_only_the_symmetries_it_is_given():
+    images = _asymmetric_images()
+    table = _turned(images)
+    domain = DihedralBox(
+        images, box_fraction=0.0, symmetries=["rotate_90", "mirror_up_down"]
+    )
+    assert domain.symmetries == ("mirror_up_down", "rotate_90")  # SYMMETRIES order
+    found = {_which_variant(s, table)[1] for s in domain.sample(300, 1).numpy()}
+    # indices of _turned: 2 = mirror up-down, 5 = rotation by 90 degrees
+    assert found == {2, 5}
+    assert domain.get_config()["symmetries"] == ["mirror_up_down", "rotate_90"]
+
+
+@pytest.mark.parametrize(
+    "symmetries, message",
+    [
+        (["rotate_45"], "unknown symmetries"),
+        (["rotate_90", "rotate_90"], "repeated"),
+        ([], "at least one"),
+    ],
+)
+def test_dihedral_box_rejects_bad_symmetries(symmetries, message):
+    with pytest.raises(ValueError, match=message):
+        DihedralBox(_asymmetric_images(), symmetries=symmetries)
+
+
+def _mirror_symmetric_class(n=60, side=8, seed=0):
+    """Random images made symmetric under the left-right mirror only, with a
+    bright top row so that no other symmetry of the square leaves them close."""
+    rng = np.random.default_rng(seed)
+    half = rng.uniform(-1, 1, (n, side, side // 2))
+    images = np.concatenate([half, half[:, :, ::-1]], axis=2)
+    images[:, 0, :] = 1.0
+    images[:, -1, :] = -1.0
+    return images.astype("f4")
+
+
+def test_symmetry_ratios_find_the_mirror_a_class_is_invariant_under():
+    images = _mirror_symmetric_class()
+    ratios = symmetry_ratios(images, sample=30, seed=1)
+    assert set(ratios) == set(SYMMETRIES)
+    # g(x) = x for the mirror: distance 0 to the class
+    assert ratios["mirror_left_right"] < 0.01
+    assert min(v for k, v in ratios.items() if k != "mirror_left_right") > 1.1
+    assert select_symmetries(images, sample=30) == SYMMETRIES[1:]
+    # noisy copies of one random pattern: no symmetry of the square keeps
+    # them near the class, all seven are kept
+    rng = np.random.default_rng(2)
+    pattern = rng.uniform(-1, 1, (6, 6))
+    copies = pattern + 0.1 * rng.standard_normal((40, 6, 6))
+    assert select_symmetries(copies) == SYMMETRIES
+    # i.i.d. noise images are invariant in distribution: a turned one is as
+    # close to the others as they are to each other (ratio near 1)
+    noise = symmetry_ratios(_asymmetric_images(n=200, side=6))
+    assert all(0.8 < r < 1.1 for r in noise.values()), noise
+
+
+def test_symmetry_ratios_reject_bad_input():
+    with pytest.raises(ValueError, match="at least 2 images"):
+        symmetry_ratios(np.zeros((1, 4, 4)))
+    with pytest.raises(ValueError, match="square"):
+        symmetry_ratios(np.zeros((3, 4, 5)))
+    with pytest.raises(ValueError, match="threshold"):
+        select_symmetries(np.zeros((3, 4, 4)), threshold=0)

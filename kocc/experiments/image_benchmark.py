@@ -95,7 +95,13 @@ from kocc.experiments.training import (
     strategy_of,
 )
 from kocc.generation import save_image_grid, synthesize
-from kocc.image_prior import DihedralBox, GradedBox
+from kocc.image_prior import (
+    SYMMETRIES,
+    DihedralBox,
+    GradedBox,
+    check_symmetries,
+    select_symmetries,
+)
 from kocc.metrics import certified_auroc
 from kocc.models import OCSDF
 from kocc.sampling import Box
@@ -272,10 +278,46 @@ class DomainSettings:
             270 degrees); the last two deviate from the paper.
         box_fraction: ``dihedral_box`` only: the probability that a draw is
             uniform in B (the others are turned training images).
+        symmetries: ``dihedral_box`` only: ``all`` (the seven symmetries of
+            the square other than the identity), ``auto`` (those under which
+            the class's training images do not look invariant,
+            :func:`kocc.image_prior.select_symmetries`; no labels) or a list of
+            names of :data:`kocc.image_prior.SYMMETRIES`. When ``auto`` keeps
+            none, the domain is the plain box.
+        symmetry_threshold: ``auto`` only: a symmetry is kept when its
+            :func:`kocc.image_prior.symmetry_ratios` exceeds this.
     """
 
     kind: str = field(default="box", metadata=one_of(*DOMAIN_KINDS))
     box_fraction: float = field(default=0.5, metadata=unit_interval())
+    symmetries: Any = "all"
+    symmetry_threshold: float = field(default=1.1, metadata=positive())
+
+    def validate(self, key: str) -> None:
+        if self.symmetries in ("all", "auto"):
+            return
+        if not isinstance(self.symmetries, list):
+            raise RecipeError(
+                key=f"{key}.symmetries",
+                expected=f"'all', 'auto' or a list of names among {list(SYMMETRIES)}",
+                given=self.symmetries,
+            )
+        try:
+            check_symmetries(self.symmetries)
+        except ValueError as error:
+            raise RecipeError(
+                key=f"{key}.symmetries",
+                expected=f"distinct names among {list(SYMMETRIES)}, at least one",
+                given=self.symmetries,
+            ) from error
+
+    def symmetries_for(self, images: np.ndarray) -> tuple[str, ...]:
+        """The symmetries of ``dihedral_box`` for these training images."""
+        if self.symmetries == "all":
+            return SYMMETRIES
+        if self.symmetries == "auto":
+            return select_symmetries(images, threshold=self.symmetry_threshold)
+        return check_symmetries(self.symmetries)
 
     def build(
         self, image_shape: Sequence[int], images: np.ndarray | None = None
@@ -289,11 +331,15 @@ class DomainSettings:
                     "domain.kind 'dihedral_box' draws turned training images: give "
                     "the training images"
                 )
+            symmetries = self.symmetries_for(images)
+            if not symmetries:
+                return Box(*PIXEL_DOMAIN_BOUNDS, shape=shape)
             return DihedralBox(
                 images,
                 *PIXEL_DOMAIN_BOUNDS,
                 shape=shape,
                 box_fraction=self.box_fraction,
+                symmetries=symmetries,
             )
         return DOMAIN_KINDS[self.kind](*PIXEL_DOMAIN_BOUNDS, shape=shape)
 
@@ -771,6 +817,8 @@ class ClassResult:
             class (``cpu_total``; with one thread, the wall time on an idle
             core).
         synthesis_png: path of the synthesized grid, if any.
+        symmetries: the symmetries the ``dihedral_box`` sampler drew from
+            (``None`` for the other samplers; ``[]`` when ``auto`` kept none).
     """
 
     normal_class: int
@@ -789,6 +837,7 @@ class ClassResult:
     seconds: dict[str, float]
     final_metrics: dict[str, float]
     synthesis_png: str | None = None
+    symmetries: list[str] | None = None
 
 
 @dataclass
@@ -886,6 +935,10 @@ def _evaluate_class(
         out,
     )
     seconds["ocsdf_train"] = time.perf_counter() - tic
+    symmetries = None
+    if config.domain.kind == "dihedral_box":
+        symmetries = list(getattr(model.domain, "symmetries", ()))
+        log(f"class {k}: dihedral_box symmetries {symmetries}")
     final = {
         name: float(value[-1])
         for name, value in model.history.history.items()
@@ -998,6 +1051,7 @@ def _evaluate_class(
         seconds={name: round(v, 2) for name, v in seconds.items()},
         final_metrics=final,
         synthesis_png=png,
+        symmetries=symmetries,
     )
 
 
