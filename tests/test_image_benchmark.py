@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 import yaml
 from conftest import assert_png
 
+from kocc.datasets.images import load_image_arrays
 from kocc.diagnostics import gradient_norms
 from kocc.experiments.image_benchmark import (
     ImageBenchmarkConfig,
@@ -26,7 +27,6 @@ from kocc.experiments.image_benchmark import (
     run_image_benchmark,
 )
 from kocc.experiments.recipes import RecipeError
-from kocc.datasets.images import load_image_arrays
 from kocc.image_prior import SYMMETRIES, DihedralBox, select_symmetries
 from kocc.sampling import Box
 
