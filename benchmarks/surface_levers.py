@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--activation", default="groupsort2")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--margin", type=float, default=0.05)
+    parser.add_argument("--lam", type=float, default=100.0)
+    parser.add_argument("--nr-steps", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--offsets", nargs="+", type=float, default=[0.25])
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -81,6 +84,9 @@ def main() -> None:
         activation=args.activation,
         steps=args.steps,
         margin=args.margin,
+        lam=args.lam,
+        nr_steps=args.nr_steps,
+        batch_size=args.batch_size,
         level_offset=0.0,
         seed=args.seed,
     )
@@ -128,6 +134,9 @@ def main() -> None:
             "activation": args.activation,
             "steps": args.steps,
             "margin": args.margin,
+            "lam": args.lam,
+            "nr_steps": args.nr_steps,
+            "batch_size": args.batch_size,
             "level_offset": offset,
             "smoothing": sigma,
             "resolution": args.resolution,
