@@ -27,10 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
-from surfaces_shared_meshes import shared_points  # noqa: E402
+from surfaces_shared_meshes import mesh_scores, shared_points  # noqa: E402
 
 from kocc.implicit_surface import IsotropicStandardization, point_spacing  # noqa: E402
-from kocc.mesh_distances import compare_surfaces  # noqa: E402
 from kocc.surfaces import evaluate_grid, fit_point_cloud, mesh_from_volume  # noqa: E402
 
 RESOLUTION = 200
@@ -65,17 +64,12 @@ def main() -> None:
         for offset in args.offsets:
             level = float(np.quantile(score, 0.01)) - offset * spacing
             mesh = mesh_from_volume(grid.astype(np.float32), level, bounds, cell)
-            result = compare_surfaces(mesh, reference, n=30000, seed=0)
             row = {
                 "mesh": args.mesh,
                 "steps": args.steps,
                 "fit": name,
                 "level_offset": offset,
-                "chamfer": result.chamfer,
-                "hausdorff": result.hausdorff,
-                "normal_consistency": result.normal_consistency,
-                "parts": len(mesh.split(only_watertight=False)),
-                "watertight": bool(mesh.is_watertight),
+                **mesh_scores(mesh, reference, 0),
                 "fit_cpu_seconds": fit_cpu,
                 "load_average": os.getloadavg()[0],
             }

@@ -31,10 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
-from surfaces_shared_meshes import shared_points  # noqa: E402
+from surfaces_shared_meshes import mesh_scores, shared_points  # noqa: E402
 
 from kocc.implicit_surface import point_spacing  # noqa: E402
-from kocc.mesh_distances import compare_surfaces  # noqa: E402
 from kocc.meshes import (  # noqa: E402
     render_meshes,
     write_mesh,
@@ -127,7 +126,6 @@ def main() -> None:
         if sigma is not None:  # plus the dense grid's evaluation, done once
             extract["dense_grid_seconds"] = round(grid_time[0], 1)
             extract["dense_grid_cpu_seconds"] = round(grid_time[1], 1)
-        result = compare_surfaces(mesh, reference, n=30000, seed=args.seed)
         row = {
             "mesh": args.mesh,
             "widths": args.widths,
@@ -141,11 +139,7 @@ def main() -> None:
             "smoothing": sigma,
             "resolution": args.resolution,
             "seed": args.seed,
-            "chamfer": result.chamfer,
-            "hausdorff": result.hausdorff,
-            "normal_consistency": result.normal_consistency,
-            "parts": len(mesh.split(only_watertight=False)),
-            "watertight": bool(mesh.is_watertight),
+            **mesh_scores(mesh, reference, args.seed),
             # distinct marching-cubes vertices at one point (level through a
             # grid corner, up to float32 rounding)
             "coincident_vertices": len(mesh.vertices)

@@ -44,7 +44,7 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 import tensorflow as tf  # noqa: E402
 import trimesh  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
-from surfaces_shared_meshes import shared_points  # noqa: E402
+from surfaces_shared_meshes import mesh_scores, shared_points  # noqa: E402
 
 from kocc.architectures import lipschitz_mlp  # noqa: E402
 from kocc.implicit_surface import (  # noqa: E402
@@ -54,7 +54,7 @@ from kocc.implicit_surface import (  # noqa: E402
     padded_bounds,
     point_spacing,
 )
-from kocc.mesh_distances import compare_surfaces, sample_for_distance  # noqa: E402
+from kocc.mesh_distances import sample_for_distance  # noqa: E402
 from kocc.sampling import Box  # noqa: E402
 from kocc.surfaces import (  # noqa: E402
     FINAL_LEARNING_RATE_FRACTION,
@@ -202,7 +202,6 @@ def main() -> None:
         level = default_level(scores, x, 0.01, offset)
         surface = ImplicitSurface(model.backbone, standardization, level, bounds)
         mesh = extract_mesh(surface, RESOLUTION)
-        result = compare_surfaces(mesh, reference, n=30000, seed=args.seed)
         row = {
             "mesh": args.mesh,
             "widths": args.widths,
@@ -212,11 +211,7 @@ def main() -> None:
             "near_sigma": args.near_sigma,
             "level_offset": offset,
             "seed": args.seed,
-            "chamfer": result.chamfer,
-            "hausdorff": result.hausdorff,
-            "normal_consistency": result.normal_consistency,
-            "parts": len(mesh.split(only_watertight=False)),
-            "watertight": bool(mesh.is_watertight),
+            **mesh_scores(mesh, reference, args.seed),
             **fit,
             "load_average": os.getloadavg()[0],
         }
@@ -235,7 +230,6 @@ def main() -> None:
         for sigma, delta, mesh in local_level_meshes(
             grid, scores, points, bounds, cell, spacing, standardization.scale, args
         ):
-            result = compare_surfaces(mesh, reference, n=30000, seed=args.seed)
             row = {
                 "mesh": args.mesh,
                 "margins": args.margins,
@@ -243,11 +237,7 @@ def main() -> None:
                 "near_fraction": args.near_fraction,
                 "local_sigma": sigma,
                 "local_delta": delta,
-                "chamfer": result.chamfer,
-                "hausdorff": result.hausdorff,
-                "normal_consistency": result.normal_consistency,
-                "parts": len(mesh.split(only_watertight=False)),
-                "watertight": bool(mesh.is_watertight),
+                **mesh_scores(mesh, reference, args.seed),
             }
             print(json.dumps(row), flush=True)
 
