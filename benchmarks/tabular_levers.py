@@ -46,7 +46,12 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import QuantileTransformer
 
-from kocc.datasets.tabular import fit_standardizer, load_tabular, scaled_rows
+from kocc.datasets.tabular import (
+    fit_standardizer,
+    heavy_tail_divisors,
+    load_tabular,
+    scaled_rows,
+)
 from kocc.experiments.tabular_benchmark import OCSDFSettings, train_ocsdf
 from kocc.sampling import Box
 from kocc.tabular_prior import tabular_prior
@@ -90,14 +95,11 @@ def scale(x: np.ndarray, scaling: str) -> np.ndarray:
         divisor[high - low <= 0] = 1.0  # IQR 0: keep one std
         return (x / divisor).astype(np.float32)
     if scaling.startswith("heavy"):
-        # heavy<c>: stretch a standardized feature c-fold only where its tails
-        # are heavy enough that IQR / 1.349 <= 1 / c (tail<c> would stretch it
-        # by the full cap); every other feature keeps one std
+        # heavy<c>: the library's heavy_tail scaling with stretch c
         fit_standardizer(x).transform(x)
-        low, high = np.percentile(x, [25, 75], axis=0)
-        gain = float(scaling[5:] or "4")
-        heavy = (high - low > 0) & ((high - low) / 1.349 <= 1.0 / gain)
-        return np.where(heavy, x * gain, x).astype(np.float32)
+        return (x / heavy_tail_divisors(x, float(scaling[5:] or "4"))).astype(
+            np.float32
+        )
     if scaling == "quantile":
         quantile = QuantileTransformer(
             output_distribution="normal", n_quantiles=min(1000, len(x)), random_state=0
