@@ -10,7 +10,15 @@ import tensorflow as tf
 from matplotlib.image import imread
 
 from kocc.architectures import lipschitz_vgg
-from kocc.generation import image_grid, mean_score, save_image_grid, synthesize
+from kocc.generation import (
+    LOW_REACH,
+    image_grid,
+    mean_score,
+    noise_starts,
+    save_image_grid,
+    synthesis_reach,
+    synthesize,
+)
 from kocc.models import OCSDF
 from kocc.sampling import Box, Domain
 
@@ -98,6 +106,56 @@ def test_synthesize_rejects_missing_reference_domain_and_bad_counts(tiny_ocsdf):
         synthesize(model, 2, steps=0, x_reference=x)
     with pytest.raises(ValueError, match="finite"):
         synthesize(model, 2, level_set=float("nan"))
+
+
+def test_noise_starts_are_where_synthesize_starts_from():
+    """For an affine f every step moves along its weight vector w, so the
+    synthesized z minus the start must be parallel to w, sample by sample."""
+    weights = np.random.default_rng(1).normal(size=16).astype(np.float32)
+    model = _linear_model(weights)
+    domain = _NoProjection()
+    z0 = noise_starts(model, 5, domain=domain, seed=7)
+    np.testing.assert_array_equal(z0, domain.sample(5, 7, shape=(4, 4, 1)).numpy())
+    z = synthesize(model, 5, steps=4, level_set=5.0, domain=domain, seed=7)
+    moves = (z - z0).reshape(5, 16)
+    unit = weights / np.linalg.norm(weights)
+    residual = moves - np.outer(moves @ unit, unit)
+    assert np.linalg.norm(moves, axis=1).min() > 0.1
+    np.testing.assert_allclose(residual, 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="n must be"):
+        noise_starts(model, 0, domain=domain)
+
+
+def test_synthesis_reach_measures_the_way_from_noise_to_the_data():
+    reference = np.zeros((3, 4, 4, 1), np.float32)
+    reference[1] = 5.0  # farther from the starts than reference[0]
+    starts = np.ones((2, 4, 4, 1), np.float32)  # distance 4 to reference[0]
+    halfway = 0.5 * starts
+    reach = synthesis_reach(starts, halfway, reference)
+    assert reach.moved == pytest.approx(2.0)
+    assert reach.start_distance == pytest.approx(4.0)
+    assert reach.end_distance == pytest.approx(2.0)
+    assert reach.closed == pytest.approx(0.5) and not reach.low
+    assert reach.to_dict()["closed"] == pytest.approx(0.5)
+    stuck = synthesis_reach(starts, starts + 0.1 * (halfway - starts), reference)
+    assert stuck.moved == pytest.approx(0.2)
+    assert stuck.closed == pytest.approx(0.05) and stuck.closed < LOW_REACH
+    assert stuck.low
+
+
+def test_synthesis_reach_rejects_mismatched_or_non_finite_batches():
+    reference = np.zeros((3, 4, 4, 1), np.float32)
+    starts = np.ones((2, 4, 4, 1), np.float32)
+    with pytest.raises(ValueError, match="same number"):
+        synthesis_reach(starts, starts[:1], reference)
+    with pytest.raises(ValueError, match="samples"):
+        synthesis_reach(starts, np.ones((2, 16), np.float32), reference)
+    with pytest.raises(ValueError, match="x_reference"):
+        synthesis_reach(starts, starts, np.zeros((3, 16), np.float32))
+    bad = starts.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        synthesis_reach(starts, bad, reference)
 
 
 def test_image_grid_tiles_row_by_row_and_saves_a_png(tmp_path):

@@ -108,7 +108,12 @@ def test_tiny_end_to_end_run_on_one_digit(data_root, shared_tfds_dir, tmp_path):
     assert result.baselines["isolation_forest"] > 0.8
     assert 0.0 <= result.baselines["deep_svdd"] <= 1.0
     assert Path(result.synthesis_png).is_file()
+    reach = result.synthesis_reach
+    assert reach["moved"] > 0 and reach["start_distance"] > 0
+    closed = 1 - reach["end_distance"] / reach["start_distance"]
+    assert reach["closed"] == pytest.approx(closed)
     saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["classes"][0]["synthesis_reach"] == pytest.approx(reach)
     assert saved["classes"][0]["auroc"] == pytest.approx(result.auroc)
     assert saved["config"]["training"]["epochs"] == 2
     assert "| 0 (0) |" in (tmp_path / "results.md").read_text()

@@ -94,7 +94,12 @@ from kocc.experiments.training import (
     section_arguments,
     strategy_of,
 )
-from kocc.generation import save_image_grid, synthesize
+from kocc.generation import (
+    noise_starts,
+    save_image_grid,
+    synthesis_reach,
+    synthesize,
+)
 from kocc.image_prior import (
     SYMMETRIES,
     DihedralBox,
@@ -817,6 +822,9 @@ class ClassResult:
             class (``cpu_total``; with one thread, the wall time on an idle
             core).
         synthesis_png: path of the synthesized grid, if any.
+        synthesis_reach: :meth:`kocc.generation.SynthesisReach.to_dict` of
+            that grid (how far the samples moved from the noise toward the
+            training images), if any.
         symmetries: the symmetries the ``dihedral_box`` sampler drew from
             (``None`` for the other samplers; ``[]`` when ``auto`` kept none).
     """
@@ -837,6 +845,7 @@ class ClassResult:
     seconds: dict[str, float]
     final_metrics: dict[str, float]
     synthesis_png: str | None = None
+    synthesis_reach: dict[str, float] | None = None
     symmetries: list[str] | None = None
 
 
@@ -1003,18 +1012,33 @@ def _evaluate_class(
         )
         log(f"class {k}: attack done ({seconds['attack']:.0f} s)")
 
-    png = None
+    png = reach = None
     if config.synthesis.n:
+        # from uniform noise (appendix G.2), whatever the training negatives
+        noise = Box(model.domain.low, model.domain.high, shape=model.domain.shape)
         images = synthesize(
             model,
             config.synthesis.n,
             steps=config.synthesis.steps,
             x_reference=split.x_train,
-            # from uniform noise (appendix G.2), whatever the training negatives
-            domain=Box(model.domain.low, model.domain.high, shape=model.domain.shape),
+            domain=noise,
             seed=seed,
         )
         png = str(save_image_grid(images, out / f"synthesis_class{k}.png"))
+        starts = noise_starts(model, config.synthesis.n, domain=noise, seed=seed)
+        measured = synthesis_reach(starts, images, split.x_train)
+        reach = measured.to_dict()
+        log(
+            f"class {k}: synthesis moved its samples {measured.moved:.1f}; their "
+            f"nearest training image went from {measured.start_distance:.1f} to "
+            f"{measured.end_distance:.1f} ({measured.closed:.0%} of the way closed)"
+        )
+        if measured.low:
+            log(
+                f"class {k}: WARNING: the synthesized images are still noise: f "
+                "reaches the training images' mean score close to the noise "
+                "(docs/images.md, 'Why the dihedral_box profiles synthesize noise')"
+            )
 
     baselines: dict[str, float] = {}
     flat_train = split.x_train.reshape(len(split.x_train), -1)
@@ -1051,6 +1075,7 @@ def _evaluate_class(
         seconds={name: round(v, 2) for name, v in seconds.items()},
         final_metrics=final,
         synthesis_png=png,
+        synthesis_reach=reach,
         symmetries=symmetries,
     )
 
