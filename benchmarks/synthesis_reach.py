@@ -47,7 +47,7 @@ from kocc.generation import (  # noqa: E402
     save_image_grid,
     synthesis_reach,
 )
-from kocc.sampling import Box, newton_raphson  # noqa: E402
+from kocc.sampling import newton_raphson  # noqa: E402
 
 #: cumulative step counts at which the path is measured
 CHECKPOINTS = (64, 128, 256)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     train_cpu = time.process_time() - tic
     level = mean_score(model, split.x_train)
     others = split.x_test[~split.is_normal]
-    noise = Box(model.domain.low, model.domain.high, shape=model.domain.shape)
+    noise = model.domain.uniform()
     starts = noise_starts(model, args.n, domain=noise, seed=seed)
     record = {
         "recipe": args.recipe,

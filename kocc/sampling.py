@@ -177,6 +177,15 @@ class Box(Domain):
         """Clip each coordinate to ``[low, high]``."""
         return tf.clip_by_value(z, self.low, self.high)
 
+    def uniform(self) -> Box:
+        """The plain box of the same bounds and shape, drawing ``U([low, high])``.
+
+        A subclass that draws otherwise (:class:`kocc.image_prior.GradedBox`,
+        :class:`kocc.image_prior.DihedralBox`) keeps its bounds; image
+        synthesis starts from this uniform noise (appendix G.2).
+        """
+        return Box(self.low, self.high, shape=self.shape)
+
     def get_config(self) -> dict:
         return {
             "low": self.low.tolist(),

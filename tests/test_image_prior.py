@@ -132,6 +132,19 @@ def test_dihedral_box_reloads_as_the_plain_box_of_its_bounds():
     assert restored.get_config()["low"] == domain.get_config()["low"]
 
 
+def test_uniform_of_a_box_subclass_draws_the_plain_boxs_noise():
+    shape = (4, 4, 1)
+    plain = Box(-1.0, 1.0, shape=shape).sample(20, seed=3).numpy()
+    for domain in (
+        DihedralBox(_asymmetric_images(), -1.0, 1.0, box_fraction=0.0),
+        GradedBox(-1.0, 1.0, shape=shape),
+    ):
+        uniform = domain.uniform()
+        assert type(uniform) is Box and uniform.shape == shape
+        np.testing.assert_array_equal(uniform.sample(20, seed=3).numpy(), plain)
+        assert not np.array_equal(domain.sample(20, seed=3).numpy(), plain)
+
+
 @pytest.mark.parametrize(
     "images, kwargs, message",
     [

@@ -1015,7 +1015,7 @@ def _evaluate_class(
     png = reach = None
     if config.synthesis.n:
         # from uniform noise (appendix G.2), whatever the training negatives
-        noise = Box(model.domain.low, model.domain.high, shape=model.domain.shape)
+        noise = model.domain.uniform()
         images = synthesize(
             model,
             config.synthesis.n,
