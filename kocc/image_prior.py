@@ -292,8 +292,13 @@ class DihedralBox(Box):
         self.images = tf.constant(array)
         self.box_fraction = float(box_fraction)
         self.symmetries = check_symmetries(symmetries)
-        self._symmetry_index = tf.constant(
-            [SYMMETRIES.index(name) for name in self.symmetries], tf.int32
+        # Row k: for every pixel of a draw turned by the k-th selected
+        # symmetry, the flat index of the source pixel it is read from.
+        side = array.shape[1]
+        pixels = tf.reshape(tf.range(side * side), (1, side, side, 1))
+        sources = tf.reshape(_dihedral_variants(pixels), (len(SYMMETRIES), -1))
+        self._pixel_sources = tf.gather(
+            sources, [SYMMETRIES.index(name) for name in self.symmetries]
         )
 
     def _sample(self, n, seed, shape):
@@ -303,14 +308,15 @@ class DihedralBox(Box):
         index = tf.random.stateless_uniform(
             (n,), seed=seeds[1], maxval=count, dtype=tf.int32
         )
-        which = tf.gather(
-            self._symmetry_index,
-            tf.random.stateless_uniform(
-                (n,), seed=seeds[2], maxval=len(self.symmetries), dtype=tf.int32
-            ),
+        which = tf.random.stateless_uniform(
+            (n,), seed=seeds[2], maxval=len(self.symmetries), dtype=tf.int32
         )
-        variants = _dihedral_variants(tf.gather(self.images, index))
-        turned = tf.reshape(tf.gather(variants, which, batch_dims=1), (n, *shape))
+        # Only the drawn symmetry of each image is built: one gather of its
+        # pixels through that symmetry's row of source indices.
+        chosen = tf.gather(self.images, index)
+        flat = tf.reshape(chosen, (n, -1, tf.shape(chosen)[-1]))
+        turned = tf.gather(flat, tf.gather(self._pixel_sources, which), batch_dims=1)
+        turned = tf.reshape(turned, (n, *shape))
         in_box = tf.random.stateless_uniform((n,), seed=seeds[3]) < self.box_fraction
         in_box = tf.reshape(in_box, (n,) + (1,) * len(shape))
         return self.project(tf.where(in_box, uniform, turned))

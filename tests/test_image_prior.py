@@ -103,6 +103,18 @@ def test_dihedral_draws_are_turned_training_images_or_uniform_noise():
     assert abs(noise.mean()) < 0.05 and noise.min() >= -1 and noise.max() <= 1
 
 
+def test_dihedral_draws_turn_every_channel_of_an_image_alike():
+    # colour images: each draw is one image under one symmetry, all channels
+    # moved together (a channel-wise mix of symmetries would match no variant)
+    images = np.random.default_rng(1).uniform(-1, 1, (4, 5, 5, 3)).astype("f4")
+    domain = DihedralBox(images, box_fraction=0.0)
+    z = domain.sample(400, seed=2).numpy()
+    assert z.shape == (400, 5, 5, 3)
+    found = [_which_variant(sample, _turned(images)) for sample in z]
+    assert all(f is not None and f[1] != 0 for f in found)
+    assert {k for _, k in found} == set(range(1, 8))
+
+
 def test_dihedral_box_fraction_one_is_the_paper_sampler_and_zero_all_turned():
     images = _asymmetric_images()
     table = _turned(images)
