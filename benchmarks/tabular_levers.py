@@ -51,6 +51,7 @@ from kocc.datasets.tabular import (
     heavy_tail_divisors,
     load_tabular,
     scaled_rows,
+    tail_stretch_divisors,
 )
 from kocc.experiments.tabular_benchmark import OCSDFSettings, train_ocsdf
 from kocc.sampling import Box
@@ -85,15 +86,11 @@ def scale(x: np.ndarray, scaling: str) -> np.ndarray:
         fit_standardizer(x).transform(x)
         return scaled_rows(x, None, scaling)[0]
     if scaling.startswith("tail"):
-        # tail<c>: per standardized feature, divide by IQR / 1.349 (a normal's
-        # std) only where it is smaller than the std (IQR 0: keep the std), and
-        # amplify at most c-fold
+        # tail<c>: the library's tail_stretch scaling with the stretch capped
+        # at c (tail: no cap)
         fit_standardizer(x).transform(x)
-        low, high = np.percentile(x, [25, 75], axis=0)
-        gain_cap = float(scaling[4:] or "inf")
-        divisor = np.clip((high - low) / 1.349, 1.0 / gain_cap, 1.0)
-        divisor[high - low <= 0] = 1.0  # IQR 0: keep one std
-        return (x / divisor).astype(np.float32)
+        cap = float(scaling[4:] or "inf")
+        return (x / tail_stretch_divisors(x, cap)).astype(np.float32)
     if scaling.startswith("heavy"):
         # heavy<c>: the library's heavy_tail scaling with stretch c
         fit_standardizer(x).transform(x)

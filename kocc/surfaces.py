@@ -371,13 +371,6 @@ def extract_mesh(
         evaluated = exact + (0 if grid is None else grid.evaluated_points)
     else:
         volume, evaluated, exact = grid.volume, grid.evaluated_points, grid.exact_points
-    f_min, f_max = float(volume.min()), float(volume.max())
-    if not f_min < level < f_max:
-        raise ValueError(
-            f"level {level:.6g} is outside the range of f on the grid "
-            f"[{f_min:.6g}, {f_max:.6g}]: no surface to extract (enlarge the "
-            "bounds or change the level)"
-        )
     on_phase("marching cubes")
     mesh = mesh_from_volume(volume, level, bounds, spacing)
     mesh.metadata["grid_evaluation"] = {
@@ -409,14 +402,24 @@ def mesh_from_volume(
         level: iso-level, strictly between the volume's minimum and maximum.
         bounds: ``(2, 3)`` grid box (low, high).
         spacing: ``(3,)`` grid spacing.
+
+    Raises:
+        ValueError: if the level is not strictly between the volume's minimum
+            and maximum (no surface on the grid).
     """
     bounds = np.asarray(bounds, np.float32)
     spacing = np.asarray(spacing, np.float32)
-    f_min = float(volume.min())
+    f_min, f_max, level = float(volume.min()), float(volume.max()), float(level)
+    if not f_min < level < f_max:
+        raise ValueError(
+            f"level {level:.6g} is outside the range of f on the grid "
+            f"[{f_min:.6g}, {f_max:.6g}]: no surface to extract (enlarge the "
+            "bounds or change the level)"
+        )
     padded = np.pad(volume, 1, mode="constant", constant_values=f_min)
     vertices, faces, normals, _ = marching_cubes(
         padded,
-        level=float(level),
+        level=level,
         spacing=tuple(float(s) for s in spacing),
         method="lewiner",
         gradient_direction="ascent",

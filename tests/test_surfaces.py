@@ -40,6 +40,7 @@ from kocc.surfaces import (
     evaluate_grid,
     extract_mesh,
     fit_point_cloud,
+    mesh_from_volume,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,6 +269,16 @@ def test_extract_mesh_errors_without_surface_level_or_bounds():
         extract_mesh(fn, 16)
     with pytest.raises(ValueError, match="high > low"):
         extract_mesh(fn, 16, level=0.0, bounds=[[1, 1, 1], [0, 2, 2]])
+
+
+def test_mesh_from_volume_rejects_a_level_outside_the_volume():
+    # a grid of scores computed elsewhere: the level must cross it
+    volume = np.linspace(-1.0, 1.0, 8**3, dtype=np.float32).reshape(8, 8, 8)
+    bounds, spacing = [[0, 0, 0], [7, 7, 7]], [1.0, 1.0, 1.0]
+    assert len(mesh_from_volume(volume, 0.0, bounds, spacing).faces) > 0
+    for level in (1.0, -1.5):  # at the maximum (a level set of one point), below
+        with pytest.raises(ValueError, match=r"outside the range of f .*\[-1, 1\]"):
+            mesh_from_volume(volume, level, bounds, spacing)
 
 
 PEAK_MEMORY_SCRIPT = textwrap.dedent("""
