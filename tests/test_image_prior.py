@@ -4,6 +4,11 @@ import kocc  # noqa: F401  (selects tf-keras; must run before TensorFlow loads)
 
 # isort: split
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -113,6 +118,24 @@ def test_dihedral_draws_turn_every_channel_of_an_image_alike():
     found = [_which_variant(sample, _turned(images)) for sample in z]
     assert all(f is not None and f[1] != 0 for f in found)
     assert {k for _, k in found} == set(range(1, 8))
+
+
+def test_dihedral_draw_benchmark_finds_the_one_symmetry_draw_equal_to_the_old():
+    # benchmarks/dihedral_draw.py times the draw against the previous one (all
+    # seven variants built) and checks both give the same samples bit for bit
+    script = Path(__file__).parents[1] / "benchmarks" / "dihedral_draw.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--batch", "64", "--images", "50"]
+        + ["--calls", "20", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout[done.stdout.index("{") :])
+    assert report["equal_bit_for_bit"] is True
+    assert set(report["cpu_ms_per_draw"]) == {"one_symmetry", "all_seven", "plain_box"}
+    assert all(ms > 0 for ms in report["cpu_ms_per_draw"].values())
 
 
 def test_dihedral_box_fraction_one_is_the_paper_sampler_and_zero_all_turned():
