@@ -14,7 +14,8 @@ level. ``--breakdown`` adds the normal consistency from the reference side
 (``ref_to_rec``) split between the *tubes* of the reference (samples whose
 reference neighbourhood of 4 grid cells is elongated: second / first principal
 variance < 0.3) and the rest, for the fit and for the reference's exact offset
-shell at 1.5 grid cells (``benchmarks/surface_offset_bound.py``).
+shell at 1.5 grid cells (``benchmarks/surface_offset_bound.py``);
+``--shell-only`` prints that split for the exact shell alone, without a fit.
 ``--local-deltas`` meshes the fit, on the dense grid, at a *local* level
 instead of one level: ``f(x) = L(x) - delta h`` with ``L(x)`` the average of
 f over the 16 input points nearest to x, weighted by
@@ -134,6 +135,26 @@ def exact_shell(reference, bounds: np.ndarray, cell: np.ndarray, seed: int):
     return mesh_from_volume(-distance.astype(np.float32), level, bounds, cell)
 
 
+def shell_breakdown(reference, points: np.ndarray, seed: int) -> dict:
+    """NC of the reference's exact 1.5-cell shell, on its tubes and the rest.
+
+    Also the tubes' share of the reference samples (``tube_area_fraction``) and
+    the tube mask itself (``tubes``, a boolean array over those samples).
+    """
+    bounds = padded_bounds(points, 0.1)
+    cell = (bounds[1] - bounds[0]) / (RESOLUTION - 1)
+    shell = exact_shell(reference, bounds, cell, seed)
+    samples, cos = ref_to_rec(reference, shell, seed=seed)
+    tubes = tube_mask(reference, samples, float(cell.max()))
+    return {
+        "shell_ref_to_rec": float(cos.mean()),
+        "shell_tubes": float(cos[tubes].mean()),
+        "shell_rest": float(cos[~tubes].mean()),
+        "tube_area_fraction": float(tubes.mean()),
+        "tubes": tubes,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mesh", help="file stem of a shared mesh, e.g. chair_0001")
@@ -145,6 +166,11 @@ def main() -> None:
     parser.add_argument("--near-sigma", type=float, default=2.0)
     parser.add_argument("--offsets", nargs="+", type=float, default=[0.0, 0.25])
     parser.add_argument("--breakdown", action="store_true")
+    parser.add_argument(
+        "--shell-only",
+        action="store_true",
+        help="the breakdown of the exact shell alone (no fit)",
+    )
     parser.add_argument("--local-deltas", nargs="*", type=float, default=[])
     parser.add_argument("--local-sigmas", nargs="+", type=float, default=[1.0, 2.0])
     parser.add_argument("--seed", type=int, default=0)
@@ -155,6 +181,11 @@ def main() -> None:
         raise SystemExit(f"--near-fraction must be in [0, 1], got {args.near_fraction}")
 
     reference, points = shared_points(args.mesh, args.data_dir, args.seed)
+    if args.shell_only:
+        parts = shell_breakdown(reference, points, args.seed)
+        parts.pop("tubes")
+        print(json.dumps({"mesh": args.mesh, **parts}))
+        return
     start, start_cpu = time.perf_counter(), time.process_time()
     standardization = IsotropicStandardization.fit(points)
     x = standardization.transform(points)
@@ -189,15 +220,8 @@ def main() -> None:
     cell = (bounds[1] - bounds[0]) / (RESOLUTION - 1)
     tubes = None
     if args.breakdown:
-        shell = exact_shell(reference, bounds, cell, args.seed)
-        samples, cos = ref_to_rec(reference, shell, seed=args.seed)
-        tubes = tube_mask(reference, samples, float(cell.max()))
-        shell_parts = {
-            "shell_ref_to_rec": float(cos.mean()),
-            "shell_tubes": float(cos[tubes].mean()),
-            "shell_rest": float(cos[~tubes].mean()),
-            "tube_area_fraction": float(tubes.mean()),
-        }
+        shell_parts = shell_breakdown(reference, points, args.seed)
+        tubes = shell_parts.pop("tubes")
     for offset in args.offsets:
         level = default_level(scores, x, 0.01, offset)
         surface = ImplicitSurface(model.backbone, standardization, level, bounds)
