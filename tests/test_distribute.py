@@ -61,7 +61,11 @@ def test_replicas_keep_identical_kernels_and_draw_their_own_negatives():
     # kernel, wbar, u and sigma of every layer, after every step
     assert result["max_spread"] == 0.0
     assert result["replicas_differ"] > 0.1
-    assert result["seed_reproduces"] == 0.0
+    # the replica's seed reproduces its negatives on one device: to float32
+    # rounding, as the Newton-Raphson steps run inside the replica's
+    # tf.function and eagerly here (measured: 0.0 on an AVX-512 machine,
+    # 4.8e-7 on an AVX2 one); another seed moves them by more than 0.1
+    assert result["seed_reproduces"] < 1e-5
     assert all(np.isfinite(result["loss"]))
 
 
