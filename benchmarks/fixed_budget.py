@@ -9,8 +9,9 @@ the same seeds and data for the same number of steps:
 * ``disk`` / ``annulus``: the SDF-accuracy configuration of
   ``tests/test_models.py`` (3x64 FullSort, RMSprop 2e-3, batch 256, T = 4;
   3,000 and 5,000 steps); mean ``|f - S - m|`` on a 100x100 grid of [-3, 3]^2;
-* ``two_moons``: the main job's configuration (``recipes/toy2d_two_moons.yaml``:
-  3x256 FullSort, RMSprop 1e-3, 2,000 steps, 2,048 standardized points); AUROC
+* ``two_moons``: the main job's configuration until 2026-12-02
+  (``recipes/toy2d_two_moons.yaml`` then: 3x256 FullSort, RMSprop 1e-3, ball of
+  radius 5, 2,000 steps, 2,048 standardized points); AUROC
   of the normal test points against uniform anomalies farther than 0.3 from the
   data, and the number of connected components of {f > 0} on a 300x300 grid.
 

