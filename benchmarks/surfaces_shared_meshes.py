@@ -9,9 +9,9 @@ the mesh's bounding-box diagonal, normal consistency, fit time and extraction
 time at the recipe's resolution (200³). Results are also appended, mesh by mesh,
 to ``--out/results.jsonl`` so that a long run can be followed and resumed
 (``--resume`` skips meshes already there). ``--methods baseline`` fits only the
-baseline (the same sampling, fit, extraction and metrics as in ``run_surface``,
-without OCSDF's fit: e.g. to measure the baseline at another budget);
-``--methods ocsdf`` is ``--set baseline.enabled=false``.
+baseline (``run_surface``'s ``methods``: the same sampling, fit, extraction and
+metrics, without OCSDF's fit, e.g. to measure the baseline at another budget);
+``--methods ocsdf`` only OCSDF.
 
 Run it single-threaded and niced on a shared machine, e.g.::
 
@@ -28,22 +28,13 @@ from pathlib import Path
 
 import kocc  # noqa: F401  (selects tf-keras first)
 from kocc.datasets.paths import data_dir
-from kocc.experiments.progress import Progress
 from kocc.experiments.recipes import load_recipe_data
-from kocc.experiments.surface_pipeline import (
-    _fit_baseline,
-    _fit_extract_compare,
-    read_input,
-    run_surface,
-    surface_recipe,
-)
-from kocc.mesh_distances import bounding_box_diagonal, compare_surfaces
+from kocc.experiments.surface_pipeline import run_surface, surface_recipe
+from kocc.mesh_distances import compare_surfaces
 from kocc.meshes import (
     MESH_EXTENSIONS,
     load_mesh,
-    render_meshes,
     sample_surface,
-    write_mesh,
 )
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "surface_modelnet.yaml"
@@ -101,42 +92,6 @@ def mesh_scores(mesh, reference, seed: int) -> dict:
     }
 
 
-def run_baseline_only(path: Path, out_dir: Path, config: dict) -> dict:
-    """:func:`run_surface` without OCSDF: the baseline's metrics for one mesh.
-
-    The same points (``read_input``), fit, extraction, metrics and timing
-    (``_fit_extract_compare``) as :func:`run_surface`; writes ``baseline.ply``,
-    ``rendering.png`` (if enabled) and ``metrics.json`` in ``out_dir``.
-    """
-    recipe = surface_recipe(config)
-    data = read_input(path, recipe)
-    points, reference = data["points"], data["mesh"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {
-        "input": str(path),
-        "resolution": recipe.extraction.resolution,
-        "bbox_diagonal": bounding_box_diagonal(reference),
-    }
-    report, mesh = _fit_extract_compare(
-        "baseline", _fit_baseline, points, reference, recipe, Progress("surface", 3)
-    )
-    metrics["baseline"] = report
-    panels = [(f"input ({len(points)} points)", points), ("reference mesh", reference)]
-    if mesh is not None:
-        write_mesh(mesh, out_dir / "baseline.ply")
-        panels.append(("baseline", mesh))
-    if recipe.render.enabled:
-        render_meshes(
-            panels,
-            out_dir / "rendering.png",
-            samples=recipe.render.samples,
-            pixels=recipe.render.pixels,
-            seed=recipe.seed,
-        )
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="default: $KOCC_DATA_DIR")
@@ -162,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     overrides = list(args.overrides)
-    if "baseline" not in args.methods:
-        overrides.append("baseline.enabled=false")
     config = load_recipe_data(args.recipe, overrides)
     recipe = surface_recipe(config)  # fail early on a bad override
     out = Path(args.out)
@@ -191,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(done[key])
             continue
         run_dir = out / path.parent.name / path.stem
-        if "ocsdf" in args.methods:
-            metrics = run_surface(path, run_dir, config)
-        else:
-            metrics = run_baseline_only(path, run_dir, config)
+        metrics = run_surface(path, run_dir, config, methods=args.methods)
         row = {"mesh": key, "bbox_diagonal": metrics["bbox_diagonal"]}
         for method in ("ocsdf", "baseline"):
             if method in metrics:

@@ -509,6 +509,23 @@ def test_run_surface_on_a_mesh_writes_meshes_rendering_and_metrics(tmp_path):
         if "error" not in report:  # a tiny budget may leave no level set
             assert (out / report["mesh"]).is_file()
             assert np.isfinite(report["chamfer"]) and report["hausdorff"] > 0
+    # the baseline alone: the same points, fit and figures, without OCSDF's fit
+    alone = run_surface(
+        tmp_path / "ball.off",
+        tmp_path / "alone",
+        dict(TINY, render={"enabled": False}),
+        methods=("baseline",),
+    )
+    assert "ocsdf" not in alone and not (tmp_path / "alone" / "ocsdf.ply").exists()
+    for key in ("chamfer", "hausdorff", "normal_consistency", "n_faces", "error"):
+        assert alone["baseline"].get(key) == metrics["baseline"].get(key), key
+
+
+def test_run_surface_names_an_unknown_or_repeated_method(tmp_path):
+    for methods in (("ocsdf", "deepsdf"), ("baseline", "baseline"), ()):
+        with pytest.raises(ValueError, match="methods must be distinct names"):
+            run_surface(tmp_path / "unused.off", tmp_path / "run", TINY, methods)
+    assert not (tmp_path / "run").exists()
 
 
 def test_run_surface_accepts_a_point_cloud_and_compares_with_it(tmp_path):

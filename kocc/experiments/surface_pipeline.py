@@ -29,6 +29,7 @@ import inspect
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,8 +322,15 @@ def _fit_extract_compare(
     return report, mesh
 
 
+#: The surface fits :func:`run_surface` knows.
+SURFACE_METHODS = ("ocsdf", "baseline")
+
+
 def run_surface(
-    input_path: str | os.PathLike, out_dir: str | os.PathLike, config: dict | None
+    input_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: dict | None,
+    methods: Sequence[str] | None = None,
 ) -> dict:
     """Fit, extract and compare surfaces for one mesh or point cloud.
 
@@ -332,6 +340,9 @@ def run_surface(
         out_dir: run directory (created).
         config: a (partial) :class:`SurfaceRecipe` mapping; missing keys take
             their defaults.
+        methods: the fits to run, among :data:`SURFACE_METHODS`, in this order
+            (e.g. ``("baseline",)`` to measure the baseline alone); ``None``:
+            OCSDF, then the baseline if ``baseline.enabled``.
 
     Returns:
         The metrics written to ``out_dir/metrics.json``: per method (``ocsdf``,
@@ -345,9 +356,18 @@ def run_surface(
 
     Raises:
         RecipeError: for an invalid configuration.
-        FileNotFoundError, ValueError: for a missing or invalid input file.
+        ValueError: for an unknown or repeated method, or a missing or invalid
+            input file (FileNotFoundError).
     """
     recipe = surface_recipe(config)
+    if methods is None:
+        methods = ("ocsdf", "baseline") if recipe.baseline.enabled else ("ocsdf",)
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in SURFACE_METHODS]
+    if unknown or not methods or len(set(methods)) < len(methods):
+        raise ValueError(
+            f"methods must be distinct names among {SURFACE_METHODS}, got {methods}"
+        )
     # first: a multi-worker strategy must exist before any other TF operation
     strategy = strategy_of(recipe.distribute)
     data = read_input(input_path, recipe)
@@ -368,12 +388,14 @@ def run_surface(
     panels: list[tuple[str, Any]] = [(f"input ({len(points)} points)", points)]
     if data["mesh"] is not None:
         panels.append(("reference mesh", data["mesh"]))
-    methods = [("ocsdf", lambda x, r: _fit_ocsdf(x, r, strategy))]
-    if recipe.baseline.enabled:
-        methods.append(("baseline", _fit_baseline))
+    fits = {
+        "ocsdf": lambda x, r: _fit_ocsdf(x, r, strategy),
+        "baseline": _fit_baseline,
+    }
     # per method: fit, grid evaluation, marching cubes
     progress = Progress("surface", 3 * len(methods))
-    for name, fit in methods:
+    for name in methods:
+        fit = fits[name]
         report, mesh = _fit_extract_compare(
             name, fit, points, reference, recipe, progress
         )
