@@ -29,13 +29,13 @@ from pathlib import Path
 import kocc  # noqa: F401  (selects tf-keras first)
 from kocc.datasets.paths import data_dir
 from kocc.experiments.recipes import load_recipe_data
-from kocc.experiments.surface_pipeline import run_surface, surface_recipe
-from kocc.mesh_distances import compare_surfaces
-from kocc.meshes import (
-    MESH_EXTENSIONS,
-    load_mesh,
-    sample_surface,
+from kocc.experiments.surface_pipeline import (
+    SURFACE_METHODS,
+    run_surface,
+    surface_recipe,
 )
+from kocc.mesh_distances import compare_surfaces
+from kocc.meshes import MESH_EXTENSIONS, load_mesh, sample_surface
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "surface_modelnet.yaml"
 KEYS = (
@@ -109,15 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods",
         nargs="+",
-        choices=("ocsdf", "baseline"),
-        default=["ocsdf", "baseline"],
+        choices=SURFACE_METHODS,
+        default=list(SURFACE_METHODS),
         help="methods to fit (default: both)",
     )
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
 
-    overrides = list(args.overrides)
-    config = load_recipe_data(args.recipe, overrides)
+    config = load_recipe_data(args.recipe, args.overrides)
     recipe = surface_recipe(config)  # fail early on a bad override
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {
         "recipe": str(args.recipe),
-        "overrides": overrides,
+        "overrides": args.overrides,
         "methods": args.methods,
         "resolution": recipe.extraction.resolution,
         "ocsdf_budget": {

@@ -274,9 +274,10 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
             seed=seed,
         )
         self.network_ = network
-        self._scorer = _float64_network(network)
+        plain = vanilla_network(network)  # once: the bound and the scorer
         self.domain_ = domain
-        self.lipschitz_constant_ = _proven_lipschitz(network)
+        self.lipschitz_constant_ = _proven_lipschitz(plain)
+        self._scorer = _float64_network(plain)
         if self.contamination is None:
             offset = 0.0 if self.threshold is None else float(self.threshold)
         else:
@@ -353,7 +354,7 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
         )
         network.set_weights(weights)
         self.network_ = network
-        self._scorer = _float64_network(network)
+        self._scorer = _float64_network(vanilla_network(network))
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable state: parameters, fitted attributes and numpy weights."""
@@ -453,14 +454,14 @@ class OneClassSDF(OutlierMixin, BaseEstimator):
         return estimator
 
 
-def _float64_network(network: tf.keras.Model) -> tf.keras.Model:
-    """A float64 copy of the plain-Keras form of ``network`` (a layer chain).
+def _float64_network(plain: tf.keras.Model) -> tf.keras.Model:
+    """A float64 copy of ``plain``, a network's plain-Keras form (a layer chain,
+    :func:`kocc.export.vanilla_network`).
 
-    It computes the same function as ``network``'s inference-mode call, with
+    It computes the same function as the network's inference-mode call, with
     float64 rounding: a row's score then no longer depends on the batch it is
     scored in (to ~1e-16 instead of ~1e-8).
     """
-    plain = vanilla_network(network)
     inputs = tf.keras.Input(plain.input_shape[1:], dtype="float64")
     outputs = inputs
     for layer in plain.layers:
@@ -470,17 +471,18 @@ def _float64_network(network: tf.keras.Model) -> tf.keras.Model:
         copy = layer.__class__.from_config(config)
         outputs = copy(outputs)
         copy.set_weights([np.asarray(w, np.float64) for w in layer.get_weights()])
-    return tf.keras.Model(inputs, outputs, name=f"{network.name}_float64")
+    return tf.keras.Model(inputs, outputs, name=f"{plain.name}_float64")
 
 
-def _proven_lipschitz(network: tf.keras.Model) -> float:
-    """``max(1, bound)`` with ``bound`` proved on the network's served weights.
+def _proven_lipschitz(plain: tf.keras.Model) -> float:
+    """``max(1, bound)`` with ``bound`` proved on the served weights: ``plain``
+    is the network's plain-Keras form (:func:`kocc.export.vanilla_network`).
 
     Raises:
         ValueError: if training diverged (non-finite weights).
     """
     try:
-        lipschitz, _ = certify_network(vanilla_network(network), np.inf)
+        lipschitz, _ = certify_network(plain, np.inf)
     except CertificateError as err:
         raise ValueError(
             f"OneClassSDF training diverged: {err}. Features far from unit scale "
