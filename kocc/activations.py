@@ -25,6 +25,10 @@ export treat them as deel-lip's.
 Everything is TensorFlow/XLA (no per-sample Python) and runs unchanged on a
 GPU; it was timed on CPU only (``benchmarks/train_throughput.py``,
 ``docs/performance.md``).
+
+The sorting network's loops run over Python integers (static shapes), so the
+compiled functions are traced without autograph's source conversion
+(``autograph=False``; see :mod:`kocc.orthogonalization` for what it cost).
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ def _sort_rows_of_keys(keys: tf.Tensor, pad_value: int) -> tf.Tensor:
     return tf.reshape(tf.transpose(keys, [0, 2, 1]), [-1, padded])[:rows, :n]
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _sort_values(x: tf.Tensor) -> tf.Tensor:
     """Values only (no permutation): int32 keys, half the memory traffic.
 
@@ -132,7 +136,7 @@ def _sort_values(x: tf.Tensor) -> tf.Tensor:
     return tf.bitcast(_order_preserving_int(keys), tf.float32)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _sort_with_permutation(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     n = x.shape[-1]
     keys = _order_preserving_int(tf.bitcast(x, tf.int32))
@@ -146,7 +150,7 @@ def _sort_with_permutation(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return values, columns
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _permutation_transpose(upstream: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
     """``dL/dx[r, columns[r, j]] = dL/dy[r, j]`` (the sort's gradient).
 
@@ -207,6 +211,7 @@ def sort_rows(x: tf.Tensor) -> tf.Tensor:
     return _sort_rows_float32(x)
 
 
+@tf.autograph.experimental.do_not_convert
 def _sort_groups(layer: DeelGroupSort, x: tf.Tensor) -> tf.Tensor:
     """Sort ``x`` (channels last) in groups of ``layer.n``, as deel-lip does."""
     rows = tf.reshape(x, [-1, layer.n])

@@ -316,11 +316,11 @@ class OCSDF(tf.keras.Model):
             with self.distribute_strategy.scope():
                 self._sync_graph()
 
-    @tf.function
+    @tf.function(autograph=False)
     def _sync_graph(self) -> None:
         sync_constrained_kernels(self._constrained)
 
-    @tf.function
+    @tf.function(autograph=False)
     def _retract_graph(self) -> None:
         # the start of fit: deel-lip's own normalization, from any kernel
         retract(self._constrained, warm=False)
