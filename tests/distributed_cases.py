@@ -3,7 +3,13 @@
 Logical CPU devices must be configured before TensorFlow initializes its
 devices, and a ``MultiWorkerMirroredStrategy`` owns its process, so each case
 runs as ``python tests/distributed_cases.py CASE [ARGS]`` and prints one JSON
-line (``RESULT {...}``) that the test reads.
+line (``RESULT {...}``) that the test reads. The cases that run on one process
+(all but a multi-worker ``two_moons``) can share one:
+``python tests/distributed_cases.py several JSON`` runs the cases of
+``{"key": [CASE, ARGS...], ...}`` in turn and prints one line per case,
+``RESULT {"key": ..., "result": {...}}`` or ``RESULT {"key": ..., "error":
+TRACEBACK}`` (TensorFlow is imported, and the training step converted by
+autograph, once for all of them).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -351,5 +358,20 @@ CASES = {
     "two_moons": two_moons,
 }
 
+
+def several(cases: str) -> None:
+    """Run the cases of the JSON ``{"key": [CASE, ARGS...]}`` in turn: one
+    RESULT line each, with the case's result or the traceback of its error."""
+    for key, (name, *args) in json.loads(cases).items():
+        try:
+            result = {"key": key, "result": CASES[name](*args)}
+        except Exception:  # reported to the case's test, the next case runs
+            result = {"key": key, "error": traceback.format_exc()}
+        _report(result)
+
+
 if __name__ == "__main__":
-    _report(CASES[sys.argv[1]](*sys.argv[2:]))
+    if sys.argv[1] == "several":
+        several(sys.argv[2])
+    else:
+        _report(CASES[sys.argv[1]](*sys.argv[2:]))

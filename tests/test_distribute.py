@@ -1,7 +1,9 @@
 """OCSDF under tf.distribute: equivalence, replica consistency, persistence.
 
 The strategy cases run in fresh processes (``tests/distributed_cases.py``):
-logical CPU devices must be set before TensorFlow initializes its devices.
+logical CPU devices must be set before TensorFlow initializes its devices. The
+one-process cases share one process (fixture ``one_process``); each worker of
+the multi-worker case is a process of its own.
 """
 
 import json
@@ -26,10 +28,76 @@ from kocc.losses import OneClassHKR
 CASES = Path(__file__).with_name("distributed_cases.py")
 
 
+#: The multi-worker fit: the main job's recipe on a 3 x 64 network (what is
+#: tested is the strategy, not the width: 3 x 256 took 3 minutes here), 150
+#: updates read from 4 TFRecord files
+OVERRIDES = ("evaluation.min_distance=0.5", "model.widths=[64, 64, 64]")
+TWO_MOONS_STEPS, TWO_MOONS_SHARDS = 150, 4
+
+
+def _one_process_cases(out: Path) -> dict[str, list[str]]:
+    """The case of distributed_cases.py each test reads, by the test's name.
+
+    The mirrored cases all train the same network (2 -> 32 -> 32 -> 1):
+    TensorFlow keys the collective all-reduces of every MirroredStrategy of a
+    process from the same counter, and an all-reduce of another shape under a
+    key already used fails ("Shape mismatch in the collective instance 100",
+    tensorflow/tensorflow#62790). The surface case (another network) runs in
+    a process of its own.
+    """
+    two_moons = [str(TWO_MOONS_STEPS), str(TWO_MOONS_SHARDS), *OVERRIDES]
+    equivalence = "test_mirrored_steps_equal_single_device_steps_on_the_same_samples"
+    return {
+        f"{equivalence}[retraction]": ["equivalence", "retraction"],
+        f"{equivalence}[chain_rule]": ["equivalence", "chain_rule"],
+        "test_replicas_keep_identical_kernels_and_draw_their_own_negatives": [
+            "replicas",
+            "retraction",
+        ],
+        "test_mirrored_model_resumes_from_backup_and_reloads_from_keras_file": [
+            "persistence"
+        ],
+        # the one-process reference of the two workers
+        "test_two_localhost_workers_train_two_moons_like_one_process": [
+            "two_moons",
+            str(out / "single"),
+            *two_moons,
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def one_process(request, tmp_path_factory) -> dict[str, dict]:
+    """The one-process cases of the selected tests, run in one fresh process
+    (the surface case aside: see :func:`_one_process_cases`).
+
+    TensorFlow starts (two logical CPU devices) and autograph converts the
+    training step once for all of them, instead of once per case. Maps each
+    test's name to its case's RESULT line.
+    """
+    selected = {item.name for item in request.session.items}
+    cases = _one_process_cases(tmp_path_factory.mktemp("one_process"))
+    cases = {test: case for test, case in cases.items() if test in selected}
+    lines = _run([sys.executable, str(CASES), "several", json.dumps(cases)], 1800)
+    return {line["key"]: line for line in lines}
+
+
+def case_result(one_process: dict[str, dict], request) -> dict:
+    """The result of the calling test's case in the shared process."""
+    line = one_process.get(request.node.name)
+    assert line is not None, f"no case ran for {request.node.name}"
+    assert "error" not in line, line["error"]
+    return line["result"]
+
+
 def run_case(*args: str, timeout: float = 600) -> dict:
     """Run one case of distributed_cases.py in a fresh process; its RESULT."""
+    return _run([sys.executable, str(CASES), *args], timeout)[-1]
+
+
+def _run(command: list[str], timeout: float) -> list[dict]:
     done = subprocess.run(
-        [sys.executable, str(CASES), *args],
+        command,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -37,16 +105,16 @@ def run_case(*args: str, timeout: float = 600) -> dict:
     )
     lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT ") :])
+    return [json.loads(line[len("RESULT ") :]) for line in lines]
 
 
 @pytest.mark.parametrize("orthogonalization", ["retraction", "chain_rule"])
 def test_mirrored_steps_equal_single_device_steps_on_the_same_samples(
-    orthogonalization,
+    orthogonalization, one_process, request
 ):
     # two steps, global batch 64 = 2 x 32; the single device draws each
     # replica's negatives from its replica seed
-    result = run_case("equivalence", orthogonalization)
+    result = case_result(one_process, request)
     assert result["replicas"] == 2 and result["steps"] == 2
     assert result["max_diff"] < 1e-5
     assert result["optimizer_relative_diff"] < 1e-5
@@ -55,8 +123,10 @@ def test_mirrored_steps_equal_single_device_steps_on_the_same_samples(
     assert result["other_negatives_diff"] > 1e-3
 
 
-def test_replicas_keep_identical_kernels_and_draw_their_own_negatives():
-    result = run_case("replicas", "retraction")
+def test_replicas_keep_identical_kernels_and_draw_their_own_negatives(
+    one_process, request
+):
+    result = case_result(one_process, request)
     assert result["steps"] == 8
     # kernel, wbar, u and sigma of every layer, after every step
     assert result["max_spread"] == 0.0
@@ -69,8 +139,10 @@ def test_replicas_keep_identical_kernels_and_draw_their_own_negatives():
     assert all(np.isfinite(result["loss"]))
 
 
-def test_mirrored_model_resumes_from_backup_and_reloads_from_keras_file():
-    result = run_case("persistence")
+def test_mirrored_model_resumes_from_backup_and_reloads_from_keras_file(
+    one_process, request
+):
+    result = case_result(one_process, request)
     # interrupted at epoch 2 of 4, resumed: the last two epochs, same weights
     assert result["resumed_epochs"] == 2
     assert result["resumed_epoch_counter"] == 3
@@ -122,11 +194,6 @@ def test_make_strategy_rejects_bad_names_and_multi_worker_without_tf_config(
     bad_task = {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 3}}
     with pytest.raises(ValueError, match="not one of the 1 workers"):
         check_tf_config({"TF_CONFIG": json.dumps(bad_task)})
-
-
-#: The multi-worker fit: the main job's recipe on a 3 x 64 network (what is
-#: tested is the strategy, not the width: 3 x 256 took 3 minutes here)
-OVERRIDES = ("evaluation.min_distance=0.5", "model.widths=[64, 64, 64]")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -189,18 +256,19 @@ def _start_workers(
 
 
 @pytest.mark.slow
-def test_two_localhost_workers_train_two_moons_like_one_process(tmp_path):
+def test_two_localhost_workers_train_two_moons_like_one_process(
+    tmp_path, one_process, request
+):
     # each process reads the training set from 4 TFRecord files; the workers
     # split them (AutoShardPolicy.FILE), two files each
     # a short budget: anomalies at least 0.5 from the data (recipe: 0.3), where
     # 150 updates already separate them (nearer ones still move run to run);
     # measured with one TensorFlow thread (as under xdist), 3 x 64: AUROC
     # 0.9998 for the two workers, 0.9996 for one process
-    steps, shards = 150, 4
+    # (the one process: a case of the shared process)
+    steps, shards = TWO_MOONS_STEPS, TWO_MOONS_SHARDS
     chief, worker = _start_workers(tmp_path / "workers", steps, shards, timeout=500)
-    single = run_case(
-        "two_moons", str(tmp_path / "single"), str(steps), str(shards), *OVERRIDES
-    )
+    single = case_result(one_process, request)
     print(json.dumps({"chief": chief, "worker": worker, "single": single}))
     assert chief["chief"] and not worker["chief"]
     assert chief["replicas"] == worker["replicas"] == 2

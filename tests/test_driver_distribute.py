@@ -74,16 +74,24 @@ def test_sharded_auroc_equals_the_in_memory_auroc_with_ties(tmp_path):
     assert not list(tmp_path.iterdir())  # the shards' folder is removed
 
 
+@pytest.fixture(scope="module")
+def default_auroc(tmp_path_factory) -> float:
+    """OCSDF's AUROC of the TINY benchmark run as it is (no strategy, in
+    memory): the reference of the strategy and the score shards tests."""
+    return _benchmark(tmp_path_factory.mktemp("default"))
+
+
 @pytest.mark.data
-def test_benchmark_under_mirrored_strategy_matches_the_default_run(tmp_path):
-    default = _benchmark(tmp_path / "default")
+def test_benchmark_under_mirrored_strategy_matches_the_default_run(
+    tmp_path, default_auroc
+):
     mirrored = _benchmark(tmp_path / "mirrored", "distribute.strategy=mirrored")
-    assert mirrored == pytest.approx(default, abs=0.01)
+    assert mirrored == pytest.approx(default_auroc, abs=0.01)
 
 
 @pytest.mark.data
-def test_benchmark_score_shards_give_the_in_memory_auroc(tmp_path):
-    memory = _benchmark(tmp_path / "memory")
+def test_benchmark_score_shards_give_the_in_memory_auroc(tmp_path, default_auroc):
+    memory = default_auroc
     sharded = _benchmark(tmp_path / "sharded", "training.score_shards=true")
     assert sharded == pytest.approx(memory, abs=1e-9)
 
