@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, ShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -39,7 +39,9 @@ def _blob(n=400, seed=0):
 @pytest.fixture(scope="module")
 def fitted():
     """An estimator trained enough to separate a blob from far points."""
-    params = dict(FAST, widths=(32, 32), epochs=30, batch_size=64, nr_steps=3)
+    # 10 epochs of 7 steps: AUROC 0.9984-0.9995 on seeds 0-3 (30 epochs:
+    # 0.9992-0.9995), lipschitz_constant_ - 1 <= 2.5e-7, 10.00 % predicted -1
+    params = dict(FAST, widths=(32, 32), epochs=10, batch_size=64, nr_steps=3)
     return OneClassSDF(**params, margin=0.2, contamination=0.1).fit(_blob())
 
 
@@ -108,11 +110,9 @@ def test_fixed_threshold_is_used_when_contamination_is_none():
     assert default.offset_ == 0.0
 
 
-def test_refit_with_the_same_random_state_reproduces_the_scores():
-    x = _blob(150)
-    a = OneClassSDF(**FAST).fit(x).score_samples(x)
-    b = OneClassSDF(**FAST).fit(x).score_samples(x)
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+# Refitting with the same random_state reproduces the outputs: scikit-learn's
+# check_fit_idempotent (in test_sklearn_compatible_estimator) checks it, on
+# predict and decision_function to rtol 1e-7.
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_works_in_a_pipeline_with_grid_search():
         pipe,
         {"oneclasssdf__margin": [0.05, 0.5]},
         scoring="roc_auc",
-        cv=2,
+        cv=ShuffleSplit(n_splits=1, test_size=0.5, random_state=0),  # 3 fits
     ).fit(x, y)
     assert search.best_params_["oneclasssdf__margin"] in (0.05, 0.5)
     assert search.predict(x).shape == (len(x),)
