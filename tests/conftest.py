@@ -59,6 +59,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tfds_copies_in_the_session_folder(tmp_path_factory):
+    """TFDS copies that tests prepare go to the session's temporary folder
+    (``$KOCC_TFDS_DIR``, the ``shared_tfds_dir`` of the image tests): prepared
+    once per session (per xdist worker) for every module, and never written
+    into the user's ``~/tensorflow_datasets``. Subprocesses inherit it."""
+    previous = os.environ.get("KOCC_TFDS_DIR")
+    os.environ["KOCC_TFDS_DIR"] = str(tmp_path_factory.getbasetemp() / "kocc_tfds")
+    yield
+    if previous is None:
+        os.environ.pop("KOCC_TFDS_DIR", None)
+    else:
+        os.environ["KOCC_TFDS_DIR"] = previous
+
+
 def pytest_runtest_setup(item):
     """A ``data`` test errors out at once when ``KOCC_DATA_DIR`` names no folder."""
     root = os.environ.get(DATA_DIR_ENV)
