@@ -19,6 +19,7 @@ def test_default_recipe_loads_with_documented_values():
     recipe = load_recipe(DEFAULT)
     assert isinstance(recipe, ToyRecipe)
     assert recipe.data.name == "two_moons"
+    assert recipe.model.widths == [128, 128, 128]
     assert recipe.domain.kind == "ball" and recipe.domain.radius == 3.0
     assert recipe.training.learning_rate == 3e-3
     assert recipe.training.final_learning_rate == 1e-4
