@@ -2,7 +2,8 @@
 
 For every size (rows of a synthetic table of ``--features`` standard Gaussian
 features, 5% anomalies uniform in ``[-4, 4]^d``), the parent writes the table
-once as an ADBench-style ``.npz`` (the in-memory driver loads it) and as
+once as an ADBench-style ``.npz`` (the in-memory driver loads it; written only
+for a ``memory`` run) and as
 TFRecord shards, chunk by chunk
 (``train``: all rows, ``normal``/``anomalous``: by label; the anomaly detection
 protocol of the in-memory run). Each run is a fresh process running
@@ -97,8 +98,11 @@ def child(mode: str, data: Path, steps: int, score_batch: int) -> dict:
     }
 
 
-def write_data(folder: Path, rows: int, features: int, shards: int) -> float:
-    """The synthetic table as ``.npz`` and as shards; returns its MiB (float32)."""
+def write_data(
+    folder: Path, rows: int, features: int, shards: int, npz: bool = True
+) -> float:
+    """The synthetic table as shards and (``npz``, what the in-memory driver
+    loads) as ``.npz``; returns its MiB (float32)."""
     import numpy as np
 
     import kocc  # noqa: F401  isort: skip
@@ -111,7 +115,8 @@ def write_data(folder: Path, rows: int, features: int, shards: int) -> float:
     # anomalies scattered uniformly in [-4, 4]^d (far from the Gaussian normals)
     x[y == 1] = rng.uniform(-4.0, 4.0, size=(int(y.sum()), features))
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "0_synthetic.npz", X=x, y=y)
+    if npz:
+        np.savez(folder / "0_synthetic.npz", X=x, y=y)
     chunk = 65536
 
     def chunks(mask):
@@ -175,7 +180,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shard-memory-") as tmp:
         for rows in args.rows:
             data = Path(tmp) / f"rows{rows}"
-            mib = write_data(data, rows, args.features, args.shards)
+            mib = write_data(
+                data, rows, args.features, args.shards, npz="memory" in args.modes
+            )
             runs = [
                 run_child(mode, data, args.steps, args.score_batch)
                 for mode in args.modes
