@@ -52,8 +52,11 @@ def _train_sdf(x, epochs, lr=2e-3):
 
 @pytest.fixture(scope="module")
 def disk_model():
+    # 1,500 steps (was 3,000: 0.047 at seed 0). Mean |f - S - m| measured at this
+    # budget, model and batch seeds 0-3, 1 and 2 TF threads (identical): 0.044,
+    # 0.047, 0.050, 0.033 against the 0.1 bound; untrained 0.77-1.49.
     x, sdf = disk(4096, seed=0)
-    return _train_sdf(x, epochs=30), sdf
+    return _train_sdf(x, epochs=15), sdf
 
 
 @pytest.mark.slow
@@ -248,10 +251,17 @@ def test_compile_rejects_a_foreign_loss():
         model.compile("rmsprop", loss="mse")
 
 
-def test_saved_model_file_reloads_with_identical_scores(tmp_path):
+@pytest.fixture(scope="module")
+def briefly_fitted_model():
+    """A (32, 32) OCSDF after one epoch on 256 disk points (not modified by users)."""
     model = _model()
     x, _ = disk(256, seed=6)
     model.fit(x, batch_size=64, epochs=1, verbose=0)
+    return model, x
+
+
+def test_saved_model_file_reloads_with_identical_scores(briefly_fitted_model, tmp_path):
+    model, x = briefly_fitted_model
     model.save(tmp_path / "m.keras")
     restored = tf.keras.models.load_model(tmp_path / "m.keras")
     assert isinstance(restored, OCSDF)
@@ -261,10 +271,8 @@ def test_saved_model_file_reloads_with_identical_scores(tmp_path):
     )
 
 
-def test_repeated_predict_gives_identical_scores():
-    model = _model()
-    x, _ = disk(256, seed=7)
-    model.fit(x, batch_size=64, epochs=1, verbose=0)
+def test_repeated_predict_gives_identical_scores(briefly_fitted_model):
+    model, x = briefly_fitted_model
     first = model.score_samples(x)
     np.testing.assert_array_equal(model.score_samples(x), first)
 
