@@ -181,14 +181,17 @@ def test_shard_file_run_gives_the_auroc_of_the_in_memory_run(tmp_path):
 @pytest.mark.slow
 def test_peak_memory_of_a_shard_file_run_does_not_grow_with_the_data():
     # benchmarks/shard_memory.py: fresh processes run the driver on shard files
-    # of 50,000 and 200,000 rows of 128 features (24 and 98 MiB), glibc's mmap
+    # of 50,000 and 400,000 rows of 128 features (24 and 195 MiB), glibc's mmap
     # threshold fixed (its docstring: else freed batches stay cached in the
     # heap). Streaming holds a bounded number of rows (shuffle buffer, score
     # batches of 8,192), so the peak (VmHWM) grows by far less than the data;
-    # an in-memory run grows by more than the data (measured: 2.4x).
+    # an in-memory run grows by more than the data (measured: 2.4x). Measured
+    # growth (AVX2 machine, one TF thread): 29-30 MiB for 171 MiB more data;
+    # at 200,000 rows 18-27 MiB, and 44 MiB for 73 MiB in one CI run (VmHWM
+    # also counts resident library pages): hence the larger size.
     script = Path(__file__).parents[1] / "benchmarks" / "shard_memory.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--rows", "50000", "200000"]
+        [sys.executable, str(script), "--rows", "50000", "400000"]
         + ["--features", "128", "--steps", "10", "--score-batch", "8192"]
         + ["--modes", "shards"],
         capture_output=True,
@@ -200,7 +203,7 @@ def test_peak_memory_of_a_shard_file_run_does_not_grow_with_the_data():
     small, large = report["sizes"]
     data_growth = large["data_mib"] - small["data_mib"]
     peak_growth = large["runs"][0]["peak_mib"] - small["runs"][0]["peak_mib"]
-    assert data_growth > 70
+    assert data_growth > 150
     assert peak_growth < 0.5 * data_growth, report
     assert 0.0 <= large["runs"][0]["auroc"] <= 1.0  # trained and scored
 
