@@ -59,14 +59,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def shared_tfds_dir(tmp_path_factory):
+    """The session's one TFDS preparation folder (one per xdist worker): every
+    image test uses it, so MNIST is prepared once."""
+    return tmp_path_factory.getbasetemp() / "kocc_tfds"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _tfds_copies_in_the_session_folder(tmp_path_factory):
-    """TFDS copies that tests prepare go to the session's temporary folder
-    (``$KOCC_TFDS_DIR``, the ``shared_tfds_dir`` of the image tests): prepared
-    once per session (per xdist worker) for every module, and never written
-    into the user's ``~/tensorflow_datasets``. Subprocesses inherit it."""
+def _tfds_copies_in_the_session_folder(shared_tfds_dir):
+    """TFDS copies that tests prepare without naming a folder go to
+    :func:`shared_tfds_dir` too (``$KOCC_TFDS_DIR``), never into the user's
+    ``~/tensorflow_datasets``. Subprocesses inherit it."""
     previous = os.environ.get("KOCC_TFDS_DIR")
-    os.environ["KOCC_TFDS_DIR"] = str(tmp_path_factory.getbasetemp() / "kocc_tfds")
+    os.environ["KOCC_TFDS_DIR"] = str(shared_tfds_dir)
     yield
     if previous is None:
         os.environ.pop("KOCC_TFDS_DIR", None)

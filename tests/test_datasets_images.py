@@ -33,13 +33,6 @@ tfds.disable_progress_bar()
 
 
 @pytest.fixture(scope="session")
-def shared_tfds_dir(tmp_path_factory):
-    """One TFDS preparation directory for the whole test session (every image
-    test module uses this same path, so MNIST is prepared once)."""
-    return tmp_path_factory.getbasetemp() / "kocc_tfds"
-
-
-@pytest.fixture(scope="session")
 def data_root():
     """``$KOCC_DATA_DIR`` (the ``data`` marker skips these tests when unset)."""
     return data_dir()

@@ -36,12 +36,6 @@ tfds.disable_progress_bar()
 
 
 @pytest.fixture(scope="session")
-def shared_tfds_dir(tmp_path_factory):
-    """Same path as in test_datasets_images.py: MNIST is prepared once a session."""
-    return tmp_path_factory.getbasetemp() / "kocc_tfds"
-
-
-@pytest.fixture(scope="session")
 def data_root():
     root = os.environ.get("KOCC_DATA_DIR")
     assert root, "KOCC_DATA_DIR must point to the shared data folder (../shared/data)"
