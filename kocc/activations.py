@@ -1,4 +1,4 @@
-r"""Sorting activations with a fast sort: FullSort and GroupSort(n > 2).
+r"""Sorting activations with a fast sort: FullSort, GroupSort and GroupSort2.
 
 deel-lip's ``GroupSort`` / ``FullSort`` call ``tf.sort``, whose CPU kernel is a
 full ``TopKV2`` per row and whose gradient scatters through the indices; in an
@@ -26,6 +26,20 @@ Everything is TensorFlow/XLA (no per-sample Python) and runs unchanged on a
 GPU; it was timed on CPU only (``benchmarks/train_throughput.py``,
 ``docs/performance.md``).
 
+Groups of two (GroupSort2, MaxMin: ``y_{2i}, y_{2i+1} = min, max(x_{2i},
+x_{2i+1})``) need no sorting network. deel-lip splits the pairs out of a
+``(..., C/2, 2)`` view and concatenates them back, strided copies that cost
+more than the layer's matrix product (:func:`sort_pairs`). Here each entry is
+compared with its partner ``s = swap(x)`` (the pairs reversed in place), and
+a pair whose first entry is the larger is swapped: ``y = where(m, s, x)`` with
+``m_{2i} = m_{2i+1} = [x_{2i} > x_{2i+1}]``. The gradient is the same
+permutation's transpose, ``dL/dx = where(m, swap(dL/dy), dL/dy)``: two
+element-wise selections and two reversals per pass instead of deel-lip's
+splits, concatenations and ``min``/``max`` gradients. The outputs and the
+gradients equal deel-lip's bit for bit, ties included (at a tie inside a pair
+deel-lip's ``min`` and ``max`` both pass their gradient to the first entry;
+so does this one), so a training run is the same run with either layer.
+
 The sorting network's loops run over Python integers (static shapes), so the
 compiled functions are traced without autograph's source conversion
 (``autograph=False``; see :mod:`kocc.orthogonalization` for what it cost).
@@ -36,6 +50,7 @@ from __future__ import annotations
 import tensorflow as tf
 from deel.lip.activations import FullSort as DeelFullSort
 from deel.lip.activations import GroupSort as DeelGroupSort
+from deel.lip.activations import GroupSort2 as DeelGroupSort2
 from tensorflow.python.eager import record  # is a gradient tape recording?
 
 _INT64_MAX = (1 << 63) - 1
@@ -218,18 +233,81 @@ def _sort_groups(layer: DeelGroupSort, x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(sort_rows(rows), tf.shape(x)) * layer._get_coef()
 
 
+def _swap_pairs(x: tf.Tensor, channels: int) -> tf.Tensor:
+    """``x`` with the entries of each pair of channels ``(2i, 2i + 1)`` swapped."""
+    pairs = tf.reshape(x, [-1, channels // 2, 2])
+    return tf.reshape(tf.reverse(pairs, [-1]), tf.shape(x))
+
+
+@tf.autograph.experimental.do_not_convert
+def sort_pairs(x: tf.Tensor) -> tf.Tensor:
+    """Sort the pairs of channels ``(2i, 2i + 1)`` of ``x`` (channels last).
+
+    ``y_{2i} = min(x_{2i}, x_{2i+1})``, ``y_{2i+1} = max(x_{2i}, x_{2i+1})``:
+    deel-lip's ``GroupSort2`` (Anil et al., 2019, MaxMin up to the order of
+    the pair), bit for bit. Computed as ``where(m, swap(x), x)`` with ``m``
+    true on both entries of a pair whose first entry is the larger, and the
+    gradient as the transpose of that permutation (module docstring).
+
+    Args:
+        x: float tensor, last axis of even, static size.
+
+    Returns:
+        The pair-sorted tensor, same shape and dtype.
+    """
+    channels = x.shape[-1]
+    if channels is None or channels % 2:
+        raise ValueError(
+            f"sort_pairs needs an even, static number of channels, got {channels}"
+        )
+    odd = tf.cast(tf.range(channels) % 2, tf.bool)
+
+    @tf.custom_gradient
+    def sorted_pairs(x: tf.Tensor) -> tf.Tensor:
+        partner = _swap_pairs(x, channels)
+        # first entry larger: x > partner on even channels, x < partner on odd
+        swap = tf.where(odd, partner > x, x > partner)
+
+        def grad(upstream: tf.Tensor) -> tf.Tensor:
+            partner_upstream = _swap_pairs(upstream, channels)
+            moved = tf.where(swap, partner_upstream, upstream)
+            # a tie: deel-lip's min and max both pass their gradient to the
+            # pair's first entry, none to the second
+            tied = tf.where(odd, tf.zeros_like(upstream), upstream + partner_upstream)
+            return tf.where(tf.equal(x, partner), tied, moved)
+
+        return tf.where(swap, partner, x), grad
+
+    return sorted_pairs(x)
+
+
 @tf.keras.utils.register_keras_serializable("kocc")
 class GroupSort(DeelGroupSort):
     """deel-lip's ``GroupSort`` (sort channels in groups of ``n``), fast sort.
 
     Same arguments and outputs as :class:`deel.lip.activations.GroupSort`;
-    groups of 2 keep deel-lip's min/max, larger groups use :func:`sort_rows`.
+    groups of 2 use :func:`sort_pairs`, larger groups :func:`sort_rows`.
     """
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        if self.n == 2 or self.data_format != "channels_last":
+        if self.data_format != "channels_last":
             return super().call(x)
+        if self.n == 2:
+            return sort_pairs(x) * self._get_coef()
         return _sort_groups(self, x)
+
+
+@tf.keras.utils.register_keras_serializable("kocc")
+class GroupSort2(DeelGroupSort2):
+    """deel-lip's ``GroupSort2`` (sort pairs of channels), by :func:`sort_pairs`.
+
+    Same arguments and outputs as :class:`deel.lip.activations.GroupSort2`.
+    """
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        if self.data_format != "channels_last":
+            return super().call(x)
+        return sort_pairs(x) * self._get_coef()
 
 
 @tf.keras.utils.register_keras_serializable("kocc")

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
-from deel.lip.activations import GroupSort2
 from deel.lip.initializers import SpectralInitializer
 from deel.lip.layers import (
     FrobeniusDense,
@@ -17,7 +16,7 @@ from deel.lip.layers import (
 )
 from deel.lip.model import Sequential as LipSequential
 
-from kocc.activations import FullSort, GroupSort
+from kocc.activations import FullSort, GroupSort, GroupSort2
 from kocc.orthogonalization import constrained_layers, sync_constrained_kernels
 
 #: The paper's image network (Table 5, "Mnist" column): channels of the 3x3
@@ -39,9 +38,9 @@ def lipschitz_activation(name: str) -> tf.keras.layers.Layer:
     Args:
         name: ``"fullsort"`` (sort the whole vector; the paper's choice for the
             dense networks) or ``"groupsort2"`` (sort pairs, a.k.a. MaxMin), or
-            ``"groupsort<k>"`` for groups of ``k``. FullSort and groups of
-            ``k > 2`` use kocc's fast sort (:mod:`kocc.activations`, same outputs
-            as deel-lip's layers); groups of 2 are deel-lip's ``GroupSort2``.
+            ``"groupsort<k>"`` for groups of ``k``. kocc's layers
+            (:mod:`kocc.activations`): deel-lip's with a faster sort, same
+            outputs and configuration.
 
     Raises:
         ValueError: for an unknown name.

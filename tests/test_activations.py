@@ -5,14 +5,17 @@ import pytest
 import tensorflow as tf
 from deel.lip.activations import FullSort as DeelFullSort
 from deel.lip.activations import GroupSort as DeelGroupSort
+from deel.lip.activations import GroupSort2 as DeelGroupSort2
 
 from kocc.activations import (
     BLOCK_KEYS,
     FullSort,
     GroupSort,
+    GroupSort2,
+    sort_pairs,
     sort_rows,
 )
-from kocc.architectures import lipschitz_mlp
+from kocc.architectures import lipschitz_activation, lipschitz_mlp
 from kocc.lipschitz_bound import layer_lipschitz_bound
 
 
@@ -34,6 +37,35 @@ def test_same_values_and_gradients_as_deel_lip(shape, pair):
     np.testing.assert_allclose(
         tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy(), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("shape", [(64, 128), (5, 3, 3, 64), (4, 2)])
+@pytest.mark.parametrize("ours", [GroupSort2, lambda: GroupSort(n=2)])
+def test_pair_sort_equals_deel_lip_groupsort2_bit_for_bit_ties_included(shape, ours):
+    # rounded to halves: about one pair in five is a tie, where deel-lip passes
+    # both gradients to the pair's first entry
+    x = tf.round(2 * tf.random.stateless_normal(shape, seed=[1, 2])) / 2
+    weights = tf.random.stateless_normal(shape, seed=[3, 4])
+    pairs = tf.reshape(x, [-1, 2]).numpy()
+    assert 0 < np.mean(pairs[:, 0] == pairs[:, 1]) < 1
+    layer, reference = ours(), DeelGroupSort2()
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = layer(x), reference(x)
+        la, lb = tf.reduce_sum(a * weights), tf.reduce_sum(b * weights)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(
+        tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy()
+    )
+
+
+def test_pair_sort_rejects_an_odd_number_of_channels():
+    with pytest.raises(ValueError, match="even, static number of channels, got 3"):
+        sort_pairs(tf.zeros([2, 3]))
+
+
+def test_groupsort2_by_name_is_the_fast_layer():
+    assert type(lipschitz_activation("groupsort2")) is GroupSort2
 
 
 def test_inference_trace_is_exact_and_still_differentiable():
@@ -62,7 +94,7 @@ def test_sort_rows_handles_signed_zeros_infinities_and_large_batches():
 
 
 def test_layers_serialize_and_keep_lipschitz_constant_one():
-    for layer in (FullSort(), GroupSort(n=4)):
+    for layer in (FullSort(), GroupSort(n=4), GroupSort2()):
         config = tf.keras.layers.serialize(layer)
         restored = tf.keras.layers.deserialize(config)
         assert type(restored) is type(layer)
