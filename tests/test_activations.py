@@ -19,6 +19,20 @@ from kocc.architectures import lipschitz_activation, lipschitz_mlp
 from kocc.lipschitz_bound import layer_lipschitz_bound
 
 
+def _values_and_gradients(x, *layers):
+    """Each layer's output at ``x`` and the gradient of a fixed random linear
+    functional of it w.r.t. ``x`` (numpy arrays)."""
+    weights = tf.random.stateless_normal(x.shape, seed=[3, 4])
+    results = []
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * weights)
+        results.append((y.numpy(), tape.gradient(loss, x).numpy()))
+    return results
+
+
 @pytest.mark.parametrize("shape", [(7, 512), (5, 3, 3, 100), (33, 128), (4, 2)])
 @pytest.mark.parametrize("pair", ["fullsort", "groupsort4"])
 def test_same_values_and_gradients_as_deel_lip(shape, pair):
@@ -28,15 +42,9 @@ def test_same_values_and_gradients_as_deel_lip(shape, pair):
         else (GroupSort(n=4), DeelGroupSort(n=4))
     )
     x = tf.random.stateless_normal(shape, seed=[1, 2])
-    weights = tf.random.stateless_normal(shape, seed=[3, 4])
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        a, b = ours(x), theirs(x)
-        la, lb = tf.reduce_sum(a * weights), tf.reduce_sum(b * weights)
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
-    np.testing.assert_allclose(
-        tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy(), atol=1e-6
-    )
+    (a, grad_a), (b, grad_b) = _values_and_gradients(x, ours, theirs)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(grad_a, grad_b, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(64, 128), (5, 3, 3, 64), (4, 2)])
@@ -45,18 +53,11 @@ def test_pair_sort_equals_deel_lip_groupsort2_bit_for_bit_ties_included(shape, o
     # rounded to halves: about one pair in five is a tie, where deel-lip passes
     # both gradients to the pair's first entry
     x = tf.round(2 * tf.random.stateless_normal(shape, seed=[1, 2])) / 2
-    weights = tf.random.stateless_normal(shape, seed=[3, 4])
     pairs = tf.reshape(x, [-1, 2]).numpy()
     assert 0 < np.mean(pairs[:, 0] == pairs[:, 1]) < 1
-    layer, reference = ours(), DeelGroupSort2()
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        a, b = layer(x), reference(x)
-        la, lb = tf.reduce_sum(a * weights), tf.reduce_sum(b * weights)
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
-    np.testing.assert_array_equal(
-        tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy()
-    )
+    (a, grad_a), (b, grad_b) = _values_and_gradients(x, ours(), DeelGroupSort2())
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(grad_a, grad_b)
 
 
 def test_pair_sort_rejects_an_odd_number_of_channels():
