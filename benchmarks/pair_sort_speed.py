@@ -32,6 +32,7 @@ from _harness import int_options  # noqa: E402
 from deel.lip.activations import GroupSort2 as DeelGroupSort2  # noqa: E402
 from deel.lip.model import Sequential as LipSequential  # noqa: E402
 
+from kocc.activations import GroupSort2  # noqa: E402
 from kocc.architectures import lipschitz_mlp  # noqa: E402
 from kocc.models import OCSDF  # noqa: E402
 from kocc.sampling import Box  # noqa: E402
@@ -41,7 +42,7 @@ def with_deel_lip_activation(network: LipSequential) -> LipSequential:
     """A copy of ``network`` with deel-lip's ``GroupSort2`` as its activations."""
     layers = [tf.keras.layers.Input(network.input_shape[1:])]
     for layer in network.layers:
-        if type(layer).__name__ == "GroupSort2":
+        if isinstance(layer, GroupSort2):
             layers.append(DeelGroupSort2())
         else:
             layers.append(type(layer).from_config(layer.get_config()))

@@ -298,16 +298,12 @@ class GroupSort(DeelGroupSort):
 
 
 @tf.keras.utils.register_keras_serializable("kocc")
-class GroupSort2(DeelGroupSort2):
+class GroupSort2(GroupSort, DeelGroupSort2):
     """deel-lip's ``GroupSort2`` (sort pairs of channels), by :func:`sort_pairs`.
 
-    Same arguments and outputs as :class:`deel.lip.activations.GroupSort2`.
+    Same arguments and outputs as :class:`deel.lip.activations.GroupSort2`
+    (``n = 2`` from its ``__init__``; ``call`` is :class:`GroupSort`'s).
     """
-
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        if self.data_format != "channels_last":
-            return super().call(x)
-        return sort_pairs(x) * self._get_coef()
 
 
 @tf.keras.utils.register_keras_serializable("kocc")
