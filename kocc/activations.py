@@ -233,10 +233,44 @@ def _sort_groups(layer: DeelGroupSort, x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(sort_rows(rows), tf.shape(x)) * layer._get_coef()
 
 
-def _swap_pairs(x: tf.Tensor, channels: int) -> tf.Tensor:
+def _swap_pairs(x: tf.Tensor) -> tf.Tensor:
     """``x`` with the entries of each pair of channels ``(2i, 2i + 1)`` swapped."""
-    pairs = tf.reshape(x, [-1, channels // 2, 2])
+    pairs = tf.reshape(x, [-1, x.shape[-1] // 2, 2])
     return tf.reshape(tf.reverse(pairs, [-1]), tf.shape(x))
+
+
+def _partners(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``swap(x)``, the odd channels, and the mask ``m`` of pairs to swap.
+
+    ``m`` is true on both entries of a pair whose first entry is the larger:
+    ``x > swap(x)`` on even channels, ``swap(x) > x`` on odd ones.
+    """
+    partner = _swap_pairs(x)
+    odd = tf.cast(tf.range(x.shape[-1]) % 2, tf.bool)
+    return partner, odd, tf.where(odd, partner > x, x > partner)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _sorted_pairs_values(x: tf.Tensor) -> tf.Tensor:
+    """``where(m, swap(x), x)``: one fused XLA loop over ``x``."""
+    partner, _, swap = _partners(x)
+    return tf.where(swap, partner, x)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _sorted_pairs_gradient(x: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
+    """The transpose of ``x``'s pair permutation applied to ``upstream``.
+
+    ``where(m, swap(g), g)``, except at a tie inside a pair: deel-lip's ``min``
+    and ``max`` both pass their gradient to the pair's first entry, none to
+    the second, and so does this. The mask is recomputed from ``x`` in the
+    same fused loop (cheaper than storing it).
+    """
+    partner, odd, swap = _partners(x)
+    partner_upstream = _swap_pairs(upstream)
+    moved = tf.where(swap, partner_upstream, upstream)
+    tied = tf.where(odd, tf.zeros_like(upstream), upstream + partner_upstream)
+    return tf.where(tf.equal(x, partner), tied, moved)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -245,9 +279,10 @@ def sort_pairs(x: tf.Tensor) -> tf.Tensor:
 
     ``y_{2i} = min(x_{2i}, x_{2i+1})``, ``y_{2i+1} = max(x_{2i}, x_{2i+1})``:
     deel-lip's ``GroupSort2`` (Anil et al., 2019, MaxMin up to the order of
-    the pair), bit for bit. Computed as ``where(m, swap(x), x)`` with ``m``
-    true on both entries of a pair whose first entry is the larger, and the
-    gradient as the transpose of that permutation (module docstring).
+    the pair). Computed as ``where(m, swap(x), x)`` with ``m`` true on both
+    entries of a pair whose first entry is the larger, and the gradient as the
+    transpose of that permutation (module docstring); each is one XLA-compiled
+    loop (compiled once per input shape and dtype).
 
     Args:
         x: float tensor, last axis of even, static size.
@@ -260,23 +295,13 @@ def sort_pairs(x: tf.Tensor) -> tf.Tensor:
         raise ValueError(
             f"sort_pairs needs an even, static number of channels, got {channels}"
         )
-    odd = tf.cast(tf.range(channels) % 2, tf.bool)
 
     @tf.custom_gradient
     def sorted_pairs(x: tf.Tensor) -> tf.Tensor:
-        partner = _swap_pairs(x, channels)
-        # first entry larger: x > partner on even channels, x < partner on odd
-        swap = tf.where(odd, partner > x, x > partner)
-
         def grad(upstream: tf.Tensor) -> tf.Tensor:
-            partner_upstream = _swap_pairs(upstream, channels)
-            moved = tf.where(swap, partner_upstream, upstream)
-            # a tie: deel-lip's min and max both pass their gradient to the
-            # pair's first entry, none to the second
-            tied = tf.where(odd, tf.zeros_like(upstream), upstream + partner_upstream)
-            return tf.where(tf.equal(x, partner), tied, moved)
+            return _sorted_pairs_gradient(x, upstream)
 
-        return tf.where(swap, partner, x), grad
+        return _sorted_pairs_values(x), grad
 
     return sorted_pairs(x)
 
