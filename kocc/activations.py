@@ -33,12 +33,20 @@ more than the layer's matrix product (:func:`sort_pairs`). Here each entry is
 compared with its partner ``s = swap(x)`` (the pairs reversed in place), and
 a pair whose first entry is the larger is swapped: ``y = where(m, s, x)`` with
 ``m_{2i} = m_{2i+1} = [x_{2i} > x_{2i+1}]``. The gradient is the same
-permutation's transpose, ``dL/dx = where(m, swap(dL/dy), dL/dy)``: two
-element-wise selections and two reversals per pass instead of deel-lip's
-splits, concatenations and ``min``/``max`` gradients. The outputs and the
-gradients equal deel-lip's bit for bit, ties included (at a tie inside a pair
-deel-lip's ``min`` and ``max`` both pass their gradient to the first entry;
-so does this one), so a training run is the same run with either layer.
+permutation's transpose, ``dL/dx = where(m, swap(dL/dy), dL/dy)``. Each
+pass is one XLA-compiled loop (:func:`_sorted_pairs_values`,
+:func:`_sorted_pairs_gradient`, which recomputes ``m`` from ``x`` rather than
+storing it): TensorFlow's own element-wise CPU kernels are not built for
+AVX2, and the separate reversals and selections took about 21 of the 58 ms of
+the surface recipe's training step on an AVX2 machine (profile in
+``docs/performance.md``); XLA compiles the fused loop for the host CPU (and
+for a GPU unchanged). The outputs and the gradients equal deel-lip's bit for
+bit, ties included (at a tie inside a pair deel-lip's ``min`` and ``max``
+both pass their gradient to the first entry; so does this one); subnormals
+and signed zeros pass through untouched (``y`` is always a permutation of
+``x``'s bits), where deel-lip's ``min``/``max`` may differ. A training run with
+either layer is the same run up to rounding: TensorFlow's graph rewrites fuse
+the neighbouring ops differently around an XLA call.
 
 The sorting network's loops run over Python integers (static shapes), so the
 compiled functions are traced without autograph's source conversion

@@ -60,6 +60,42 @@ def test_pair_sort_equals_deel_lip_groupsort2_bit_for_bit_ties_included(shape, o
     np.testing.assert_array_equal(grad_a, grad_b)
 
 
+def test_pair_sort_permutes_each_pair_exactly_subnormals_and_signed_zeros_included():
+    """Every output pair is its input pair, in order or swapped, bit for bit, in
+    ascending order; the gradient moves with the same swap (ties aside).
+    Subnormals and signed zeros pass through untouched (deel-lip's min/max do
+    not promise that)."""
+    values = np.array([0.0, -0.0, 1e-40, -1e-40, 3e-45, 1.5, -1.5, 7.0], np.float32)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.choice(values, size=(300, 16)))
+    upstream = tf.constant(rng.choice(values, size=(300, 16)))
+    score = tf.function(  # a graph over an unknown batch, as in training
+        lambda x: sort_pairs(x), input_signature=[tf.TensorSpec([None, 16])]
+    )
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = score(x)
+    grad = tape.gradient(y, x, output_gradients=upstream).numpy()
+    bits = x.numpy().view(np.int32).reshape(-1, 2)
+    out = y.numpy().view(np.int32).reshape(-1, 2)
+    swapped = np.all(out == bits[:, ::-1], axis=1)
+    assert np.all(swapped | np.all(out == bits, axis=1))
+    assert swapped.any() and not swapped.all()
+
+    def flushed(v):  # as the CPU compares: subnormals as zeros (denormals-are-zero)
+        v = v.numpy().reshape(-1, 2)
+        return np.where(np.abs(v) < np.finfo(np.float32).tiny, 0, v)
+
+    assert np.all(flushed(y)[:, 0] <= flushed(y)[:, 1])
+    g = upstream.numpy().reshape(-1, 2)
+    untied = flushed(x)[:, 0] != flushed(x)[:, 1]
+    expected = np.where(swapped[:, None], g[:, ::-1], g)
+    np.testing.assert_array_equal(grad.reshape(-1, 2)[untied], expected[untied])
+    np.testing.assert_array_equal(  # another batch size: its own compiled loop
+        score(x[:7]).numpy().view(np.int32), y.numpy()[:7].view(np.int32)
+    )
+
+
 def test_pair_sort_rejects_an_odd_number_of_channels():
     with pytest.raises(ValueError, match="even, static number of channels, got 3"):
         sort_pairs(tf.zeros([2, 3]))
