@@ -272,7 +272,7 @@ def _sorted_pairs_gradient(x: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
     ``where(m, swap(g), g)``, except at a tie inside a pair: deel-lip's ``min``
     and ``max`` both pass their gradient to the pair's first entry, none to
     the second, and so does this. The mask is recomputed from ``x`` in the
-    same fused loop (cheaper than storing it).
+    same fused loop, so the forward pass keeps no mask for the backward.
     """
     partner, odd, swap = _partners(x)
     partner_upstream = _swap_pairs(upstream)
