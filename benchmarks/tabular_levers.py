@@ -204,14 +204,15 @@ def main() -> None:
         # rows every member trained on keep the mean of all members
         mean = total / len(plan)
         oob = np.where(oob_count > 0, oob_total / np.maximum(oob_count, 1), mean)
-        oob_auroc = round(100 * float(roc_auc_score(y, oob)), 2)
-        if args.out_of_bag:
-            total = oob
+        auroc = {
+            scoring: round(100 * float(roc_auc_score(y, scores)), 2)
+            for scoring, scores in (("all_members", mean), ("out_of_bag", oob))
+        }
         report = {
             "dataset": name,
-            "auroc": round(100 * float(roc_auc_score(y, total)), 2),
-            "auroc_all_members": round(100 * float(roc_auc_score(y, mean)), 2),
-            "auroc_out_of_bag": oob_auroc,
+            "auroc": auroc["out_of_bag" if args.out_of_bag else "all_members"],
+            "auroc_all_members": auroc["all_members"],
+            "auroc_out_of_bag": auroc["out_of_bag"],
             "rows_seen_by_every_member": int((oob_count == 0).sum()),
             "member_auroc": members,
             "seconds": round(time.perf_counter() - start, 1),
