@@ -212,14 +212,20 @@ def _block_view(volume: np.ndarray, side: int) -> np.ndarray:
     return volume.reshape(p // side, side, p // side, side, p // side, side)
 
 
-def _mixed_cell_corners(volume: np.ndarray, level: float) -> np.ndarray:
-    """Grid points that are a corner of a cell not strictly on one side of ``level``.
+def mixed_cell_corners(
+    volume: np.ndarray, level: float, level_high: float | None = None
+) -> np.ndarray:
+    """Grid points that are a corner of a cell a level may cross.
 
-    The grid is first padded by one point below the level on every side (as
+    A cell whose 8 corners are all strictly below ``level`` or all strictly
+    above ``level_high`` (default ``level``) is crossed by no level in
+    ``[level, level_high]``; the corners of every other cell are returned. The
+    grid is first padded by one point below the level on every side (as
     :func:`kocc.surfaces.extract_mesh` pads it), so the corners of the cells
     that close a surface on the box are included. ``(n, n, n)`` booleans.
     """
-    above = np.pad(volume > level, 1, constant_values=False)
+    high = level if level_high is None else level_high
+    above = np.pad(volume > high, 1, constant_values=False)
     below = np.pad(volume < level, 1, constant_values=True)
     m = above.shape[0] - 1  # cells per axis
     corners = [
@@ -237,7 +243,9 @@ def _mixed_cell_corners(volume: np.ndarray, level: float) -> np.ndarray:
     return touched[1:-1, 1:-1, 1:-1]
 
 
-def _pays(scores: np.ndarray, level: float, lipschitz: float, spacing) -> bool:
+def _pays(
+    scores: np.ndarray, level: float, lipschitz: float, spacing, level_high: float
+) -> bool:
     r"""Whether pruning is expected to save evaluations, from the first scores.
 
     The first blocks' centres sample the grid evenly. A grid point can only be
@@ -253,7 +261,8 @@ def _pays(scores: np.ndarray, level: float, lipschitz: float, spacing) -> bool:
     dense; the centres of fitted OCSDF torus networks passed at 81 % and 89 %.)
     """
     reach = 0.5 * lipschitz * float(np.linalg.norm(spacing))
-    return float(np.mean(np.abs(scores - level) > reach)) >= MIN_PRUNABLE_FRACTION
+    far = (scores - level_high > reach) | (level - scores > reach)
+    return float(np.mean(far)) >= MIN_PRUNABLE_FRACTION
 
 
 def evaluate_grid_certified(
@@ -266,6 +275,7 @@ def evaluate_grid_certified(
     batch_size: int,
     top_block: int = TOP_BLOCK,
     min_block: int = MIN_BLOCK,
+    level_high: float | None = None,
 ) -> CertifiedGrid:
     r"""Scores on the ``resolution``\ :sup:`3` grid, exact near the level set.
 
@@ -291,6 +301,15 @@ def evaluate_grid_certified(
     See the module docstring for why the marching-cubes mesh of the result
     equals that of the dense grid.
 
+    **A level interval** (``level_high`` > ``level``, for a level that varies
+    over the grid within ``[level, level_high]``, as the local level of
+    :mod:`kocc.surface_ridge`): a block is certified when
+    :math:`f(c) - \ell_{high}` or :math:`\ell - f(c)` exceeds the same
+    threshold, so every grid point is exactly known to be below ``level``,
+    above ``level_high`` or (exactly evaluated) in between; step 2 evaluates
+    the corners of every cell not all below ``level`` nor all above
+    ``level_high``, i.e. of every cell some level of the interval may cross.
+
     Args:
         score_fn: maps ``(k, 3)`` points to ``(k,)`` scores, L-Lipschitz.
         low: ``(3,)`` float32 grid origin.
@@ -299,6 +318,8 @@ def evaluate_grid_certified(
         level: the iso-level.
         lipschitz: a proven Lipschitz bound of ``score_fn`` (l2, in the
             coordinates of ``low`` and ``spacing``).
+        level_high: the top of a level interval (default: ``level``, one
+            level); must be ``>= level``.
         batch_size: points per evaluated chunk.
         top_block: side of the first blocks (a power of two; halved while
             there are fewer than ``MIN_FIRST_BLOCKS`` of them).
@@ -311,6 +332,10 @@ def evaluate_grid_certified(
         grid. The caller then evaluates every grid point.
     """
     n = int(resolution)
+    level = float(level)
+    level_high = level if level_high is None else float(level_high)
+    if not level_high >= level:
+        raise ValueError(f"level_high {level_high} must be >= level {level}")
     top_block, min_block = int(top_block), int(min_block)
     if top_block & (top_block - 1) or min_block & (min_block - 1):
         raise ValueError("top_block and min_block must be powers of two")
@@ -342,8 +367,10 @@ def evaluate_grid_certified(
         evaluated += len(origins)
         threshold = (1 + RELATIVE_SAFETY) * lipschitz * radius
         threshold += ABSOLUTE_SAFETY * (1 + np.abs(scores))
-        certified = np.abs(scores - level) > threshold
-        if size == top_block and not _pays(scores, level, lipschitz, spacing64):
+        certified = (scores - level_high > threshold) | (level - scores > threshold)
+        if size == top_block and not _pays(
+            scores, level, lipschitz, spacing64, level_high
+        ):
             return CertifiedGrid(None, len(origins), 0, float(lipschitz))
         block = origins[certified] // size
         _block_view(volume, size)[block[:, 0], :, block[:, 1], :, block[:, 2], :] = (
@@ -373,7 +400,7 @@ def evaluate_grid_certified(
     _block_view(exact, size)[block[:, 0], :, block[:, 1], :, block[:, 2], :] = True
     volume, exact = volume[:n, :n, :n], exact[:n, :n, :n]
     # exact values at the certified corners of the cells the level may cross
-    repair = np.argwhere(_mixed_cell_corners(volume, level) & ~exact)
+    repair = np.argwhere(mixed_cell_corners(volume, level, level_high) & ~exact)
     volume[tuple(repair.T)] = evaluate(repair.astype(np.float32))
     exact_points = int(inside.sum()) + len(repair)
     return CertifiedGrid(

@@ -67,6 +67,10 @@ class ImplicitSurface:
         bounds: ``(2, 3)`` default extraction box (low, high) in original
             coordinates.
         history: training curves (``loss`` etc. per epoch), if any.
+        points: the training points, standardized ``(n, 3)``, if kept (the
+            fits keep them: the local level of ``extract_mesh(...,
+            surface="ridge")`` reads them).
+        point_scores: their scores ``(n,)``, if kept.
     """
 
     model: Callable
@@ -74,6 +78,8 @@ class ImplicitSurface:
     level: float
     bounds: np.ndarray
     history: dict | None = None
+    points: np.ndarray | None = None
+    point_scores: np.ndarray | None = None
 
     def score_fn(self) -> Callable[[tf.Tensor], tf.Tensor]:
         """The graph-compatible map ``x (original coords) -> score (n,)``."""

@@ -32,6 +32,8 @@ import tensorflow as tf
 from kocc.architectures import lipschitz_mlp
 from kocc.certified_grid import (
     evaluate_grid_certified,
+    evaluate_points,
+    mixed_cell_corners,
     proven_lipschitz_bound,
     scores_by_chunk,
 )
@@ -46,7 +48,17 @@ from kocc.implicit_surface import (  # noqa: F401  (re-exported: kocc.surfaces.*
 )
 from kocc.meshes import check_points
 from kocc.sampling import Ball, Box
+from kocc.surface_ridge import (
+    DEFAULT_LOCAL_OFFSET,
+    DEFAULT_RIDGE_REACH,
+    LocalLevel,
+    check_surface_mode,
+    ridge_exact_points,
+    ridge_field,
+    ridge_regions,
+)
 from kocc.training import repeated_batches, steps_per_epoch_for, train_ocsdf
+from kocc.validation import check_positive
 
 trimesh = require("trimesh")
 marching_cubes = require("skimage.measure").marching_cubes
@@ -184,13 +196,15 @@ def fit_point_cloud(
             decay_steps=steps_per_epoch * int(epochs),
             seed=seed,
         )
-    level = default_level(model.score_samples(x), x, level_quantile, level_offset)
+    scores = np.asarray(model.score_samples(x), np.float32).reshape(-1)
     return ImplicitSurface(
         model=model.backbone,
         standardization=standardization,
-        level=level,
+        level=default_level(scores, x, level_quantile, level_offset),
         bounds=padded_bounds(points, padding),
         history={k: [float(v) for v in vs] for k, vs in report.history.items()},
+        points=x,
+        point_scores=scores,
     )
 
 
@@ -275,8 +289,11 @@ def extract_mesh(
     batch_size: int = DEFAULT_GRID_BATCH,
     on_phase: Callable[[str], None] | None = None,
     lipschitz_pruning: bool = True,
+    surface: str = "shell",
+    ridge_reach: float = DEFAULT_RIDGE_REACH,
+    local_offset: float = DEFAULT_LOCAL_OFFSET,
 ) -> trimesh.Trimesh:
-    """Mesh the level set ``{f = level}`` by marching cubes (Lewiner).
+    """Mesh the level set ``{f = level}`` by marching cubes (Lewiner), or its ridge.
 
     f is evaluated on the ``resolution``\\ :sup:`3` grid, then the grid is
     padded by one cell of its minimum on every side so that a surface reaching
@@ -309,6 +326,20 @@ def extract_mesh(
     than a distance (``|grad f| < 1``), so the shell evaluated around the
     level set is thicker.
 
+    **Ridge** (``surface="ridge"``, :mod:`kocc.surface_ridge`): the surface
+    the points were sampled on rather than the boundary of a shell around it.
+    Where the shell ``{f >= level}`` encloses an interior, the mesh follows
+    the ridge of f inside the shell (one sheet instead of two); elsewhere
+    (thin parts and filled parts, whose shell is solid through) the level set
+    of the *local level* :class:`kocc.surface_ridge.LocalLevel`, which passes
+    ``local_offset`` point spacings outside the points instead of the global
+    level's gap (the global level is its floor). The local level needs the
+    surface's training points and scores (kept by both fits); for a bare
+    callable or without them, the global level is used there. Pruning
+    certifies the signs against the level interval the local level spans, and
+    the ridge band is evaluated exactly, so it still gives the dense
+    evaluation's mesh.
+
     The returned mesh's ``metadata["grid_evaluation"]`` records
     ``grid_points`` (``resolution**3``), ``evaluated_points`` (network
     evaluations, block centres included), ``exact_points``,
@@ -331,14 +362,26 @@ def extract_mesh(
             as each phase begins (progress reporting).
         lipschitz_pruning: evaluate coarse to fine when a Lipschitz bound is
             proven (same mesh, fewer evaluations); ``False``: every grid point.
+        surface: ``"shell"`` (the level set, the paper's extraction) or
+            ``"ridge"`` (the ridge where the shell encloses an interior).
+        ridge_reach: with ``surface="ridge"``, the band's reach in grid cells
+            (:func:`kocc.surface_ridge.ridge_regions`).
+        local_offset: with ``surface="ridge"``, the local level's offset c in
+            point spacings (:class:`kocc.surface_ridge.LocalLevel`).
 
     Returns:
         A :class:`trimesh.Trimesh` in the original coordinates.
 
     Raises:
         ValueError: if ``level`` or ``bounds`` is missing for a bare callable,
-            or the level is outside the range of f on the grid (no surface).
+            the level is outside the range of f on the grid (no surface), or
+            ``surface`` or ``ridge_reach`` is invalid.
     """
+    check_surface_mode(surface)
+    check_positive(ridge_reach=ridge_reach)
+    if not local_offset >= 0:
+        raise ValueError(f"local_offset must be >= 0, got {local_offset!r}")
+    local = None
     if isinstance(model, ImplicitSurface):
         score_fn = model.score_fn()
         level = model.level if level is None else level
@@ -346,6 +389,10 @@ def extract_mesh(
         network = model.model
         # score_fn multiplies by float32(1 / scale): the bound in original units
         coordinate_scale = float(np.float32(1.0 / model.standardization.scale))
+        if surface == "ridge" and model.points is not None:
+            local = LocalLevel.of(
+                model.points, model.point_scores, float(level), float(local_offset)
+            )
     else:
         if level is None or bounds is None:
             raise ValueError(
@@ -356,6 +403,7 @@ def extract_mesh(
         network, coordinate_scale = model, 1.0
     bounds, resolution, spacing = _grid(bounds, resolution)
     level = float(level)
+    level_high = level if local is None else local.high
     on_phase = on_phase or (lambda phase: None)
     on_phase("grid evaluation")
     bound = proven_lipschitz_bound(network) if lipschitz_pruning else None
@@ -363,7 +411,14 @@ def extract_mesh(
     if bound is not None:
         bound *= coordinate_scale
         grid = evaluate_grid_certified(
-            score_fn, bounds[0], spacing, resolution, level, bound, int(batch_size)
+            score_fn,
+            bounds[0],
+            spacing,
+            resolution,
+            level,
+            bound,
+            int(batch_size),
+            level_high=level_high,
         )
     if grid is None or grid.volume is None:
         volume = evaluate_grid(score_fn, bounds, resolution, batch_size)
@@ -371,15 +426,35 @@ def extract_mesh(
         evaluated = exact + (0 if grid is None else grid.evaluated_points)
     else:
         volume, evaluated, exact = grid.volume, grid.evaluated_points, grid.exact_points
-    on_phase("marching cubes")
-    mesh = mesh_from_volume(volume, level, bounds, spacing)
-    mesh.metadata["grid_evaluation"] = {
+    pruned = grid is not None and grid.volume is not None
+    report = {
         "grid_points": resolution**3,
         "evaluated_points": int(evaluated),
         "exact_points": int(exact),
         "lipschitz_bound": bound,
-        "pruned": grid is not None and grid.volume is not None,
+        "pruned": pruned,
     }
+    if surface == "ridge":
+        regions = ridge_regions(volume >= level, ridge_reach)
+        if pruned and regions.band.any():  # exact scores on the band
+            ijk = np.argwhere(ridge_exact_points(regions))
+            evaluate = evaluate_points(score_fn, bounds[0], spacing, int(batch_size))
+            volume[tuple(ijk.T)] = evaluate(ijk.astype(np.float32))
+            report["evaluated_points"] += len(ijk)
+        levels = np.full(volume.shape, level, np.float32)
+        if local is not None:  # at every corner of a cell the local level may cross
+            ijk = np.argwhere(mixed_cell_corners(volume, level, level_high))
+            xyz = bounds[0].astype(np.float64) + ijk * spacing.astype(np.float64)
+            standardized = (xyz - model.standardization.center) / (
+                model.standardization.scale
+            )
+            levels[tuple(ijk.T)] = local(standardized)
+        report["ridge_points"] = int(regions.band.sum())
+        report["level_range"] = [level, level_high]
+        volume, level = ridge_field(volume, levels, regions), 0.0
+    on_phase("marching cubes")
+    mesh = mesh_from_volume(volume, level, bounds, spacing)
+    mesh.metadata["grid_evaluation"] = report
     return mesh
 
 

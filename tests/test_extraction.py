@@ -10,6 +10,7 @@ import tensorflow as tf
 import trimesh
 
 import kocc  # noqa: F401
+from kocc.activations import GroupSort2
 from kocc.architectures import lipschitz_mlp
 from kocc.certified_grid import evaluate_grid_certified, proven_lipschitz_bound
 from kocc.surfaces import (
@@ -67,6 +68,60 @@ def test_pruned_extraction_at_an_explicit_level_and_cut_by_the_box(fitted_sphere
     _assert_same_mesh(dense, pruned)
     assert pruned.is_watertight
     assert pruned.vertices[:, 0].max() == pytest.approx(bounds[1, 0], abs=1e-5)
+
+
+def hollow_octahedron(radius: float, margin: float) -> tf.keras.Sequential:
+    """f = m - | |x|_1 - R |: a Keras chain with a proven bound whose shell
+    {f >= level} encloses an interior (Dense and GroupSort2 layers: pairs
+    (t, -t) sorted give |t|)."""
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.Input((3,)),
+            tf.keras.layers.Dense(6),
+            GroupSort2(),
+            tf.keras.layers.Dense(2),
+            GroupSort2(),
+            tf.keras.layers.Dense(1),
+        ]
+    )
+    pairs = np.zeros((3, 6), np.float32)
+    for i in range(3):
+        pairs[i, 2 * i], pairs[i, 2 * i + 1] = 1.0, -1.0  # (x_i, -x_i)
+    l1 = np.zeros((6, 2), np.float32)
+    l1[1::2, 0], l1[1::2, 1] = 1.0, -1.0  # (|x|_1 - R, R - |x|_1)
+    model.set_weights(
+        [
+            pairs,
+            np.zeros(6, np.float32),
+            l1,
+            np.array([-radius, radius], np.float32),
+            np.array([[0.0], [-1.0]], np.float32),  # m - | |x|_1 - R |
+            np.array([margin], np.float32),
+        ]
+    )
+    return model
+
+
+def test_pruned_ridge_extraction_gives_the_dense_ridge_mesh(fitted_sphere):
+    # a hollow shell: the band evaluated exactly after the certified pass
+    octahedron = hollow_octahedron(radius=1.05, margin=0.1)
+    bounds = np.array([[-1.6, -1.6, -1.6], [1.6, 1.6, 1.6]])
+    kwargs = dict(level=-0.35, bounds=bounds, surface="ridge")
+    dense = extract_mesh(octahedron, 50, lipschitz_pruning=False, **kwargs)
+    pruned = extract_mesh(octahedron, 50, **kwargs)
+    _assert_same_mesh(dense, pruned)
+    stats = pruned.metadata["grid_evaluation"]
+    assert stats["pruned"] and stats["ridge_points"] > 0
+    assert stats["evaluated_points"] < 0.5 * stats["grid_points"]
+    np.testing.assert_allclose(np.abs(pruned.vertices).sum(axis=1), 1.05, atol=0.02)
+    # a fitted surface: the level interval of the local level certified
+    dense = extract_mesh(fitted_sphere, 64, surface="ridge", lipschitz_pruning=False)
+    pruned = extract_mesh(fitted_sphere, 64, surface="ridge")
+    _assert_same_mesh(dense, pruned)
+    stats = pruned.metadata["grid_evaluation"]
+    assert stats["pruned"] and stats["evaluated_points"] < stats["grid_points"]
+    low, high = stats["level_range"]
+    assert low == fitted_sphere.level and high > low  # the local level is used
 
 
 def test_pruned_extraction_of_a_random_lipschitz_mlp_gives_the_dense_mesh():

@@ -241,4 +241,6 @@ def fit_distance_regression(
         level=default_level(scores, x, level_quantile, level_offset),
         bounds=padded_bounds(points, padding),
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        points=x,
+        point_scores=scores,
     )

@@ -64,6 +64,11 @@ from kocc.meshes import (
     write_mesh,
     write_point_cloud,
 )
+from kocc.surface_ridge import (
+    DEFAULT_LOCAL_OFFSET,
+    DEFAULT_RIDGE_REACH,
+    SURFACE_MODES,
+)
 from kocc.surfaces import ImplicitSurface, extract_mesh, fit_point_cloud
 
 trimesh = require("trimesh")
@@ -109,6 +114,16 @@ class ExtractionConfig:
     #: coarse-to-fine evaluation certified by the network's proven Lipschitz
     #: bound (same mesh; a network without a proven bound is evaluated densely)
     lipschitz_pruning: bool = True
+    #: "ridge": the surface through the points (the ridge of f where the shell
+    #: encloses an interior, the local level elsewhere: kocc.surface_ridge);
+    #: "shell": the level set, the paper's extraction; for both methods
+    surface: str = field(default="ridge", metadata=one_of(*SURFACE_MODES))
+    #: the ridge band: walls up to 2 x this many grid cells thick
+    #: (kocc.surface_ridge.ridge_regions)
+    ridge_reach: float = field(default=DEFAULT_RIDGE_REACH, metadata=positive())
+    #: the local level passes this many point spacings outside the points
+    #: (kocc.surface_ridge.LocalLevel; ridge only)
+    local_offset: float = field(default=DEFAULT_LOCAL_OFFSET, metadata=non_negative())
 
 
 @dataclass
@@ -297,6 +312,9 @@ def _fit_extract_compare(
             level=ex.level,
             batch_size=ex.batch_size,
             lipschitz_pruning=ex.lipschitz_pruning,
+            surface=ex.surface,
+            ridge_reach=ex.ridge_reach,
+            local_offset=ex.local_offset,
             on_phase=lambda phase: progress.next(f"{name} {phase}"),
         )
     except ValueError as err:  # the level set is empty on the grid
