@@ -83,6 +83,13 @@ def check_surface_mode(surface: str) -> str:
     return surface
 
 
+def check_local_offset(offset: float) -> float:
+    """``offset`` if it is ``>= 0`` (a local level's c), else a ``ValueError``."""
+    if not offset >= 0:
+        raise ValueError(f"local_offset must be >= 0, got {offset!r}")
+    return offset
+
+
 @dataclass
 class RidgeRegions:
     """Where the ridge is meshed, from the signs of :math:`f - \\ell` on a grid.
@@ -182,8 +189,7 @@ class LocalLevel:
     @classmethod
     def of(cls, points: np.ndarray, scores: np.ndarray, floor: float, offset: float):
         """The local level of standardized ``points`` scored ``scores``."""
-        if not offset >= 0:
-            raise ValueError(f"local_offset must be >= 0, got {offset!r}")
+        check_local_offset(offset)
         points = np.asarray(points, np.float64)
         scores = np.asarray(scores, np.float64).reshape(-1)
         if points.ndim != 2 or points.shape[1] != 3 or len(scores) != len(points):

@@ -52,6 +52,7 @@ from kocc.surface_ridge import (
     DEFAULT_LOCAL_OFFSET,
     DEFAULT_RIDGE_REACH,
     LocalLevel,
+    check_local_offset,
     check_surface_mode,
     ridge_exact_points,
     ridge_field,
@@ -379,8 +380,7 @@ def extract_mesh(
     """
     check_surface_mode(surface)
     check_positive(ridge_reach=ridge_reach)
-    if not local_offset >= 0:
-        raise ValueError(f"local_offset must be >= 0, got {local_offset!r}")
+    check_local_offset(local_offset)
     local = None
     if isinstance(model, ImplicitSurface):
         score_fn = model.score_fn()
