@@ -58,7 +58,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from kocc.implicit_surface import point_spacing
-from kocc.validation import check_positive
+from kocc.validation import check_non_negative, check_positive
 
 #: Extraction modes of :func:`kocc.surfaces.extract_mesh`: ``"shell"`` meshes
 #: the level set (the paper's), ``"ridge"`` the ridge where the shell encloses
@@ -81,13 +81,6 @@ def check_surface_mode(surface: str) -> str:
     if surface not in SURFACE_MODES:
         raise ValueError(f"surface must be one of {SURFACE_MODES}, got {surface!r}")
     return surface
-
-
-def check_local_offset(offset: float) -> float:
-    """``offset`` if it is ``>= 0`` (a local level's c), else a ``ValueError``."""
-    if not offset >= 0:
-        raise ValueError(f"local_offset must be >= 0, got {offset!r}")
-    return offset
 
 
 @dataclass
@@ -189,7 +182,7 @@ class LocalLevel:
     @classmethod
     def of(cls, points: np.ndarray, scores: np.ndarray, floor: float, offset: float):
         """The local level of standardized ``points`` scored ``scores``."""
-        check_local_offset(offset)
+        check_non_negative(local_offset=offset)
         points = np.asarray(points, np.float64)
         scores = np.asarray(scores, np.float64).reshape(-1)
         if points.ndim != 2 or points.shape[1] != 3 or len(scores) != len(points):

@@ -52,14 +52,13 @@ from kocc.surface_ridge import (
     DEFAULT_LOCAL_OFFSET,
     DEFAULT_RIDGE_REACH,
     LocalLevel,
-    check_local_offset,
     check_surface_mode,
     ridge_exact_points,
     ridge_field,
     ridge_regions,
 )
 from kocc.training import repeated_batches, steps_per_epoch_for, train_ocsdf
-from kocc.validation import check_positive
+from kocc.validation import check_non_negative, check_positive
 
 trimesh = require("trimesh")
 marching_cubes = require("skimage.measure").marching_cubes
@@ -380,7 +379,7 @@ def extract_mesh(
     """
     check_surface_mode(surface)
     check_positive(ridge_reach=ridge_reach)
-    check_local_offset(local_offset)
+    check_non_negative(local_offset=local_offset)
     local = None
     if isinstance(model, ImplicitSurface):
         score_fn = model.score_fn()

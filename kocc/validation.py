@@ -77,3 +77,16 @@ def check_positive(**values: Any) -> None:
     for name, value in values.items():
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def check_non_negative(**values: Any) -> None:
+    """Raise for the first of ``values`` (name=value) that is not ``>= 0``.
+
+    The twin of :func:`check_positive` (NaN is not ``>= 0`` either).
+
+    Raises:
+        ValueError: ``"<name> must be >= 0, got <value>"``.
+    """
+    for name, value in values.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -42,7 +42,7 @@ from kocc.implicit_surface import (
 )
 from kocc.meshes import check_points
 from kocc.training import without_autotuning
-from kocc.validation import check_positive
+from kocc.validation import check_non_negative, check_positive
 
 
 @tf.keras.utils.register_keras_serializable("kocc")
@@ -193,8 +193,7 @@ def fit_distance_regression(
         raise ValueError(
             f"widths must be a non-empty list of positive ints, got {widths}"
         )
-    if not padding >= 0:
-        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    check_non_negative(padding=padding)
     if int(n_queries) < 1 or int(batch_size) < 1 or int(steps) < 1:
         raise ValueError(
             "n_queries, batch_size and steps must be >= 1, got "
