@@ -94,10 +94,12 @@ def fit_point_cloud(
     lam: float = 100.0,
     nr_steps: int = 4,
     warmup_epochs: int = 0,
+    updates_per_sampling: int = 1,
     batch_size: int = 256,
     steps: int = 6000,
     epochs: int = 10,
     learning_rate: float = 1e-3,
+    final_learning_rate: float | None = None,
     optimizer: str = "rmsprop",
     level_quantile: float = 0.01,
     level_offset: float = 0.25,
@@ -114,7 +116,8 @@ def fit_point_cloud(
     ``nr_steps`` Newton-Raphson steps (Algorithm 1). Training minimizes the
     hinge-KR loss (``margin``, ``lam``) for ``steps`` updates
     (:func:`kocc.training.train_ocsdf`), the learning rate decaying linearly
-    from ``learning_rate`` to :data:`FINAL_LEARNING_RATE_FRACTION` times it.
+    from ``learning_rate`` to ``final_learning_rate`` (by default
+    :data:`FINAL_LEARNING_RATE_FRACTION` times ``learning_rate``).
     The default level is the ``level_quantile`` of f over the points lowered
     by ``level_offset`` median nearest-neighbour spacings
     (:func:`kocc.implicit_surface.default_level`). The defaults are those of
@@ -136,13 +139,18 @@ def fit_point_cloud(
         lam: hinge weight.
         nr_steps: Newton-Raphson steps per negative sampling.
         warmup_epochs: first epochs with uniform negatives (no NR steps).
+        updates_per_sampling: parameter updates per negative sampling K: the
+            ``batch_size`` negatives are drawn (uniform draw and Newton-Raphson
+            steps) every K updates and reused in between (Algorithm 3's
+            alternation of sampling and updates; 1: a fresh sampling per update).
         batch_size: points per update (as many negatives).
         steps: number of parameter updates (rounded up to a multiple of
             ``epochs``).
         epochs: Keras epochs the steps are shown as (and counted by
             ``warmup_epochs``).
-        learning_rate: optimizer learning rate at the first update (it decays
-            linearly to ``FINAL_LEARNING_RATE_FRACTION * learning_rate``).
+        learning_rate: optimizer learning rate at the first update.
+        final_learning_rate: the rate it decays to, linearly, over the updates
+            (``None``: ``FINAL_LEARNING_RATE_FRACTION * learning_rate``).
         optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
         level_quantile: quantile of the training points' scores used as the
             default extraction level (0.01: the paper's 1st percentile).
@@ -190,9 +198,17 @@ def fit_point_cloud(
             lam=lam,
             nr_steps=int(nr_steps),
             warmup_epochs=int(warmup_epochs),
+            updates_per_sampling=int(updates_per_sampling),
+            negatives_per_batch=(
+                int(batch_size) if int(updates_per_sampling) > 1 else None
+            ),
             optimizer=optimizer,
             learning_rate=learning_rate,
-            final_learning_rate=FINAL_LEARNING_RATE_FRACTION * float(learning_rate),
+            final_learning_rate=(
+                FINAL_LEARNING_RATE_FRACTION * float(learning_rate)
+                if final_learning_rate is None
+                else float(final_learning_rate)
+            ),
             decay_steps=steps_per_epoch * int(epochs),
             seed=seed,
         )

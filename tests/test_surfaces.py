@@ -141,6 +141,47 @@ def test_fit_point_cloud_with_ball_domain_sets_level_from_the_training_points():
     assert len(surface.history["loss"]) == 2
 
 
+def _final_rate(model):
+    return model.optimizer.get_config()["learning_rate"]["config"]["end_learning_rate"]
+
+
+def test_fit_point_cloud_passes_updates_per_sampling_and_final_learning_rate_on(
+    monkeypatch,
+):
+    import kocc.surfaces as surfaces
+
+    trained, train = [], surfaces.train_ocsdf
+
+    def recording(*args, **kwargs):
+        model, report = train(*args, **kwargs)
+        trained.append(model)
+        return model, report
+
+    monkeypatch.setattr(surfaces, "train_ocsdf", recording)
+    points = unit_sphere_points(128)
+    fit_point_cloud(
+        points, widths=(8,), steps=6, epochs=1, batch_size=32, updates_per_sampling=3
+    )
+    model = trained[-1]
+    assert model.updates_per_sampling == 3 and model.negatives_per_batch == 32
+    # the kept negatives are the last sampling's (step 3 of 0..5), in the box
+    assert model._negatives.shape == (32, 3)
+    assert np.all(model.domain.contains(model._negatives).numpy())
+    assert np.ptp(model._negatives.numpy(), axis=0).min() > 0
+    # the learning rate decays to a tenth by default, to final_learning_rate if set
+    assert _final_rate(model) == pytest.approx(1e-4)
+    fit_point_cloud(
+        points, widths=(8,), steps=2, epochs=1, batch_size=32, final_learning_rate=0
+    )
+    assert trained[-1].updates_per_sampling == 1
+    assert trained[-1].negatives_per_batch is None
+    assert _final_rate(trained[-1]) == 0
+    with pytest.raises(ValueError, match="updates_per_sampling"):
+        fit_point_cloud(points, steps=1, updates_per_sampling=0)
+    with pytest.raises(RecipeError, match="training.updates_per_sampling"):
+        surface_recipe({"training": {"updates_per_sampling": 0}})
+
+
 # --------------------------------------------------------------------- file I/O
 def test_point_cloud_files_round_trip_in_npy_xyz_and_ply(tmp_path):
     points = unit_sphere_points(100).astype(np.float32)

@@ -179,10 +179,12 @@ _FIT_TRAINING_KEYS = (
     "lam",
     "nr_steps",
     "warmup_epochs",
+    "updates_per_sampling",
     "batch_size",
     "steps",
     "epochs",
     "learning_rate",
+    "final_learning_rate",
     "optimizer",
 )
 
