@@ -56,6 +56,7 @@ from kocc.safe_output import (
     is_complete,
     output_directory,
 )
+from kocc.validation import check_non_negative
 
 #: Name of the serving signature (TF Serving's default).
 SIGNATURE_KEY = "serving_default"
@@ -265,10 +266,7 @@ def certify_network(
         CertificateError: if the bound exceeds ``1 + lipschitz_tolerance`` or
             cannot be proved.
     """
-    if not lipschitz_tolerance >= 0:
-        raise ValueError(
-            f"lipschitz_tolerance must be >= 0, got {lipschitz_tolerance!r}"
-        )
+    check_non_negative(lipschitz_tolerance=lipschitz_tolerance)
     bad = [w.name for w in network.weights if not np.isfinite(w.numpy()).all()]
     if bad:
         raise CertificateError(

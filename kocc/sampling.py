@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from kocc.validation import check_non_negative
+
 #: Added to the squared gradient norm in the Newton-Raphson step.
 GRAD_NORM_EPS = 1e-12
 
@@ -359,8 +361,7 @@ def newton_raphson(
         ValueError: on a negative ``steps``, an ``eta`` outside ``(0, 1]``, or
             non-finite starting points.
     """
-    if int(steps) < 0:
-        raise ValueError(f"steps must be >= 0, got {steps!r}")
+    check_non_negative(steps=int(steps))
     z0 = tf.convert_to_tensor(z0, tf.float32)
     if len(z0.shape) < 2:
         raise ValueError(f"z0 must be a batch (n, ...), got shape {tuple(z0.shape)}")

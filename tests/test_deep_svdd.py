@@ -103,3 +103,7 @@ def test_errors_name_the_problem():
         DeepSVDD((30, 30, 1), architecture="cifar10")
     with pytest.raises(ValueError, match="epochs"):
         model.pretrain(_images(2, "bar", 0), epochs=0)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0, got -1.0"):
+        DeepSVDD((28, 28, 1), weight_decay=-1)
+    with pytest.raises(ValueError, match="center_eps must be >= 0, got nan"):
+        DeepSVDD((28, 28, 1), center_eps=float("nan"))

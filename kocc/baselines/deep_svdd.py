@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from kocc.validation import check_batch
+from kocc.validation import check_batch, check_non_negative
 
 #: LeNet-type encoders of Ruff et al. (2018): conv filters per module, code size.
 LENET_ARCHITECTURES: dict[str, tuple[tuple[int, ...], int]] = {
@@ -107,8 +107,7 @@ def lenet_encoder(
             f"{len(filters)} pooling modules need H and W divisible by "
             f"{2 ** len(filters)}, got {shape[:2]}"
         )
-    if not float(weight_decay) >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    check_non_negative(weight_decay=float(weight_decay))
     regularizer = tf.keras.regularizers.L2(float(weight_decay) / 2.0)
     layers: list[tf.keras.layers.Layer] = [tf.keras.layers.Input(shape)]
     for i, width in enumerate(filters):
@@ -235,8 +234,7 @@ class DeepSVDD(tf.keras.Model):
         shape = tuple(int(s) for s in input_shape)
         if len(shape) != 3:
             raise ValueError(f"input_shape must be (H, W, C), got {input_shape!r}")
-        if not float(center_eps) >= 0:
-            raise ValueError(f"center_eps must be >= 0, got {center_eps!r}")
+        check_non_negative(center_eps=float(center_eps))
         self.image_shape = shape
         self.architecture = _architecture_for(shape, str(architecture))
         self.requested_architecture = str(architecture)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from kocc.validation import check_batch
+from kocc.validation import check_batch, check_non_negative
 
 
 def block_permutation(dim: int, seed: int) -> np.ndarray:
@@ -276,8 +276,7 @@ class _InvertibleOneClass(tf.keras.Model):
         super().__init__(**kwargs)
         if int(input_dim) < 2:
             raise ValueError(f"input_dim must be >= 2, got {input_dim!r}")
-        if not float(noise_std) >= 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        check_non_negative(noise_std=float(noise_std))
         self.input_dim = int(input_dim)
         self.noise_std = float(noise_std)
         self.seed = int(seed)
