@@ -81,6 +81,16 @@ def make_optimizer(
     return OPTIMIZERS[name](learning_rate=rate)
 
 
+def negatives_per_batch_for(batch_size: int, updates_per_sampling: int) -> int | None:
+    """The ``negatives_per_batch`` of :class:`OCSDF` for batches of ``batch_size``.
+
+    ``None`` (as many negatives as each batch has points) when every update
+    samples; ``batch_size`` when a sampling serves ``updates_per_sampling > 1``
+    updates, since the lazy scheme keeps a fixed number of negatives.
+    """
+    return int(batch_size) if int(updates_per_sampling) > 1 else None
+
+
 def compile_ocsdf(
     backbone: tf.keras.Model,
     domain: Domain,

@@ -31,6 +31,7 @@ from kocc.training import (
     compile_ocsdf,
     fit_ocsdf,
     make_optimizer,
+    negatives_per_batch_for,
     repeated_batches,
     steps_per_epoch_for,
 )
@@ -110,8 +111,8 @@ def build_mlp_ocsdf(
         backbone,
         build_domain(domain, (input_dim,)),
         **section_arguments(training, OCSDF_TRAINING_KEYS),
-        negatives_per_batch=(
-            training.batch_size if training.updates_per_sampling > 1 else None
+        negatives_per_batch=negatives_per_batch_for(
+            training.batch_size, training.updates_per_sampling
         ),
         optimizer=build_optimizer(training),
         seed=seed,
