@@ -1,17 +1,17 @@
 """Screen OCSDF's label-free levers on a few tabular sets (OCSDF only, AD protocol).
 
-One JSON object per data set: the AUROC (%) of OCSDF trained on all rows with the
-given feature scaling, λ, margin, box padding, widths, steps, activation, batch
-size, learning rate and Newton steps T (the tabular benchmark's
-:func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally as the mean
-score of ``--members`` networks (seeds, or subsamples of the rows with
-``--subsample``; with ``--out-of-bag`` each row is scored by the members that
-did not train on it, as the kNN baseline leaves the row itself out; the JSON
-gives both scorings), of one network per scaling of ``--member-scalings`` or per
-margin of ``--member-margins`` (same seed), and with part of the negatives'
-initial points drawn around the data rows (``--jitter``). The labels enter only
-the AUROC. This is the script behind the lever tables of docs/tabular.md; the
-default recipe's figures come from ``kocc benchmark recipes/tabular_odds.yaml``.
+One JSON object per data set: the AUROC (%) of OCSDF trained on all rows with the given
+feature scaling, λ, margin, box padding (or a ball prior: ``--ball``, ``--ball-cover``),
+widths, steps, activation, batch size, learning rate and Newton steps T (the tabular
+benchmark's :func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally as the
+mean score of ``--members`` networks (seeds, or subsamples of the rows with
+``--subsample``; with ``--out-of-bag`` each row is scored by the members that did not
+train on it, as the kNN baseline leaves the row itself out; the JSON gives both
+scorings), of one network per scaling of ``--member-scalings`` or per margin of
+``--member-margins`` (same seed), and with part of the negatives' initial points drawn
+around the data rows (``--jitter``). The labels enter only the AUROC. This is the
+script behind the lever tables of docs/tabular.md; the default recipe's figures come
+from ``kocc benchmark recipes/tabular_odds.yaml``.
 
 Scalings (each fitted on all rows, labels unseen):
 
@@ -56,7 +56,7 @@ from kocc.datasets.tabular import (
     tail_stretch_divisors,
 )
 from kocc.experiments.tabular_benchmark import OCSDFSettings, train_ocsdf
-from kocc.sampling import Box
+from kocc.sampling import Ball, Box
 from kocc.tabular_prior import tabular_prior
 
 
@@ -124,6 +124,20 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=3.0)
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--pad", type=float, default=2.0)
+    parser.add_argument(
+        "--ball",
+        type=float,
+        default=0.0,
+        help="> 0: the prior is the ball of this radius around the origin of the "
+        "scaled rows (the paper's appendix E: radius 5) instead of the padded box",
+    )
+    parser.add_argument(
+        "--ball-cover",
+        type=float,
+        default=-1.0,
+        help=">= 0: the prior is the ball around the origin of the scaled rows that "
+        "covers every row, its radius the largest row norm plus this pad",
+    )
     parser.add_argument("--widths", default="64,64,64")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--activation", default="fullsort")
@@ -180,7 +194,13 @@ def main() -> None:
         members = []
         for scaling, margin, seed in plan:
             x = scale(raw.copy(), scaling)
-            domain = tabular_prior(x, "box", args.pad, 1.0)
+            if args.ball > 0:
+                domain = Ball(args.ball, shape=(x.shape[1],))
+            elif args.ball_cover >= 0:
+                radius = float(np.linalg.norm(x, axis=1).max()) + args.ball_cover
+                domain = Ball(radius, shape=(x.shape[1],))
+            else:
+                domain = tabular_prior(x, "box", args.pad, 1.0)
             if args.jitter > 0:
                 domain = JitteredBox(domain, x, args.jitter, args.jitter_fraction)
             rows = x

@@ -3,17 +3,21 @@
 OCSDF draws its negatives by moving samples of a prior distribution P towards the
 boundary of the learned support (Béthune et al., ICML 2023, Algorithm 1: ``z0 ~ P``,
 then ``z <- z - eta * f(z) * grad f(z) / ||grad f(z)||^2`` for T steps). For tabular
-data, on standardized features, two priors are offered:
+data, on standardized features, three priors are offered:
 
 * :func:`data_box` — uniform over the box ``[min_j - pad, max_j + pad]`` per feature
   ``j`` of the (standardized) training rows: a :class:`kocc.sampling.Box`.
+* :func:`data_ball` — uniform over the ball around the rows' mean that covers every
+  row, its radius widened by ``pad``: a :class:`kocc.sampling.Ball`, the paper's
+  domain (appendix E: "the ball of radius 5 ... guarantees X ⊂ B") with the radius
+  taken from the rows so that it does.
 * :class:`GaussianPrior` — independent per-feature Gaussians
   ``z_j ~ N(mean_j, (scale * std_j)^2)`` fitted on the training rows. Its support is
   the whole space, so :meth:`GaussianPrior.project` is the identity.
 
 Both are :class:`kocc.sampling.Domain` objects: ``sample(n, seed)`` returns a
 float32 tensor ``(n, d)``, ``project(z)`` maps points back into the domain, and
-both serialize with ``get_config``/``from_config``.
+all serialize with ``get_config``/``from_config``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from kocc.sampling import Box, Domain
+from kocc.sampling import Ball, Box, Domain
 
 
 def _as_rows(x: np.ndarray | tf.Tensor, what: str) -> np.ndarray:
@@ -57,6 +61,47 @@ def data_box(x: np.ndarray | tf.Tensor, pad: float = 1.0) -> Box:
     """
     rows = _as_rows(x, "x")
     return _padded_box(rows.min(axis=0), rows.max(axis=0), pad)
+
+
+def data_ball(x: np.ndarray | tf.Tensor, pad: float = 0.0) -> Ball:
+    """Uniform prior over the ball around the data's mean that covers every row.
+
+    ``center = mean_i x_i`` and ``radius = max_i ||x_i - center||_2 + pad``, so
+    every training row lies in the ball (the paper's appendix E takes the ball
+    of radius 5 "to guarantee X ⊂ B"; a fixed radius does not on heavy-tailed
+    features, and rows outside the domain get no negatives near them). In ``d``
+    dimensions a uniform sample lies at distance ``radius * u^(1/d)`` from the
+    center, mostly near the sphere; the padded box's corners put its samples
+    farther out (``sqrt(d)`` times its half-width).
+
+    Args:
+        x: training rows ``(n, d)``, finite.
+        pad: added to the radius, ``>= 0`` (``> 0`` when all rows are equal).
+
+    Returns:
+        A :class:`kocc.sampling.Ball` with a float32 center of shape ``(d,)``.
+
+    Raises:
+        ValueError: if ``x`` is not a finite ``(n, d)`` table, ``pad`` is
+            negative or non-finite, or the radius would be 0 (all rows equal,
+            ``pad = 0``).
+    """
+    rows = _as_rows(x, "x")
+    center = rows.astype(np.float64).mean(axis=0)
+    return _padded_ball(center, np.linalg.norm(rows - center, axis=1).max(), pad)
+
+
+def _padded_ball(center: np.ndarray, max_norm: float, pad: float) -> Ball:
+    """The ball of radius ``max_norm + pad`` around ``center``; refused if empty."""
+    if not np.isfinite(pad) or pad < 0:
+        raise ValueError(f"pad must be a finite number >= 0, got {pad!r}.")
+    radius = float(max_norm) + float(pad)
+    if not radius > 0:
+        raise ValueError(
+            f"the ball has radius 0 (all rows equal and pad={pad}); use pad > 0."
+        )
+    center = np.asarray(center, np.float32)
+    return Ball(radius, center=center, shape=center.shape)
 
 
 def _padded_box(low: np.ndarray, high: np.ndarray, pad: float) -> Box:
@@ -164,55 +209,73 @@ class GaussianPrior(Domain):
         return f"GaussianPrior(d={self.mean.shape[0]}, scale={self.scale})"
 
 
+#: The priors :func:`tabular_prior` builds.
+PRIOR_KINDS = ("box", "ball", "gaussian")
+
+
+def _unknown_kind(kind: str) -> ValueError:
+    return ValueError(f"prior kind must be one of {PRIOR_KINDS}, got {kind!r}.")
+
+
 def tabular_prior(
     x: np.ndarray | tf.Tensor, kind: str = "box", pad: float = 1.0, scale: float = 1.0
-) -> Box | GaussianPrior:
+) -> Box | Ball | GaussianPrior:
     """Build the negative prior named in a recipe from the training rows.
 
     Args:
         x: standardized training rows ``(n, d)``.
-        kind: ``"box"`` (:func:`data_box`) or ``"gaussian"`` (:class:`GaussianPrior`).
-        pad: box padding (``kind="box"``).
+        kind: ``"box"`` (:func:`data_box`), ``"ball"`` (:func:`data_ball`) or
+            ``"gaussian"`` (:class:`GaussianPrior`).
+        pad: box padding (``kind="box"``) or radius padding (``kind="ball"``).
         scale: std multiplier (``kind="gaussian"``).
 
     Returns:
         The prior, with ``sample(n, seed)`` and ``project(z)``.
 
     Raises:
-        ValueError: if ``kind`` is not ``"box"`` or ``"gaussian"``.
+        ValueError: if ``kind`` is not one of :data:`PRIOR_KINDS`.
     """
     if kind == "box":
         return data_box(x, pad=pad)
+    if kind == "ball":
+        return data_ball(x, pad=pad)
     if kind == "gaussian":
         return GaussianPrior.from_data(x, scale=scale)
-    raise ValueError(f"prior kind must be 'box' or 'gaussian', got {kind!r}.")
+    raise _unknown_kind(kind)
 
 
 def prior_from_statistics(
-    statistics: Any, kind: str = "box", pad: float = 1.0, scale: float = 1.0
-) -> Box | GaussianPrior:
+    statistics: Any,
+    kind: str = "box",
+    pad: float = 1.0,
+    scale: float = 1.0,
+    max_norm: float | None = None,
+) -> Box | Ball | GaussianPrior:
     """The prior of :func:`tabular_prior` from streamed per-feature statistics.
 
     For rows too large for memory: ``statistics`` (a
-    :class:`kocc.datasets.shards.FeatureStatistics`, one streaming pass over the
-    shards) gives the prior of the *standardized* rows ``(x - mean) / s`` (``s``
-    the std, 1 for a constant feature) without the rows: the box
-    ``[(min - mean) / s - pad, (max - mean) / s + pad]``, or the Gaussian of
-    per-feature mean 0 and std ``std / s`` (floored at 1e-3, as
-    :meth:`GaussianPrior.from_data`). The box is computed in float32 as the
-    standardization of the rows is (``(x - mean) / s``), so it equals the box
-    :func:`tabular_prior` builds from the standardized float32 rows in memory
-    (tested bit for bit); the Gaussian equals it up to float rounding.
+    :class:`kocc.datasets.shards.FeatureStatistics`, one streaming pass over the shards)
+    gives the prior of the *standardized* rows ``(x - mean) / s`` (``s`` the std, 1 for
+    a constant feature) without the rows: the box ``[(min - mean) / s - pad, (max -
+    mean) / s + pad]``, or the Gaussian of per-feature mean 0 and std ``std / s``
+    (floored at 1e-3, as :meth:`GaussianPrior.from_data`), or the ball around 0 of
+    radius ``max_norm + pad`` (``max_norm`` the largest norm of a standardized row,
+    :func:`kocc.datasets.shards.max_standardized_norm`, a second pass). The box is
+    computed in float32 as the standardization of the rows is (``(x - mean) / s``), so
+    it equals the box :func:`tabular_prior` builds from the standardized float32 rows in
+    memory (tested bit for bit); the Gaussian equals it up to float rounding.
 
     Args:
         statistics: ``mean``, ``std``, ``minimum``, ``maximum`` and ``scale``
             arrays of shape ``(d,)``.
-        kind: ``"box"`` or ``"gaussian"``.
-        pad: box padding (``kind="box"``).
+        kind: ``"box"``, ``"ball"`` or ``"gaussian"``.
+        pad: box padding (``kind="box"``) or radius padding (``kind="ball"``).
         scale: std multiplier (``kind="gaussian"``).
+        max_norm: the largest standardized row norm (``kind="ball"`` only).
 
     Raises:
-        ValueError: as :func:`tabular_prior`.
+        ValueError: as :func:`tabular_prior`, and for ``kind="ball"`` without a
+            finite ``max_norm >= 0``.
     """
     divisor = np.asarray(statistics.scale, dtype=np.float32)
     mean = np.asarray(statistics.mean, dtype=np.float32)
@@ -225,4 +288,12 @@ def prior_from_statistics(
     if kind == "gaussian":
         std = np.maximum(np.asarray(statistics.std) / divisor, 1e-3)
         return GaussianPrior(np.zeros_like(std), std, scale=scale)
-    raise ValueError(f"prior kind must be 'box' or 'gaussian', got {kind!r}.")
+    if kind == "ball":
+        if max_norm is None or not (np.isfinite(max_norm) and max_norm >= 0):
+            raise ValueError(
+                "the ball prior from streamed statistics needs max_norm, the largest "
+                "standardized row norm (kocc.datasets.shards.max_standardized_norm), "
+                f"a finite number >= 0; got {max_norm!r}."
+            )
+        return _padded_ball(np.zeros(len(statistics.mean)), max_norm, pad)
+    raise _unknown_kind(kind)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from kocc.datasets.shards import (
     feature_statistics,
+    max_standardized_norm,
     shard_blocks,
     shard_files,
     write_tfrecord_shards,
@@ -84,6 +85,14 @@ def test_feature_statistics_of_shards_equal_numpy_and_give_the_in_memory_box(
     streamed = prior_from_statistics(stats, "gaussian", scale=2.0)
     np.testing.assert_allclose(streamed.mean, gaussian.mean, atol=1e-5)
     np.testing.assert_allclose(streamed.std, gaussian.std, rtol=1e-5)
+    # the covering ball: the largest standardized row norm, a second pass
+    ball = tabular_prior(standardized, "ball", pad=0.5)
+    largest = max_standardized_norm(files, stats)
+    norms = np.linalg.norm(standardized, axis=1)
+    assert largest == pytest.approx(norms.max(), rel=1e-6)
+    streamed = prior_from_statistics(stats, "ball", pad=0.5, max_norm=largest)
+    assert streamed.radius == pytest.approx(ball.radius, rel=1e-5)
+    np.testing.assert_allclose(streamed.center, ball.center, atol=1e-5)
 
 
 def test_bad_shards_are_named(tmp_path):
@@ -147,13 +156,16 @@ def test_driver_names_a_test_shard_with_nan_or_other_features_before_training(
 
 
 @pytest.mark.data
-def test_shard_file_run_gives_the_auroc_of_the_in_memory_run(tmp_path):
+@pytest.mark.parametrize("prior", ["box", "ball"])
+def test_shard_file_run_gives_the_auroc_of_the_in_memory_run(tmp_path, prior):
     # The same rows (wbc, raw features) as shard files: the driver standardizes
     # them in the tf.data pipeline with streamed statistics, builds the prior
     # from them and scores the test shards into sorted score files. The
     # in-memory run with training.shards=3 writes its (standardized) rows into
     # 3 shards of the same layout, so both read the same batches: the same
-    # AUROC, up to the division (measured: equal to 1e-16).
+    # AUROC, up to the division (measured: equal to 1e-16). The covering ball's
+    # streamed radius is the largest standardized norm (a second pass), its
+    # center 0 where the in-memory ball takes the rows' float32 mean.
     x, y = load_tabular("wbc")
     data = tmp_path / "data"
     write_tfrecord_shards([x], data, 3, "train")
@@ -161,6 +173,7 @@ def test_shard_file_run_gives_the_auroc_of_the_in_memory_run(tmp_path):
     write_tfrecord_shards([x[y == 1]], data, 1, "anomalous")
     recipe = _recipe(data, steps=100)
     recipe["datasets"] = ["wbc"]
+    recipe["domain"] = {"kind": prior}
     streamed = run_tabular_benchmark(recipe, tmp_path / "streamed", log=None)
     memory = dict(recipe, training=recipe["training"] | {"shards": 3})
     del memory["shard_files"]

@@ -367,3 +367,29 @@ def test_shard_files_refuse_robust_feature_scaling():
     config |= {"model": {"feature_scaling": "robust"}}
     with pytest.raises(RecipeError, match="'model.feature_scaling'.*standard"):
         TabularBenchmarkConfig.from_dict(config)
+
+
+def test_ball_prior_reaches_ocsdf_with_its_own_default_pad(tmp_path):
+    # domain.kind: ball without a pad is the covering ball as it is (pad 0,
+    # PRIOR_PADS), built on OCSDF's scaled rows: the same AUROC as a model
+    # trained by hand on that ball; box without a pad keeps its 2.
+    x, y = _cluster_with_far_outliers(seed=6)
+    np.savez(tmp_path / "95_toy.npz", X=x, y=y)
+    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1}
+    config |= {"baselines": [], "paper_reference": False, "name": "toy"}
+    config |= {"model": {"widths": [16], "feature_scaling": "tail_stretch"}}
+    config |= {"training": {"steps": 30, "batch_size": 64}}
+    config |= {"domain": {"kind": "ball"}}
+    assert TabularBenchmarkConfig.from_dict({"datasets": ["toy"]}).prior_pad == 2.0
+    results = run_tabular_benchmark(config, tmp_path / "out", log=None)
+    assert (results.config.prior_kind, results.config.prior_pad) == ("ball", 0.0)
+    standard = x.copy()
+    fit_standardizer(standard).transform(standard)
+    scaled, _ = scaled_rows(standard, None, "tail_stretch")
+    domain = tabular_prior(scaled, "ball", 0.0, 1.0)
+    assert domain.radius == pytest.approx(np.linalg.norm(scaled, axis=1).max(), 1e-5)
+    model = train_ocsdf(scaled, results.config.ocsdf, 0.2, domain, seed=0)
+    by_hand = roc_auc_score(y, -np.asarray(model.score_samples(scaled)).ravel())
+    (toy,) = results.datasets
+    assert toy.auroc["ocsdf"][0] == pytest.approx(by_hand, abs=1e-6)
+    assert "prior ball (pad 0.0)" in results.markdown_path.read_text()

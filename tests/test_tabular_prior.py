@@ -1,4 +1,4 @@
-"""Negative priors for tabular data: data box and per-feature Gaussian."""
+"""Negative priors for tabular data: data box, covering ball, per-feature Gaussian."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import tensorflow as tf
 
 from kocc.architectures import lipschitz_mlp
 from kocc.models import OCSDF
-from kocc.sampling import Box
-from kocc.tabular_prior import GaussianPrior, data_box, tabular_prior
+from kocc.sampling import Ball, Box
+from kocc.tabular_prior import (
+    GaussianPrior,
+    data_ball,
+    data_box,
+    prior_from_statistics,
+    tabular_prior,
+)
 
 
 def test_data_box_bounds_are_min_minus_pad_and_max_plus_pad():
@@ -86,8 +92,54 @@ def test_gaussian_prior_rejects_bad_parameters(kwargs, message):
 
 
 def test_tabular_prior_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="'box' or 'gaussian'"):
+    kinds = r"one of \('box', 'ball', 'gaussian'\), got 'laplace'"
+    with pytest.raises(ValueError, match=kinds):
         tabular_prior(np.zeros((2, 2)), kind="laplace")
+
+
+def test_data_ball_is_centered_on_the_mean_and_covers_every_row():
+    x = np.array([[0.0, 0.0], [4.0, 0.0], [2.0, 3.0], [2.0, 1.0]], np.float32)
+    ball = tabular_prior(x, "ball", pad=0.5)
+    assert isinstance(ball, Ball)
+    np.testing.assert_allclose(ball.center, [2.0, 1.0])
+    # the farthest rows from (2, 1): (0, 0) and (4, 0) at sqrt(5)
+    assert ball.radius == pytest.approx(np.sqrt(5.0) + 0.5, rel=1e-6)
+    assert data_ball(x).radius == pytest.approx(np.sqrt(5.0), rel=1e-6)
+    z = ball.sample(4000, seed=2).numpy()
+    distance = np.linalg.norm(z - ball.center, axis=1)
+    assert distance.max() <= ball.radius * (1 + 1e-6)
+    # uniform in a disc: the share within half the radius is a quarter
+    assert np.mean(distance < ball.radius / 2) == pytest.approx(0.25, abs=0.03)
+    projected = ball.project(tf.constant([[102.0, 1.0]])).numpy()
+    np.testing.assert_allclose(projected, [[2.0 + ball.radius, 1.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("x", "pad", "message"),
+    [
+        (np.zeros((0, 2)), 0.0, "shape"),
+        (np.array([[np.inf, 0.0]]), 0.0, "non-finite"),
+        (np.ones((3, 2)), -0.5, "pad must be"),
+        (np.ones((3, 2)), float("nan"), "pad must be"),
+        (np.ones((3, 2)), 0.0, "radius 0"),
+    ],
+)
+def test_data_ball_rejects_bad_input(x, pad, message):
+    with pytest.raises(ValueError, match=message):
+        data_ball(x, pad=pad)
+
+
+def test_streamed_ball_needs_the_largest_row_norm():
+    class Statistics:
+        mean = np.array([5.0, -1.0, 0.0])
+        scale = np.ones(3)
+
+    ball = prior_from_statistics(Statistics(), "ball", pad=1.0, max_norm=2.5)
+    assert isinstance(ball, Ball) and ball.radius == 3.5
+    np.testing.assert_array_equal(ball.center, np.zeros(3))
+    for bad in (None, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="needs max_norm"):
+            prior_from_statistics(Statistics(), "ball", max_norm=bad)
 
 
 @pytest.mark.slow

@@ -348,6 +348,33 @@ def feature_statistics(files: Sequence[str | os.PathLike]) -> FeatureStatistics:
     )
 
 
+def max_standardized_norm(
+    files: Sequence[str | os.PathLike], statistics: FeatureStatistics
+) -> float:
+    """The largest l2 norm of a standardized row ``(x - mean) / scale``, one pass.
+
+    The radius of the covering ball prior
+    (:func:`kocc.tabular_prior.prior_from_statistics` with ``kind="ball"``): the
+    rows are standardized in float32 as :func:`sharded_dataset` feeds them, one
+    block in memory at a time.
+
+    Raises:
+        ValueError: no file, or a bad shard (named).
+    """
+    names = [str(f) for f in files]
+    if not names:
+        raise ValueError("no shard to compute the largest row norm from")
+    mean = np.asarray(statistics.mean, np.float32)
+    scale = np.asarray(statistics.scale, np.float32)
+    largest = 0.0
+    for name in names:
+        for block in shard_blocks(name, statistics.features, f"in {names[0]!r}"):
+            if block.shape[0]:
+                rows = (np.asarray(block, np.float32) - mean) / scale
+                largest = max(largest, float(np.linalg.norm(rows, axis=1).max()))
+    return largest
+
+
 def array_chunks(
     path: str | os.PathLike, rows: int = 65536, delimiter: str = ","
 ) -> Iterator[np.ndarray]:

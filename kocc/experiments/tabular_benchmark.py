@@ -76,6 +76,7 @@ from kocc.baselines.detectors import DETECTORS, Detector
 from kocc.datasets.shards import (
     FeatureStatistics,
     feature_statistics,
+    max_standardized_norm,
     shard_blocks,
     shard_files,
     sharded_dataset,
@@ -113,12 +114,14 @@ from kocc.experiments.training import (
     strategy_of,
 )
 from kocc.score_shards import certified_auroc_from_shards, write_score_shards
-from kocc.tabular_prior import prior_from_statistics, tabular_prior
+from kocc.tabular_prior import PRIOR_KINDS, prior_from_statistics, tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
 
 PROTOCOLS = ("anomaly_detection", "one_class")
 MARGIN_SELECTIONS = ("best_auroc", "knn_scale")
-PRIOR_KINDS = ("box", "gaussian")
+#: The recipe's ``domain.pad`` when it is not given, per prior kind (standard
+#: deviations): the box widened by 2 on each side; the covering ball as it is.
+PRIOR_PADS = {"box": 2.0, "ball": 0.0}
 #: The default baselines: isolation_forest, one_class_svm, lof, knn.
 BASELINES = tuple(DETECTORS)
 #: Every baseline a recipe may list: the defaults, then the invertible networks
@@ -153,7 +156,9 @@ class TabularDomainConfig:
     (:func:`kocc.tabular_prior.tabular_prior`)."""
 
     kind: str = field(default="box", metadata=one_of(*PRIOR_KINDS))
-    pad: float = field(default=2.0, metadata=non_negative())
+    #: box: added on each side of every feature; ball: added to the radius
+    #: (standard deviations); None: PRIOR_PADS[kind]
+    pad: float | None = field(default=None, metadata=non_negative())
     scale: float = field(default=1.0, metadata=positive())
 
 
@@ -400,8 +405,9 @@ class TabularBenchmarkConfig:
         test_fraction: share of normal rows held out (``one_class`` only).
         runs: independent runs per data set (seeds ``seed .. seed + runs - 1``).
         seed: base seed.
-        prior_kind: ``"box"`` or ``"gaussian"``.
-        prior_pad: box padding in standardized units.
+        prior_kind: ``"box"``, ``"ball"`` or ``"gaussian"``
+            (:func:`kocc.tabular_prior.tabular_prior`).
+        prior_pad: box or ball padding in standardized units.
         prior_scale: Gaussian std multiplier.
         ocsdf: OCSDF settings.
         baselines: baseline name -> keyword arguments (``max_fit_rows`` for
@@ -475,7 +481,11 @@ class TabularBenchmarkConfig:
             runs=recipe.runs,
             seed=recipe.seed,
             prior_kind=recipe.domain.kind,
-            prior_pad=recipe.domain.pad,
+            prior_pad=(
+                recipe.domain.pad
+                if recipe.domain.pad is not None
+                else PRIOR_PADS.get(recipe.domain.kind, 0.0)
+            ),
             prior_scale=recipe.domain.scale,
             ocsdf=ocsdf,
             baselines={
@@ -808,7 +818,15 @@ def _run_shard_files(
     mean = tf.constant(statistics.mean, tf.float32)
     scale = tf.constant(statistics.scale, tf.float32)
     domain = prior_from_statistics(
-        statistics, config.prior_kind, config.prior_pad, config.prior_scale
+        statistics,
+        config.prior_kind,
+        config.prior_pad,
+        config.prior_scale,
+        max_norm=(
+            max_standardized_norm(train, statistics)
+            if config.prior_kind == "ball"
+            else None
+        ),
     )
     settings = config.ocsdf
     fixed = settings.margin_per_dataset.get(name)
@@ -1256,7 +1274,7 @@ def results_markdown(
         f"{s.feature_scaling} feature scaling, prior {config.prior_kind}"
         + (
             f" (pad {config.prior_pad})"
-            if config.prior_kind == "box"
+            if config.prior_kind in ("box", "ball")
             else f" (scale {config.prior_scale})"
         )
         + (
