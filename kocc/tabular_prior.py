@@ -15,7 +15,7 @@ data, on standardized features, three priors are offered:
   ``z_j ~ N(mean_j, (scale * std_j)^2)`` fitted on the training rows. Its support is
   the whole space, so :meth:`GaussianPrior.project` is the identity.
 
-Both are :class:`kocc.sampling.Domain` objects: ``sample(n, seed)`` returns a
+All three are :class:`kocc.sampling.Domain` objects: ``sample(n, seed)`` returns a
 float32 tensor ``(n, d)``, ``project(z)`` maps points back into the domain, and
 all serialize with ``get_config``/``from_config``.
 """
@@ -71,8 +71,8 @@ def data_ball(x: np.ndarray | tf.Tensor, pad: float = 0.0) -> Ball:
     of radius 5 "to guarantee X ⊂ B"; a fixed radius does not on heavy-tailed
     features, and rows outside the domain get no negatives near them). In ``d``
     dimensions a uniform sample lies at distance ``radius * u^(1/d)`` from the
-    center, mostly near the sphere; the padded box's corners put its samples
-    farther out (``sqrt(d)`` times its half-width).
+    center, mostly near the sphere; most of a box's volume is in its corners, so
+    its samples lie about ``sqrt(d / 3)`` half-widths from its center.
 
     Args:
         x: training rows ``(n, d)``, finite.
