@@ -37,6 +37,7 @@ __all__ = [
     "array_chunks",
     "cluster_workers",
     "feature_statistics",
+    "max_standardized_norm",
     "shard_blocks",
     "shard_files",
     "sharded_dataset",
