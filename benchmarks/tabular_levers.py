@@ -1,7 +1,9 @@
 """Screen OCSDF's label-free levers on a few tabular sets (OCSDF only, AD protocol).
 
 One JSON object per data set: the AUROC (%) of OCSDF trained on all rows with the given
-feature scaling, λ, margin, box padding (or a ball prior: ``--ball``, ``--ball-cover``),
+feature scaling, λ, margin, box padding (or a ball prior: ``--ball``,
+``--ball-cover``; or a box whose initial points are partly drawn from the covering
+ball, ``--ball-share``),
 widths, steps, activation, batch size, learning rate and Newton steps T (the tabular
 benchmark's :func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally as the
 mean score of ``--members`` networks (seeds, or subsamples of the rows with
@@ -82,6 +84,24 @@ class JitteredBox(Box):
         return tf.where(pick < self.fraction, near, uniform)
 
 
+class BallShareBox(Box):
+    """The box prior, with a share ``fraction`` of the initial points drawn
+    uniformly from ``ball`` (clipped to the box) instead; the domain, and so
+    the projection of the Newton-Raphson steps, stays the box."""
+
+    def __init__(self, box: Box, ball: Ball, fraction: float):
+        super().__init__(box.low, box.high)
+        self.ball = ball
+        self.fraction = fraction
+
+    def _sample(self, n, seed, shape):
+        uniform = super()._sample(n, seed, shape)
+        fold = tf.random.experimental.stateless_fold_in
+        inner = self.project(self.ball._sample(n, fold(seed, 17), shape))
+        pick = tf.random.stateless_uniform((n, 1), seed=fold(seed, 19))
+        return tf.where(pick < self.fraction, inner, uniform)
+
+
 def scale(x: np.ndarray, scaling: str) -> np.ndarray:
     """The rows OCSDF sees under ``scaling`` (see the module docstring)."""
     if scaling in ("standard", "robust"):
@@ -137,6 +157,13 @@ def main() -> None:
         default=-1.0,
         help=">= 0: the prior is the ball around the origin of the scaled rows that "
         "covers every row, its radius the largest row norm plus this pad",
+    )
+    parser.add_argument(
+        "--ball-share",
+        type=float,
+        default=0.0,
+        help="in (0, 1): the box prior, with this share of the initial points drawn "
+        "from the covering ball (radius: the largest row norm) instead",
     )
     parser.add_argument("--widths", default="64,64,64")
     parser.add_argument("--steps", type=int, default=1000)
@@ -201,6 +228,10 @@ def main() -> None:
                 domain = Ball(radius, shape=(x.shape[1],))
             else:
                 domain = tabular_prior(x, "box", args.pad, 1.0)
+                if args.ball_share > 0:
+                    radius = float(np.linalg.norm(x, axis=1).max())
+                    ball = Ball(radius, shape=(x.shape[1],))
+                    domain = BallShareBox(domain, ball, args.ball_share)
             if args.jitter > 0:
                 domain = JitteredBox(domain, x, args.jitter, args.jitter_fraction)
             rows = x
