@@ -62,44 +62,63 @@ from kocc.sampling import Ball, Box
 from kocc.tabular_prior import tabular_prior
 
 
-class JitteredBox(Box):
-    """The box prior, with a share ``fraction`` of the initial points drawn as
-    a data row plus ``N(0, sigma^2 I)`` noise (clipped to the box) instead."""
+class ShareBox(Box):
+    """The box prior, with a share ``fraction`` of the initial points drawn by
+    :meth:`_other` (then clipped to the box) instead of by ``box``; the domain,
+    and so the projection of the Newton-Raphson steps, stays the box. ``box``
+    may itself be a ``ShareBox``, so the options compose."""
 
-    def __init__(self, box: Box, rows: np.ndarray, sigma: float, fraction: float):
+    #: fold-in salt of the per-point choice between the two draws
+    pick_salt = 0
+
+    def __init__(self, box: Box, fraction: float):
         super().__init__(box.low, box.high)
-        self.rows = tf.constant(rows)
-        self.sigma = sigma
+        self.box = box
         self.fraction = fraction
 
+    def _other(self, n, seed, shape):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _sample(self, n, seed, shape):
-        uniform = super()._sample(n, seed, shape)
+        first = self.box._sample(n, seed, shape)
+        other = self.project(self._other(n, seed, shape))
+        fold = tf.random.experimental.stateless_fold_in
+        pick = tf.random.stateless_uniform((n, 1), seed=fold(seed, self.pick_salt))
+        return tf.where(pick < self.fraction, other, first)
+
+
+class JitteredBox(ShareBox):
+    """A share ``fraction`` of the initial points drawn as a data row plus
+    ``N(0, sigma^2 I)`` noise."""
+
+    pick_salt = 13
+
+    def __init__(self, box: Box, rows: np.ndarray, sigma: float, fraction: float):
+        super().__init__(box, fraction)
+        self.rows = tf.constant(rows)
+        self.sigma = sigma
+
+    def _other(self, n, seed, shape):
         fold = tf.random.experimental.stateless_fold_in
         index = tf.random.stateless_uniform(
             (n,), seed=fold(seed, 7), maxval=self.rows.shape[0], dtype=tf.int32
         )
         noise = tf.random.stateless_normal((n, *shape), seed=fold(seed, 11))
-        near = self.project(tf.gather(self.rows, index) + self.sigma * noise)
-        pick = tf.random.stateless_uniform((n, 1), seed=fold(seed, 13))
-        return tf.where(pick < self.fraction, near, uniform)
+        return tf.gather(self.rows, index) + self.sigma * noise
 
 
-class BallShareBox(Box):
-    """The box prior, with a share ``fraction`` of the initial points drawn
-    uniformly from ``ball`` (clipped to the box) instead; the domain, and so
-    the projection of the Newton-Raphson steps, stays the box."""
+class BallShareBox(ShareBox):
+    """A share ``fraction`` of the initial points drawn uniformly from ``ball``."""
+
+    pick_salt = 19
 
     def __init__(self, box: Box, ball: Ball, fraction: float):
-        super().__init__(box.low, box.high)
+        super().__init__(box, fraction)
         self.ball = ball
-        self.fraction = fraction
 
-    def _sample(self, n, seed, shape):
-        uniform = super()._sample(n, seed, shape)
+    def _other(self, n, seed, shape):
         fold = tf.random.experimental.stateless_fold_in
-        inner = self.project(self.ball._sample(n, fold(seed, 17), shape))
-        pick = tf.random.stateless_uniform((n, 1), seed=fold(seed, 19))
-        return tf.where(pick < self.fraction, inner, uniform)
+        return self.ball._sample(n, fold(seed, 17), shape)
 
 
 def scale(x: np.ndarray, scaling: str) -> np.ndarray:
@@ -189,6 +208,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=os.environ.get("KOCC_DATA_DIR"))
     args = parser.parse_args()
+    if not 0 <= args.ball_share <= 1:
+        parser.error(f"--ball-share must be in [0, 1], got {args.ball_share}")
     shared = ("activation", "lam", "steps", "batch_size", "learning_rate", "nr_steps")
     settings = OCSDFSettings(
         widths=tuple(int(w) for w in args.widths.split(",")),
@@ -221,16 +242,16 @@ def main() -> None:
         members = []
         for scaling, margin, seed in plan:
             x = scale(raw.copy(), scaling)
+            # the ball around the origin of the scaled rows that covers every row
+            cover = float(np.linalg.norm(x, axis=1).max())
             if args.ball > 0:
                 domain = Ball(args.ball, shape=(x.shape[1],))
             elif args.ball_cover >= 0:
-                radius = float(np.linalg.norm(x, axis=1).max()) + args.ball_cover
-                domain = Ball(radius, shape=(x.shape[1],))
+                domain = Ball(cover + args.ball_cover, shape=(x.shape[1],))
             else:
                 domain = tabular_prior(x, "box", args.pad, 1.0)
                 if args.ball_share > 0:
-                    radius = float(np.linalg.norm(x, axis=1).max())
-                    ball = Ball(radius, shape=(x.shape[1],))
+                    ball = Ball(cover, shape=(x.shape[1],))
                     domain = BallShareBox(domain, ball, args.ball_share)
             if args.jitter > 0:
                 domain = JitteredBox(domain, x, args.jitter, args.jitter_fraction)
