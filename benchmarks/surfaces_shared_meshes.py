@@ -74,6 +74,23 @@ def shared_points(stem: str, directory: str | None, seed: int):
     return reference, sample_surface(reference, 2048, seed)
 
 
+def select_meshes(directory: str | None, only: list[str] | None) -> list[Path]:
+    """The shared meshes (``directory``: the data directory, ``None``:
+    ``$KOCC_DATA_DIR``), or those of file stems ``only``, in that order.
+
+    Raises:
+        SystemExit: naming the unknown stems and the known ones.
+    """
+    paths = shared_meshes(data_dir(directory))
+    if only is None:
+        return paths
+    by_stem = {p.stem: p for p in paths}
+    unknown = [stem for stem in only if stem not in by_stem]
+    if unknown:
+        raise SystemExit(f"unknown mesh(es) {unknown}; known: {sorted(by_stem)}")
+    return [by_stem[stem] for stem in only]
+
+
 def mesh_scores(mesh, reference, seed: int) -> dict:
     """What the lever scripts report of a reconstructed ``mesh``.
 
@@ -129,13 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     elif log.exists():
         log.unlink()
 
-    paths = shared_meshes(data_dir(args.data_dir))
-    if args.only is not None:  # in the order given
-        by_stem = {p.stem: p for p in paths}
-        unknown = [stem for stem in args.only if stem not in by_stem]
-        if unknown:
-            raise SystemExit(f"unknown mesh(es) {unknown}; known: {sorted(by_stem)}")
-        paths = [by_stem[stem] for stem in args.only]
+    paths = select_meshes(args.data_dir, args.only)
     rows = []
     for path in paths:
         key = f"{path.parent.name}/{path.name}"

@@ -121,6 +121,20 @@ class BallShareBox(ShareBox):
         return self.ball._sample(n, fold(seed, 17), shape)
 
 
+class RadialBall(Ball):
+    """A ball whose draws have a uniform radius ``r = radius * u`` (and a uniform
+    direction), instead of the volume-uniform ``radius * u ** (1 / d)``: in ``d``
+    dimensions its points sit mostly near the center, inside the data's range,
+    rather than in the shell at the covering radius."""
+
+    def _sample(self, n, seed, shape):
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        direction = tf.random.stateless_normal((n, int(np.prod(shape))), seed=seeds[0])
+        direction = direction / tf.norm(direction, axis=1, keepdims=True)
+        u = tf.random.stateless_uniform((n, 1), seed=seeds[1])
+        return tf.reshape(direction * (self.radius * u), (n, *shape)) + self.center
+
+
 def scale(x: np.ndarray, scaling: str) -> np.ndarray:
     """The rows OCSDF sees under ``scaling`` (see the module docstring)."""
     if scaling in ("standard", "robust"):
@@ -184,6 +198,12 @@ def main() -> None:
         help="in (0, 1): the box prior, with this share of the initial points drawn "
         "from the covering ball (radius: the largest row norm) instead",
     )
+    parser.add_argument(
+        "--ball-radial",
+        action="store_true",
+        help="the ball of --ball, --ball-cover or --ball-share draws a uniform "
+        "radius (points mostly near the center) instead of a uniform volume",
+    )
     parser.add_argument("--widths", default="64,64,64")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--activation", default="fullsort")
@@ -244,14 +264,15 @@ def main() -> None:
             x = scale(raw.copy(), scaling)
             # the ball around the origin of the scaled rows that covers every row
             cover = float(np.linalg.norm(x, axis=1).max())
+            ball_class = RadialBall if args.ball_radial else Ball
             if args.ball > 0:
-                domain = Ball(args.ball, shape=(x.shape[1],))
+                domain = ball_class(args.ball, shape=(x.shape[1],))
             elif args.ball_cover >= 0:
-                domain = Ball(cover + args.ball_cover, shape=(x.shape[1],))
+                domain = ball_class(cover + args.ball_cover, shape=(x.shape[1],))
             else:
                 domain = tabular_prior(x, "box", args.pad, 1.0)
                 if args.ball_share > 0:
-                    ball = Ball(cover, shape=(x.shape[1],))
+                    ball = ball_class(cover, shape=(x.shape[1],))
                     domain = BallShareBox(domain, ball, args.ball_share)
             if args.jitter > 0:
                 domain = JitteredBox(domain, x, args.jitter, args.jitter_fraction)

@@ -52,6 +52,31 @@ def test_ridge_leaves_a_shell_that_encloses_nothing_unchanged():
     assert ridge.metadata["grid_evaluation"]["ridge_points"] == 0
 
 
+def test_a_shell_leaking_through_a_gap_loses_its_ridge_and_a_lower_level_restores_it():
+    # a gap between the points: the score dips by 0.1 on a cap of the sphere,
+    # so at the level 0.05 the shell has a hole there, its interior joins the
+    # exterior, and the mesh falls back to the shell's boundary, which is off
+    # the sphere; at the level -0.05 (what kocc.surface_ridge's
+    # DEFAULT_RIDGE_LEVEL_OFFSET does for a fit) the shell is closed and the
+    # ridge is one sheet on the sphere again
+    pole = tf.constant([[0.0, 0.0, RADIUS]])
+
+    def dented(x):
+        cap = tf.maximum(0.0, 1.0 - tf.norm(x - pole, axis=1) / 0.4)
+        return hollow_sphere_score(x) - 0.1 * cap
+
+    leaking = extract_mesh(dented, 48, level=0.05, bounds=BOUNDS, surface="ridge")
+    closed = extract_mesh(dented, 48, level=-0.05, bounds=BOUNDS, surface="ridge")
+    assert leaking.metadata["grid_evaluation"]["ridge_points"] == 0
+    leaking_error = np.abs(np.linalg.norm(leaking.vertices, axis=1) - RADIUS)
+    assert np.median(leaking_error) > 0.03  # the shell's sheets, 0.05 off
+    assert closed.metadata["grid_evaluation"]["ridge_points"] > 0
+    assert closed.is_watertight and len(closed.split(only_watertight=False)) == 1
+    closed_error = np.abs(np.linalg.norm(closed.vertices, axis=1) - RADIUS)
+    assert np.median(closed_error) < 0.15 * 3.0 / 47
+    assert closed.volume == pytest.approx(4 / 3 * np.pi * RADIUS**3, rel=0.03)
+
+
 @pytest.mark.parametrize("reach, band_layers", [(1.5, []), (2.0, [0, 1, 2])])
 def test_ridge_band_holds_a_whole_wall_up_to_twice_the_reach(reach, band_layers):
     # a hollow cube whose wall is 3 points thick: wall layer 0 is 1 point from

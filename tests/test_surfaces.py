@@ -34,6 +34,7 @@ from kocc.meshes import (
     sample_surface,
     sample_volume,
 )
+from kocc.surface_ridge import DEFAULT_RIDGE_LEVEL_OFFSET
 from kocc.surfaces import (
     ImplicitSurface,
     IsotropicStandardization,
@@ -596,12 +597,38 @@ def test_surface_recipe_file_validates_and_unknown_keys_are_named():
     with pytest.raises(RecipeError, match="input.sampling"):
         surface_recipe({"input": {"sampling": "inside"}})
     assert recipe.extraction.surface == "ridge"  # the recipe's default
+    assert recipe.extraction.level_offset == DEFAULT_RIDGE_LEVEL_OFFSET
     with pytest.raises(RecipeError, match=r"extraction.surface.*\['shell', 'ridge'\]"):
         surface_recipe({"extraction": {"surface": "hull"}})
     with pytest.raises(RecipeError, match="extraction.local_offset"):
         surface_recipe({"extraction": {"local_offset": -0.1}})
     with pytest.raises(FileNotFoundError, match="no such file"):
         run_surface("missing.off", "unused", {})
+
+
+def test_surface_recipe_level_offset_defaults_by_extraction_mode_and_reaches_the_fit(
+    monkeypatch,
+):
+    import kocc.experiments.surface_pipeline as pipeline
+
+    def offset(extraction):
+        return surface_recipe({"extraction": extraction}).extraction.level_offset
+
+    assert offset({}) == DEFAULT_RIDGE_LEVEL_OFFSET == 0.5  # ridge, the default
+    assert offset({"surface": "shell"}) == 0.25  # fit_point_cloud's default
+    assert offset({"surface": "shell", "level_offset": 0.3}) == 0.3
+    assert offset({"level_offset": 0.0}) == 0.0
+    with pytest.raises(RecipeError, match="extraction.level_offset"):
+        offset({"level_offset": -0.1})
+    recipe, seen = surface_recipe({}), {}
+
+    def fake_fit(points, **kwargs):
+        seen.update(kwargs)
+        return "fit"
+
+    monkeypatch.setattr(pipeline, "fit_point_cloud", fake_fit)
+    assert pipeline._fit_ocsdf(np.zeros((8, 3)), recipe) == "fit"
+    assert seen["level_offset"] == 0.5
 
 
 @pytest.mark.data

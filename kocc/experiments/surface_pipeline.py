@@ -66,6 +66,7 @@ from kocc.meshes import (
 )
 from kocc.surface_ridge import (
     DEFAULT_LOCAL_OFFSET,
+    DEFAULT_RIDGE_LEVEL_OFFSET,
     DEFAULT_RIDGE_REACH,
     SURFACE_MODES,
 )
@@ -106,10 +107,10 @@ class ExtractionConfig:
     level_quantile: float = field(default=0.01, metadata=unit_interval())
     #: lowers OCSDF's level by this many median nearest-neighbour spacings of
     #: the points (kocc.implicit_surface.default_level; baseline.level_offset
-    #: for the baseline)
-    level_offset: float = field(
-        default=_fit_default("level_offset"), metadata=non_negative()
-    )
+    #: for the baseline); None: the default of the ``surface`` mode, 0.5 for
+    #: "ridge" (kocc.surface_ridge.DEFAULT_RIDGE_LEVEL_OFFSET) and
+    #: fit_point_cloud's 0.25 for "shell"
+    level_offset: float | None = field(default=None, metadata=non_negative())
     batch_size: int = field(default=32768, metadata=at_least(1))
     #: coarse-to-fine evaluation certified by the network's proven Lipschitz
     #: bound (same mesh; a network without a proven bound is evaluated densely)
@@ -124,6 +125,14 @@ class ExtractionConfig:
     #: the local level passes this many point spacings outside the points
     #: (kocc.surface_ridge.LocalLevel; ridge only)
     local_offset: float = field(default=DEFAULT_LOCAL_OFFSET, metadata=non_negative())
+
+    def __post_init__(self) -> None:
+        if self.level_offset is None:
+            self.level_offset = (
+                DEFAULT_RIDGE_LEVEL_OFFSET
+                if self.surface == "ridge"
+                else _fit_default("level_offset")
+            )
 
 
 @dataclass
