@@ -77,8 +77,8 @@ DEFAULT_LOCAL_OFFSET = 0.25
 #: (:func:`kocc.implicit_surface.default_level`): twice the shell
 #: extraction's 0.25. The ridge needs the shell :math:`\{f \ge \ell\}` to
 #: enclose the interior of a closed surface; at 0.25 it leaks through gaps
-#: between the points on some fits (the torus at seed 0, the nut at seed 2),
-#: the interior joins the exterior, and the mesh falls back to the shell's two
+#: between the points on some fits (the torus at seed 0: no ridge point), the
+#: interior joins the exterior, and the mesh falls back to the shell's two
 #: offset sheets. The lower level is also the local level's floor, so it thickens
 #: nothing where the local level is above it (docs/surfaces.md, "The global
 #: level under the ridge extraction").
