@@ -34,9 +34,13 @@ import kocc  # noqa: F401  (selects tf-keras first)
 from surfaces_shared_meshes import RECIPE, mesh_scores, select_meshes
 
 from kocc.experiments.recipes import load_recipe_data
-from kocc.experiments.surface_pipeline import _fit_ocsdf, read_input, surface_recipe
+from kocc.experiments.surface_pipeline import (
+    extract_with,
+    fit_ocsdf,
+    read_input,
+    surface_recipe,
+)
 from kocc.implicit_surface import point_spacing
-from kocc.surfaces import extract_mesh
 
 
 def offset_pair(text: str) -> tuple[float, float]:
@@ -75,22 +79,15 @@ def main(argv: list[str] | None = None) -> None:
         data = read_input(path, recipe)
         points = data["points"]
         start = time.process_time()
-        surface = _fit_ocsdf(points, recipe)  # the pipeline's own fit
+        surface = fit_ocsdf(points, recipe)  # the pipeline's own fit
         fit_cpu = time.process_time() - start
         spacing = point_spacing(surface.standardization.transform(points))
         for global_offset, local_offset in args.pairs:
             # the fit's level is the recipe's offset below the quantile
             level = surface.level - (global_offset - extraction.level_offset) * spacing
             start = time.process_time()
-            mesh = extract_mesh(
-                surface,
-                extraction.resolution,
-                level=level,
-                batch_size=extraction.batch_size,
-                lipschitz_pruning=extraction.lipschitz_pruning,
-                surface=extraction.surface,
-                ridge_reach=extraction.ridge_reach,
-                local_offset=local_offset,
+            mesh = extract_with(
+                surface, extraction, level=level, local_offset=local_offset
             )
             extract_cpu = time.process_time() - start
             row = {

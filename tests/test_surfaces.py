@@ -627,8 +627,42 @@ def test_surface_recipe_level_offset_defaults_by_extraction_mode_and_reaches_the
         return "fit"
 
     monkeypatch.setattr(pipeline, "fit_point_cloud", fake_fit)
-    assert pipeline._fit_ocsdf(np.zeros((8, 3)), recipe) == "fit"
+    assert pipeline.fit_ocsdf(np.zeros((8, 3)), recipe) == "fit"
     assert seen["level_offset"] == 0.5
+
+
+def test_extract_with_passes_the_recipe_extraction_keys_and_lets_overrides_win(
+    monkeypatch,
+):
+    import kocc.experiments.surface_pipeline as pipeline
+
+    extraction = surface_recipe(
+        {"extraction": {"resolution": 64, "ridge_reach": 5.0, "local_offset": 0.1}}
+    ).extraction
+    seen = {}
+
+    def fake_extract(model, resolution, **kwargs):
+        seen.update(kwargs, model=model, resolution=resolution)
+        return "mesh"
+
+    monkeypatch.setattr(pipeline, "extract_mesh", fake_extract)
+    assert pipeline.extract_with("fit", extraction) == "mesh"
+    assert seen == {
+        "model": "fit",
+        "surface": "ridge",
+        "resolution": 64,
+        "level": None,
+        "batch_size": extraction.batch_size,
+        "lipschitz_pruning": extraction.lipschitz_pruning,
+        "ridge_reach": 5.0,
+        "local_offset": 0.1,
+    }
+    pipeline.extract_with("fit", extraction, level=-0.02, local_offset=0.3)
+    assert (seen["level"], seen["local_offset"], seen["ridge_reach"]) == (
+        -0.02,
+        0.3,
+        5.0,
+    )
 
 
 @pytest.mark.data

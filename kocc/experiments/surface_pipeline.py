@@ -263,9 +263,18 @@ _BASELINE_KEYS = tuple(
 )
 
 
-def _fit_ocsdf(
+def fit_ocsdf(
     points: np.ndarray, recipe: SurfaceRecipe, strategy: Any = None
 ) -> ImplicitSurface:
+    """Fit OCSDF to ``points`` as :func:`run_surface` does (the recipe's network,
+    domain, level rule, seed and training keys; :func:`kocc.surfaces.fit_point_cloud`).
+
+    Args:
+        points: the point cloud, ``(n, 3)``.
+        recipe: the surface recipe (``model``, ``domain``, ``extraction`` level
+            keys, ``training``, ``seed``).
+        strategy: an optional ``tf.distribute`` strategy for the training.
+    """
     return fit_point_cloud(
         points,
         widths=recipe.model.widths,
@@ -278,6 +287,30 @@ def _fit_ocsdf(
         **section_arguments(recipe.training, _FIT_TRAINING_KEYS),
         strategy=strategy,
     )
+
+
+def extract_with(
+    surface: ImplicitSurface, extraction: ExtractionConfig, **overrides: Any
+) -> trimesh.Trimesh:
+    """Mesh ``surface`` with the recipe's ``extraction`` settings, as
+    :func:`run_surface` does (:func:`kocc.surfaces.extract_mesh`).
+
+    Args:
+        surface: the fitted implicit surface.
+        extraction: the recipe's ``extraction`` section.
+        **overrides: :func:`~kocc.surfaces.extract_mesh` keywords that replace
+            the section's (e.g. ``level``, ``local_offset``) or add to them
+            (``on_phase``).
+    """
+    keywords = {
+        "level": extraction.level,
+        "batch_size": extraction.batch_size,
+        "lipschitz_pruning": extraction.lipschitz_pruning,
+        "surface": extraction.surface,
+        "ridge_reach": extraction.ridge_reach,
+        "local_offset": extraction.local_offset,
+    }
+    return extract_mesh(surface, extraction.resolution, **(keywords | overrides))
 
 
 def _fit_baseline(points: np.ndarray, recipe: SurfaceRecipe) -> ImplicitSurface:
@@ -317,15 +350,9 @@ def _fit_extract_compare(
 
     start, start_cpu = time.perf_counter(), time.process_time()
     try:
-        mesh = extract_mesh(
+        mesh = extract_with(
             surface,
-            ex.resolution,
-            level=ex.level,
-            batch_size=ex.batch_size,
-            lipschitz_pruning=ex.lipschitz_pruning,
-            surface=ex.surface,
-            ridge_reach=ex.ridge_reach,
-            local_offset=ex.local_offset,
+            ex,
             on_phase=lambda phase: progress.next(f"{name} {phase}"),
         )
     except ValueError as err:  # the level set is empty on the grid
@@ -418,7 +445,7 @@ def run_surface(
     if data["mesh"] is not None:
         panels.append(("reference mesh", data["mesh"]))
     fits = {
-        "ocsdf": lambda x, r: _fit_ocsdf(x, r, strategy),
+        "ocsdf": lambda x, r: fit_ocsdf(x, r, strategy),
         "baseline": _fit_baseline,
     }
     # per method: fit, grid evaluation, marching cubes
