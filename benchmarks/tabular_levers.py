@@ -127,12 +127,8 @@ class RadialBall(Ball):
     dimensions its points sit mostly near the center, inside the data's range,
     rather than in the shell at the covering radius."""
 
-    def _sample(self, n, seed, shape):
-        seeds = tf.random.experimental.stateless_split(seed, 2)
-        direction = tf.random.stateless_normal((n, int(np.prod(shape))), seed=seeds[0])
-        direction = direction / tf.norm(direction, axis=1, keepdims=True)
-        u = tf.random.stateless_uniform((n, 1), seed=seeds[1])
-        return tf.reshape(direction * (self.radius * u), (n, *shape)) + self.center
+    def _radii(self, u, d):
+        return self.radius * u
 
 
 def scale(x: np.ndarray, scaling: str) -> np.ndarray:

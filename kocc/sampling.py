@@ -230,8 +230,13 @@ class Ball(Domain):
         direction = tf.random.stateless_normal((n, d), seed=seeds[0])
         direction = direction / tf.norm(direction, axis=1, keepdims=True)
         u = tf.random.stateless_uniform((n, 1), seed=seeds[1])
-        z = direction * (self.radius * u ** (1.0 / d))
+        z = direction * self._radii(u, d)
         return tf.reshape(z, (n, *shape)) + self.center
+
+    def _radii(self, u: tf.Tensor, d: int) -> tf.Tensor:
+        """Distances to the center from uniforms ``u``: ``radius * u ** (1 / d)``,
+        the radius of a draw uniform over the ball's volume in ``d`` dimensions."""
+        return self.radius * u ** (1.0 / d)
 
     def project(self, z: tf.Tensor) -> tf.Tensor:
         """Radial projection onto the ball."""
