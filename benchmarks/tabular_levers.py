@@ -11,7 +11,10 @@ mean score of ``--members`` networks (seeds, or subsamples of the rows with
 train on it, as the kNN baseline leaves the row itself out; the JSON gives both
 scorings), of one network per scaling of ``--member-scalings`` or per margin of
 ``--member-margins`` (same seed), and with part of the negatives' initial points drawn
-around the data rows (``--jitter``). The labels enter only the AUROC. This is the
+around the data rows (``--jitter``). ``--describe`` adds the quantiles of f per
+class and the AUROC of two label-free reference scores (the distance to the rows'
+mean, the 5th-neighbour distance). The labels enter only the AUROCs and the
+per-class quantiles. This is the
 script behind the lever tables of docs/tabular.md; the default recipe's figures come
 from ``kocc benchmark recipes/tabular_odds.yaml``.
 
@@ -48,6 +51,7 @@ import kocc  # noqa: F401  (selects tf-keras before TensorFlow is imported)
 import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import QuantileTransformer
 
 from kocc.datasets.tabular import (
@@ -162,6 +166,27 @@ def scale(x: np.ndarray, scaling: str) -> np.ndarray:
     raise ValueError(f"unknown scaling {scaling!r}")
 
 
+def describe(x: np.ndarray, y: np.ndarray, f: np.ndarray) -> dict:
+    """The ``--describe`` fields: quantiles of the normality score ``f`` per
+    class, and the AUROC (%) of the distance to the rows' mean and of the
+    distance to the 5th nearest other row (the kNN baseline's score) on ``x``."""
+    quantiles = {
+        f"f_quantiles_{label}": np.percentile(f[y == value], [10, 50, 90])
+        .round(3)
+        .tolist()
+        for label, value in (("normal", 0), ("anomaly", 1))
+    }
+    distances, _ = NearestNeighbors(n_neighbors=6).fit(x).kneighbors(x)
+    references = {
+        "norm_auroc": np.linalg.norm(x - x.mean(axis=0), axis=1),
+        "knn5_auroc": distances[:, 5],
+    }
+    return quantiles | {
+        name: round(100 * float(roc_auc_score(y, score)), 2)
+        for name, score in references.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="cardio,thyroid,glass,vowels,smtp")
@@ -222,6 +247,14 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.0)
     parser.add_argument("--jitter-fraction", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="also report the 10/50/90 %% quantiles of f on the normal and the "
+        "anomalous rows, and the AUROC of two label-free reference scores on "
+        "the (last member's) scaled rows: the distance to their mean and the "
+        "distance to the 5th nearest other row",
+    )
     parser.add_argument("--data-dir", default=os.environ.get("KOCC_DATA_DIR"))
     args = parser.parse_args()
     if not 0 <= args.ball_share <= 1:
@@ -306,6 +339,8 @@ def main() -> None:
             "member_auroc": members,
             "seconds": round(time.perf_counter() - start, 1),
         } | {k: v for k, v in vars(args).items() if k not in ("sets", "data_dir")}
+        if args.describe:
+            report |= describe(x, y, -mean)
         print(json.dumps(report), flush=True)
 
 
