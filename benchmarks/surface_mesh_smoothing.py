@@ -76,14 +76,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             reference = load_mesh(references[folder.name])
             row = {"mesh": folder.name}
-            for method in ["reference"] * args.reference + args.methods:
+            # (name, mesh, smoothing counts): the reference is scored as it is
+            scored = [("reference", reference, [0])] if args.reference else []
+            for method in args.methods:
                 path = folder / f"{method}.ply"
-                if method == "reference":
-                    extracted, counts = reference, [0]
-                elif path.exists():
-                    extracted, counts = load_mesh(path), args.iterations
-                else:
-                    continue
+                if path.exists():
+                    scored.append((method, load_mesh(path), args.iterations))
+            for method, extracted, counts in scored:
                 row[method] = {}
                 for count in counts:
                     start = time.process_time()
