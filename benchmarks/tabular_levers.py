@@ -3,18 +3,21 @@
 One JSON object per data set: the AUROC (%) of OCSDF trained on all rows with the given
 feature scaling, λ, margin, box padding (or a ball prior: ``--ball``,
 ``--ball-cover``; or a box whose initial points are partly drawn from the covering
-ball, ``--ball-share``),
+ball, ``--ball-share``; or the covering ball with part of its initial points on the
+rays through the rows, ``--ray-share``),
 widths, steps, activation, batch size, learning rate and Newton steps T (the tabular
 benchmark's :func:`~kocc.experiments.tabular_benchmark.train_ocsdf`), optionally as the
 mean score of ``--members`` networks (seeds, or subsamples of the rows with
 ``--subsample``; with ``--out-of-bag`` each row is scored by the members that did not
 train on it, as the kNN baseline leaves the row itself out; the JSON gives both
-scorings), of one network per scaling of ``--member-scalings`` or per margin of
-``--member-margins`` (same seed), and with part of the negatives' initial points drawn
+scorings), of one network per scaling of ``--member-scalings``, per margin of
+``--member-margins`` or per prior of ``--member-priors`` (box or covering ball; same
+seed), and with part of the negatives' initial points drawn
 around the data rows (``--jitter``). ``--describe`` adds the quantiles of f per
 class and the AUROC of two label-free reference scores (the distance to the rows'
-mean, the 5th-neighbour distance). The labels enter only the AUROCs and the
-per-class quantiles. This is the
+mean, the 5th-neighbour distance) and where the last network's negatives end up
+(their norms, f on them, each row's distance to the nearest one). The labels enter
+only the AUROCs and the per-class quantiles. This is the
 script behind the lever tables of docs/tabular.md; the default recipe's figures come
 from ``kocc benchmark recipes/tabular_odds.yaml``.
 
@@ -135,6 +138,44 @@ class RadialBall(Ball):
         return self.radius * u
 
 
+class RayBall(Ball):
+    """The ball, with a share ``fraction`` of its draws on the rays through the
+    data rows: the direction of a random row from the ball's ``center`` plus
+    ``N(0, sigma^2 / d I)`` noise, normalized, at the ball's volume-uniform
+    radius. A negative on row ``x``'s ray lies ``radius - ||x||`` from it, so
+    the rows far from the center have negatives nearest: a radial prior."""
+
+    def __init__(
+        self,
+        radius: float,
+        rows: np.ndarray,
+        fraction: float,
+        sigma: float,
+        center: float | np.ndarray = 0.0,
+    ):
+        super().__init__(radius, center=center, shape=(rows.shape[1],))
+        offsets = rows - center
+        norms = np.linalg.norm(offsets, axis=1, keepdims=True)
+        self.directions = tf.constant(offsets / np.maximum(norms, 1e-12))
+        self.fraction = fraction
+        self.sigma = sigma
+
+    def _sample(self, n, seed, shape):
+        fold = tf.random.experimental.stateless_fold_in
+        ball = super()._sample(n, seed, shape)
+        d = shape[-1]
+        index = tf.random.stateless_uniform(
+            (n,), seed=fold(seed, 7), maxval=self.directions.shape[0], dtype=tf.int32
+        )
+        noise = tf.random.stateless_normal((n, d), seed=fold(seed, 11))
+        direction = tf.gather(self.directions, index) + self.sigma / np.sqrt(d) * noise
+        direction = direction / tf.norm(direction, axis=1, keepdims=True)
+        u = tf.random.stateless_uniform((n, 1), seed=fold(seed, 13))
+        pick = tf.random.stateless_uniform((n, 1), seed=fold(seed, 19))
+        ray = direction * self._radii(u, d) + self.center
+        return tf.where(pick < self.fraction, ray, ball)
+
+
 def scale(x: np.ndarray, scaling: str) -> np.ndarray:
     """The rows OCSDF sees under ``scaling`` (see the module docstring)."""
     if scaling in ("standard", "robust"):
@@ -187,6 +228,26 @@ def describe(x: np.ndarray, y: np.ndarray, f: np.ndarray) -> dict:
     }
 
 
+def locate_negatives(model, x: np.ndarray, y: np.ndarray, n: int = 2048) -> dict:
+    """The ``--describe`` fields on where a trained network's negatives end up:
+    the 10/50/90 % quantiles of the norms of ``n`` negatives (drawn from the
+    prior and moved by the Newton-Raphson steps, seed ``[1, 2]``), of f on
+    them, and, per class, of each row's distance to its nearest negative."""
+    negatives = np.asarray(model.sample_negatives(n, tf.constant([1, 2], tf.int64)))
+    nearest, _ = NearestNeighbors(n_neighbors=1).fit(negatives).kneighbors(x)
+
+    def quantiles(values):
+        return np.percentile(values, [10, 50, 90]).round(3).tolist()
+
+    return {
+        "negative_norm_quantiles": quantiles(np.linalg.norm(negatives, axis=1)),
+        "negative_f_quantiles": quantiles(model.score_samples(negatives)),
+    } | {
+        f"nearest_negative_quantiles_{label}": quantiles(nearest[y == value, 0])
+        for label, value in (("normal", 0), ("anomaly", 1))
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="cardio,thyroid,glass,vowels,smtp")
@@ -225,6 +286,19 @@ def main() -> None:
         help="the ball of --ball, --ball-cover or --ball-share draws a uniform "
         "radius (points mostly near the center) instead of a uniform volume",
     )
+    parser.add_argument(
+        "--ray-share",
+        type=float,
+        default=0.0,
+        help="in (0, 1]: the covering ball (pad --ball-cover, 0 if unset) with "
+        "this share of the initial points on the rays through the rows (RayBall)",
+    )
+    parser.add_argument(
+        "--ray-sigma",
+        type=float,
+        default=0.3,
+        help="with --ray-share: the angular noise (std of the direction's norm)",
+    )
     parser.add_argument("--widths", default="64,64,64")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--activation", default="fullsort")
@@ -237,6 +311,13 @@ def main() -> None:
             default="",
             help=f"comma-separated {setting}s, one member each (overrides --{setting})",
         )
+    parser.add_argument(
+        "--member-priors",
+        default="",
+        help="comma-separated priors, box or ball, one member each: box is the "
+        "padded box (with --ball-share and --jitter if given), ball the covering "
+        "ball (pad: --ball-cover, 0 if unset); overrides the prior options",
+    )
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--subsample", type=float, default=1.0)
     parser.add_argument(
@@ -251,14 +332,30 @@ def main() -> None:
         "--describe",
         action="store_true",
         help="also report the 10/50/90 %% quantiles of f on the normal and the "
-        "anomalous rows, and the AUROC of two label-free reference scores on "
+        "anomalous rows, the AUROC of two label-free reference scores on "
         "the (last member's) scaled rows: the distance to their mean and the "
-        "distance to the 5th nearest other row",
+        "distance to the 5th nearest other row, and where the last member's "
+        "negatives end up (their norms, f on them, each row's distance to the "
+        "nearest one per class)",
     )
     parser.add_argument("--data-dir", default=os.environ.get("KOCC_DATA_DIR"))
     args = parser.parse_args()
+    if not 0 <= args.ray_share <= 1:
+        parser.error(f"--ray-share must be in [0, 1], got {args.ray_share}")
     if not 0 <= args.ball_share <= 1:
         parser.error(f"--ball-share must be in [0, 1], got {args.ball_share}")
+    member_lists = {
+        kind: getattr(args, f"member_{kind}").split(",")
+        for kind in ("scalings", "margins", "priors")
+        if getattr(args, f"member_{kind}")
+    }
+    if len({len(values) for values in member_lists.values()}) > 1:
+        parser.error(
+            "--member-scalings, --member-margins and --member-priors "
+            "must list as many values each"
+        )
+    if set(member_lists.get("priors", [])) - {"box", "ball"}:
+        parser.error(f"--member-priors takes box or ball, got {args.member_priors}")
     shared = ("activation", "lam", "steps", "batch_size", "learning_rate", "nr_steps")
     settings = OCSDFSettings(
         widths=tuple(int(w) for w in args.widths.split(",")),
@@ -266,22 +363,21 @@ def main() -> None:
     )
     for name in args.sets.split(","):
         raw, y = load_tabular(name, args.data_dir)
-        if args.member_scalings or args.member_margins:
-            # one member per listed scaling / margin, all with seed args.seed
-            scalings = args.member_scalings.split(",") if args.member_scalings else []
-            margins = args.member_margins.split(",") if args.member_margins else []
-            count = max(len(scalings), len(margins))
+        if member_lists:
+            # one member per listed scaling / margin / prior, all with seed args.seed
+            count = max(len(values) for values in member_lists.values())
             plan = [
                 (
-                    scalings[k] if scalings else args.scaling,
-                    float(margins[k]) if margins else args.margin,
+                    member_lists.get("scalings", [args.scaling] * count)[k],
+                    float(member_lists.get("margins", [args.margin] * count)[k]),
+                    member_lists.get("priors", [None] * count)[k],
                     args.seed,
                 )
                 for k in range(count)
             ]
         else:
             plan = [
-                (args.scaling, args.margin, args.seed * 1000 + k)
+                (args.scaling, args.margin, None, args.seed * 1000 + k)
                 for k in range(args.members)
             ]
         start = time.perf_counter()
@@ -289,14 +385,20 @@ def main() -> None:
         oob_total = np.zeros(len(raw))
         oob_count = np.zeros(len(raw))
         members = []
-        for scaling, margin, seed in plan:
+        for scaling, margin, prior, seed in plan:
             x = scale(raw.copy(), scaling)
             # the ball around the origin of the scaled rows that covers every row
             cover = float(np.linalg.norm(x, axis=1).max())
             ball_class = RadialBall if args.ball_radial else Ball
-            if args.ball > 0:
+            if prior is None and args.ray_share > 0:
+                pad = max(args.ball_cover, 0.0)
+                domain = RayBall(cover + pad, x, args.ray_share, args.ray_sigma)
+            elif prior == "ball":
+                pad = max(args.ball_cover, 0.0)
+                domain = ball_class(cover + pad, shape=(x.shape[1],))
+            elif prior is None and args.ball > 0:
                 domain = ball_class(args.ball, shape=(x.shape[1],))
-            elif args.ball_cover >= 0:
+            elif prior is None and args.ball_cover >= 0:
                 domain = ball_class(cover + args.ball_cover, shape=(x.shape[1],))
             else:
                 domain = tabular_prior(x, "box", args.pad, 1.0)
@@ -317,6 +419,8 @@ def main() -> None:
             model = train_ocsdf(rows, settings, margin, domain, seed)
             scores = -np.asarray(model.score_samples(x)).reshape(-1)
             members.append(round(100 * float(roc_auc_score(y, scores)), 2))
+            if args.describe:
+                negatives = locate_negatives(model, x, y)  # the last member's
             total += scores
             oob_total += np.where(unseen, scores, 0.0)
             oob_count += unseen
@@ -340,7 +444,7 @@ def main() -> None:
             "seconds": round(time.perf_counter() - start, 1),
         } | {k: v for k, v in vars(args).items() if k not in ("sets", "data_dir")}
         if args.describe:
-            report |= describe(x, y, -mean)
+            report |= describe(x, y, -mean) | negatives
         print(json.dumps(report), flush=True)
 
 

@@ -1,10 +1,14 @@
 """Screen label-free rules that pick OCSDF's setting per data set (AD protocol).
 
 For every data set and every candidate setting (a feature scaling of
-:func:`kocc.datasets.tabular.scaled_rows`, optionally with its own margin,
-written ``scaling`` or ``scaling:margin``), one OCSDF network is trained on all
-rows (seed ``--seed``, the default recipe's other settings) and the script prints
-one JSON object per data set with, per candidate:
+:func:`kocc.datasets.tabular.scaled_rows`, optionally with its own margin and
+prior, written ``scaling``, ``scaling:margin``, ``scaling@prior`` or
+``scaling:margin@prior``; the prior is ``box`` (the default, padded by
+``--pad``), ``ball`` (the covering ball, :func:`kocc.tabular_prior.data_ball`)
+or ``ray`` (the covering ball with every initial point on the rays through the
+rows, ``RayBall`` of ``benchmarks/tabular_levers.py``)), one OCSDF network is
+trained on all rows (seed ``--seed``, the default recipe's other settings) and the
+script prints one JSON object per data set with, per candidate:
 
 * ``auroc``: the AUROC (%) of that network (the labels enter here only);
 * ``if_agreement``: Spearman's rank correlation between its anomaly scores
@@ -41,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
+from tabular_levers import RayBall  # the lever script beside this one
 
 from kocc.baselines.detectors import Detector
 from kocc.datasets.tabular import fit_standardizer, load_tabular, scaled_rows
@@ -57,9 +62,16 @@ def fit_scores(
     margin: float,
     pad: float,
     seed: int,
+    prior: str = "box",
 ) -> np.ndarray:
-    """``f`` on ``score_rows`` of an OCSDF network trained on ``rows``."""
-    domain = tabular_prior(rows, "box", pad, 1.0)
+    """``f`` on ``score_rows`` of an OCSDF network trained on ``rows``, with
+    the negatives' ``prior`` (``box``, ``ball`` or ``ray``) built from ``rows``."""
+    if prior == "ray":
+        radius = float(np.linalg.norm(rows - rows.mean(axis=0), axis=1).max())
+        domain = RayBall(radius, rows - rows.mean(axis=0), 1.0, 0.3)
+        domain.center = tf.constant(rows.mean(axis=0))
+    else:
+        domain = tabular_prior(rows, prior, pad if prior == "box" else 0.0, 1.0)
     model = train_ocsdf(rows, settings, margin, domain, seed)
     scores = np.asarray(model.score_samples(score_rows)).reshape(-1)
     del model
@@ -91,10 +103,14 @@ def main() -> None:
         half = np.random.default_rng(args.seed).permutation(len(x)) < len(x) // 2
         report: dict = {"dataset": name, "candidates": {}}
         for candidate in args.candidates.split(","):
-            scaling, _, margin_text = candidate.partition(":")
+            setting, _, prior = candidate.partition("@")
+            scaling, _, margin_text = setting.partition(":")
             margin = float(margin_text) if margin_text else args.margin
+            prior = prior or "box"
+            if prior not in ("box", "ball", "ray"):
+                parser.error(f"unknown prior {prior!r} in candidate {candidate!r}")
             rows = scaled_rows(x, None, scaling)[0]
-            f = fit_scores(rows, rows, settings, margin, args.pad, args.seed)
+            f = fit_scores(rows, rows, settings, margin, args.pad, args.seed, prior)
             entry = {
                 "auroc": round(100 * float(roc_auc_score(y, -f)), 2),
                 "if_agreement": round(
@@ -105,10 +121,10 @@ def main() -> None:
             if args.stability:
                 # scaling fitted on all rows (as the full model's), networks on halves
                 f_a = fit_scores(
-                    rows[half], rows, settings, margin, args.pad, args.seed
+                    rows[half], rows, settings, margin, args.pad, args.seed, prior
                 )
                 f_b = fit_scores(
-                    rows[~half], rows, settings, margin, args.pad, args.seed
+                    rows[~half], rows, settings, margin, args.pad, args.seed, prior
                 )
                 entry["stability"] = round(float(spearmanr(f_a, f_b)[0]), 4)
                 inside = 0.5 * (
