@@ -11,9 +11,12 @@ mean score of ``--members`` networks (seeds, or subsamples of the rows with
 ``--subsample``; with ``--out-of-bag`` each row is scored by the members that did not
 train on it, as the kNN baseline leaves the row itself out; the JSON gives both
 scorings), of one network per scaling of ``--member-scalings``, per margin of
-``--member-margins`` or per prior of ``--member-priors`` (box or covering ball; same
-seed), and with part of the negatives' initial points drawn
-around the data rows (``--jitter``). ``--describe`` adds the quantiles of f per
+``--member-margins`` or per prior of ``--member-priors`` (box, covering ball or rays;
+same seed), and with part of the negatives' initial points drawn
+around the data rows (``--jitter``). With several members the JSON also gives
+the AUROC of the members' minimum of f, each member's f shifted by its median on
+the rows (``auroc_min_of_centered``; a minimum of 1-Lipschitz functions is
+1-Lipschitz). ``--describe`` adds the quantiles of f per
 class and the AUROC of two label-free reference scores (the distance to the rows'
 mean, the 5th-neighbour distance) and where the last network's negatives end up
 (their norms, f on them, each row's distance to the nearest one). The labels enter
@@ -314,9 +317,11 @@ def main() -> None:
     parser.add_argument(
         "--member-priors",
         default="",
-        help="comma-separated priors, box or ball, one member each: box is the "
-        "padded box (with --ball-share and --jitter if given), ball the covering "
-        "ball (pad: --ball-cover, 0 if unset); overrides the prior options",
+        help="comma-separated priors, box, ball or ray, one member each: box is "
+        "the padded box (with --ball-share and --jitter if given), ball the "
+        "covering ball (pad: --ball-cover, 0 if unset), ray the covering ball "
+        "with all its initial points on the rays (RayBall, --ray-sigma); "
+        "overrides the prior options",
     )
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--subsample", type=float, default=1.0)
@@ -354,8 +359,10 @@ def main() -> None:
             "--member-scalings, --member-margins and --member-priors "
             "must list as many values each"
         )
-    if set(member_lists.get("priors", [])) - {"box", "ball"}:
-        parser.error(f"--member-priors takes box or ball, got {args.member_priors}")
+    if set(member_lists.get("priors", [])) - {"box", "ball", "ray"}:
+        parser.error(
+            f"--member-priors takes box, ball or ray, got {args.member_priors}"
+        )
     shared = ("activation", "lam", "steps", "batch_size", "learning_rate", "nr_steps")
     settings = OCSDFSettings(
         widths=tuple(int(w) for w in args.widths.split(",")),
@@ -382,6 +389,10 @@ def main() -> None:
             ]
         start = time.perf_counter()
         total = np.zeros(len(raw))
+        # the members' min of f, each shifted by its median on the rows (a
+        # min of 1-Lipschitz functions is 1-Lipschitz): as anomaly scores, the
+        # max of the members' centered scores
+        worst = np.full(len(raw), -np.inf)
         oob_total = np.zeros(len(raw))
         oob_count = np.zeros(len(raw))
         members = []
@@ -390,9 +401,10 @@ def main() -> None:
             # the ball around the origin of the scaled rows that covers every row
             cover = float(np.linalg.norm(x, axis=1).max())
             ball_class = RadialBall if args.ball_radial else Ball
-            if prior is None and args.ray_share > 0:
+            if prior == "ray" or (prior is None and args.ray_share > 0):
                 pad = max(args.ball_cover, 0.0)
-                domain = RayBall(cover + pad, x, args.ray_share, args.ray_sigma)
+                share = 1.0 if prior == "ray" else args.ray_share
+                domain = RayBall(cover + pad, x, share, args.ray_sigma)
             elif prior == "ball":
                 pad = max(args.ball_cover, 0.0)
                 domain = ball_class(cover + pad, shape=(x.shape[1],))
@@ -422,6 +434,7 @@ def main() -> None:
             if args.describe:
                 negatives = locate_negatives(model, x, y)  # the last member's
             total += scores
+            worst = np.maximum(worst, scores - np.median(scores))
             oob_total += np.where(unseen, scores, 0.0)
             oob_count += unseen
             del model
@@ -432,13 +445,18 @@ def main() -> None:
         oob = np.where(oob_count > 0, oob_total / np.maximum(oob_count, 1), mean)
         auroc = {
             scoring: round(100 * float(roc_auc_score(y, scores)), 2)
-            for scoring, scores in (("all_members", mean), ("out_of_bag", oob))
+            for scoring, scores in (
+                ("all_members", mean),
+                ("out_of_bag", oob),
+                ("min_of_centered", worst),
+            )
         }
         report = {
             "dataset": name,
             "auroc": auroc["out_of_bag" if args.out_of_bag else "all_members"],
             "auroc_all_members": auroc["all_members"],
             "auroc_out_of_bag": auroc["out_of_bag"],
+            "auroc_min_of_centered": auroc["min_of_centered"],
             "rows_seen_by_every_member": int((oob_count == 0).sum()),
             "member_auroc": members,
             "seconds": round(time.perf_counter() - start, 1),
