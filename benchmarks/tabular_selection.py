@@ -67,9 +67,9 @@ def fit_scores(
     """``f`` on ``score_rows`` of an OCSDF network trained on ``rows``, with
     the negatives' ``prior`` (``box``, ``ball`` or ``ray``) built from ``rows``."""
     if prior == "ray":
-        radius = float(np.linalg.norm(rows - rows.mean(axis=0), axis=1).max())
-        domain = RayBall(radius, rows - rows.mean(axis=0), 1.0, 0.3)
-        domain.center = tf.constant(rows.mean(axis=0))
+        center = rows.mean(axis=0)
+        radius = float(np.linalg.norm(rows - center, axis=1).max())
+        domain = RayBall(radius, rows, 1.0, 0.3, center=center)
     else:
         domain = tabular_prior(rows, prior, pad if prior == "box" else 0.0, 1.0)
     model = train_ocsdf(rows, settings, margin, domain, seed)
