@@ -396,22 +396,19 @@ def main() -> None:
         oob_total = np.zeros(len(raw))
         oob_count = np.zeros(len(raw))
         members = []
-        for scaling, margin, prior, seed in plan:
+        for member, (scaling, margin, prior, seed) in enumerate(plan):
             x = scale(raw.copy(), scaling)
             # the ball around the origin of the scaled rows that covers every row
             cover = float(np.linalg.norm(x, axis=1).max())
             ball_class = RadialBall if args.ball_radial else Ball
+            pad = max(args.ball_cover, 0.0)  # the covering ball's pad
             if prior == "ray" or (prior is None and args.ray_share > 0):
-                pad = max(args.ball_cover, 0.0)
                 share = 1.0 if prior == "ray" else args.ray_share
                 domain = RayBall(cover + pad, x, share, args.ray_sigma)
-            elif prior == "ball":
-                pad = max(args.ball_cover, 0.0)
-                domain = ball_class(cover + pad, shape=(x.shape[1],))
             elif prior is None and args.ball > 0:
                 domain = ball_class(args.ball, shape=(x.shape[1],))
-            elif prior is None and args.ball_cover >= 0:
-                domain = ball_class(cover + args.ball_cover, shape=(x.shape[1],))
+            elif prior == "ball" or (prior is None and args.ball_cover >= 0):
+                domain = ball_class(cover + pad, shape=(x.shape[1],))
             else:
                 domain = tabular_prior(x, "box", args.pad, 1.0)
                 if args.ball_share > 0:
@@ -431,8 +428,8 @@ def main() -> None:
             model = train_ocsdf(rows, settings, margin, domain, seed)
             scores = -np.asarray(model.score_samples(x)).reshape(-1)
             members.append(round(100 * float(roc_auc_score(y, scores)), 2))
-            if args.describe:
-                negatives = locate_negatives(model, x, y)  # the last member's
+            if args.describe and member == len(plan) - 1:
+                negatives = locate_negatives(model, x, y)
             total += scores
             worst = np.maximum(worst, scores - np.median(scores))
             oob_total += np.where(unseen, scores, 0.0)
