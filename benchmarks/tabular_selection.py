@@ -50,7 +50,7 @@ from tabular_levers import RayBall  # the lever script beside this one
 from kocc.baselines.detectors import Detector
 from kocc.datasets.tabular import fit_standardizer, load_tabular, scaled_rows
 from kocc.experiments.tabular_benchmark import OCSDFSettings, train_ocsdf
-from kocc.tabular_prior import tabular_prior
+from kocc.tabular_prior import data_ball, tabular_prior
 
 CRITERIA = ("if_agreement", "knn_agreement", "stability", "heldout_inside")
 
@@ -66,10 +66,9 @@ def fit_scores(
 ) -> np.ndarray:
     """``f`` on ``score_rows`` of an OCSDF network trained on ``rows``, with
     the negatives' ``prior`` (``box``, ``ball`` or ``ray``) built from ``rows``."""
-    if prior == "ray":
-        center = rows.mean(axis=0)
-        radius = float(np.linalg.norm(rows - center, axis=1).max())
-        domain = RayBall(radius, rows, 1.0, 0.3, center=center)
+    if prior == "ray":  # the covering ball's center and radius, draws on the rays
+        ball = data_ball(rows)
+        domain = RayBall(ball.radius, rows, 1.0, 0.3, center=ball.center)
     else:
         domain = tabular_prior(rows, prior, pad if prior == "box" else 0.0, 1.0)
     model = train_ocsdf(rows, settings, margin, domain, seed)
@@ -91,6 +90,15 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("KOCC_DATA_DIR"))
     args = parser.parse_args()
     settings = OCSDFSettings(steps=args.steps)
+    # (name, scaling, margin, prior) per candidate, checked before any training
+    candidates = []
+    for candidate in args.candidates.split(","):
+        setting, _, prior = candidate.partition("@")
+        scaling, _, margin_text = setting.partition(":")
+        margin = float(margin_text) if margin_text else args.margin
+        if (prior or "box") not in ("box", "ball", "ray"):
+            parser.error(f"unknown prior {prior!r} in candidate {candidate!r}")
+        candidates.append((candidate, scaling, margin, prior or "box"))
     for name in args.sets.split(","):
         start = time.perf_counter()
         x, y = load_tabular(name, args.data_dir)
@@ -102,13 +110,7 @@ def main() -> None:
             references[method] = -detector.scores(x, fitted_rows=True)
         half = np.random.default_rng(args.seed).permutation(len(x)) < len(x) // 2
         report: dict = {"dataset": name, "candidates": {}}
-        for candidate in args.candidates.split(","):
-            setting, _, prior = candidate.partition("@")
-            scaling, _, margin_text = setting.partition(":")
-            margin = float(margin_text) if margin_text else args.margin
-            prior = prior or "box"
-            if prior not in ("box", "ball", "ray"):
-                parser.error(f"unknown prior {prior!r} in candidate {candidate!r}")
+        for candidate, scaling, margin, prior in candidates:
             rows = scaled_rows(x, None, scaling)[0]
             f = fit_scores(rows, rows, settings, margin, args.pad, args.seed, prior)
             entry = {
