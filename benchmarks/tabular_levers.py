@@ -343,6 +343,14 @@ def main() -> None:
         "negatives end up (their norms, f on them, each row's distance to the "
         "nearest one per class)",
     )
+    parser.add_argument(
+        "--save-scores",
+        default="",
+        help="a directory: write each set's rows' labels and every member's "
+        "anomaly scores (-f) there, as <set>_seed<seed>.npz (arrays y, scores "
+        "of shape (members, rows)), to combine members of several commands "
+        "afterwards",
+    )
     parser.add_argument("--data-dir", default=os.environ.get("KOCC_DATA_DIR"))
     args = parser.parse_args()
     if not 0 <= args.ray_share <= 1:
@@ -396,6 +404,7 @@ def main() -> None:
         oob_total = np.zeros(len(raw))
         oob_count = np.zeros(len(raw))
         members = []
+        member_scores = []
         for member, (scaling, margin, prior, seed) in enumerate(plan):
             x = scale(raw.copy(), scaling)
             # the ball around the origin of the scaled rows that covers every row
@@ -430,6 +439,7 @@ def main() -> None:
             members.append(round(100 * float(roc_auc_score(y, scores)), 2))
             if args.describe and member == len(plan) - 1:
                 negatives = locate_negatives(model, x, y)
+            member_scores.append(scores)
             total += scores
             worst = np.maximum(worst, scores - np.median(scores))
             oob_total += np.where(unseen, scores, 0.0)
@@ -460,6 +470,13 @@ def main() -> None:
         } | {k: v for k, v in vars(args).items() if k not in ("sets", "data_dir")}
         if args.describe:
             report |= describe(x, y, -mean) | negatives
+        if args.save_scores:
+            os.makedirs(args.save_scores, exist_ok=True)
+            np.savez(
+                os.path.join(args.save_scores, f"{name}_seed{args.seed}.npz"),
+                y=y,
+                scores=np.stack(member_scores),
+            )
         print(json.dumps(report), flush=True)
 
 
