@@ -61,10 +61,13 @@ def sparsity(x: np.ndarray, n_neighbors: int = 10) -> float:
     return kth / radius
 
 
-def load_members(directories: list[str], name: str, seed: int):
-    """The labels and the stacked member scores ``(members, rows)`` of ``name`` at
-    ``seed`` over ``directories``; a missing file is an error that names it."""
-    labels, scores = None, []
+def load_members(
+    directories: list[str], name: str, seed: int, y: np.ndarray
+) -> np.ndarray:
+    """The stacked member scores ``(members, rows)`` of ``name`` at ``seed`` over
+    ``directories``. A missing file, or one whose saved labels are not the data
+    set's (``y``), is an error that names it."""
+    scores = []
     for directory in directories:
         path = Path(directory) / f"{name}_seed{seed}.npz"
         if not path.is_file():
@@ -74,25 +77,12 @@ def load_members(directories: list[str], name: str, seed: int):
                 "settings) first."
             )
         with np.load(path) as saved:
-            y, s = saved["y"], saved["scores"]
-        if labels is not None and not np.array_equal(labels, y):
-            raise ValueError(f"{path} holds other rows than {directories[0]}.")
-        labels = y
-        scores.append(s)
-    return labels, np.concatenate(scores)
-
-
-def checked_members(
-    directories: list[str], name: str, seed: int, y: np.ndarray
-) -> np.ndarray:
-    """:func:`load_members`'s scores, after checking that the saved labels are
-    the data set's (``y``)."""
-    labels, scores = load_members(directories, name, seed)
-    if not np.array_equal(labels, np.asarray(y)):
-        raise ValueError(
-            f"the scores saved for {name} in {directories} are not of its rows."
-        )
-    return scores
+            if not np.array_equal(saved["y"], np.asarray(y)):
+                raise ValueError(
+                    f"{path} holds the scores of other rows than {name}'s."
+                )
+            scores.append(saved["scores"])
+    return np.concatenate(scores)
 
 
 def auroc(y: np.ndarray, scores: np.ndarray) -> float:
@@ -136,7 +126,7 @@ def main() -> None:
         if use_ensemble or all(
             (Path(d) / f"{name}_seed{args.seed}.npz").is_file() for d in ensemble
         ):
-            members = checked_members(ensemble, name, args.seed, y)
+            members = load_members(ensemble, name, args.seed, y)
             agreement = [
                 spearmanr(a, b)[0] for a, b in itertools.combinations(members, 2)
             ]
@@ -149,7 +139,7 @@ def main() -> None:
                 ),
             }
         if args.fallback:
-            fallback = checked_members([args.fallback], name, args.seed, y)
+            fallback = load_members([args.fallback], name, args.seed, y)
             report["auroc_fallback"] = auroc(y, fallback.mean(axis=0))
             report["prior"] = "ensemble" if use_ensemble else "fallback"
             report["auroc_rule"] = report[
