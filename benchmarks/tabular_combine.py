@@ -35,7 +35,6 @@ import argparse
 import itertools
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -43,7 +42,7 @@ from sklearn.metrics import roc_auc_score
 
 # the scalings of the lever script (tabular_levers.py imports kocc, which selects
 # tf-keras before TensorFlow is imported)
-from tabular_levers import scale
+from tabular_levers import scale, scores_path
 
 from kocc.datasets.tabular import load_tabular
 from kocc.experiments.tabular_benchmark import knn_scale_margin
@@ -69,7 +68,7 @@ def load_members(
     set's (``y``), is an error that names it."""
     scores = []
     for directory in directories:
-        path = Path(directory) / f"{name}_seed{seed}.npz"
+        path = scores_path(directory, name, seed)
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} is missing: run benchmarks/tabular_levers.py --sets {name} "
@@ -122,9 +121,8 @@ def main() -> None:
         report = {"dataset": name, "seed": args.seed, "sparsity": round(ratio, 3)}
         # the ensemble's members are needed where the rule picks it; elsewhere
         # they are reported when they were saved
-        members = None
         if use_ensemble or all(
-            (Path(d) / f"{name}_seed{args.seed}.npz").is_file() for d in ensemble
+            scores_path(d, name, args.seed).is_file() for d in ensemble
         ):
             members = load_members(ensemble, name, args.seed, y)
             agreement = [

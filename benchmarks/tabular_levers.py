@@ -50,6 +50,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import kocc  # noqa: F401  (selects tf-keras before TensorFlow is imported)
 
@@ -208,6 +209,12 @@ def scale(x: np.ndarray, scaling: str) -> np.ndarray:
         divisor = np.where(mad > 1e-12, mad, np.where(std > 0, std, 1.0))
         return ((x - median) / divisor).astype(np.float32)
     raise ValueError(f"unknown scaling {scaling!r}")
+
+
+def scores_path(directory: str, name: str, seed: int) -> Path:
+    """Where ``--save-scores directory`` writes the scores of ``name`` at ``seed``
+    (``benchmarks/tabular_combine.py`` reads them there)."""
+    return Path(directory) / f"{name}_seed{seed}.npz"
 
 
 def describe(x: np.ndarray, y: np.ndarray, f: np.ndarray) -> dict:
@@ -396,14 +403,8 @@ def main() -> None:
                 for k in range(args.members)
             ]
         start = time.perf_counter()
-        total = np.zeros(len(raw))
-        # the members' min of f, each shifted by its median on the rows (a
-        # min of 1-Lipschitz functions is 1-Lipschitz): as anomaly scores, the
-        # max of the members' centered scores
-        worst = np.full(len(raw), -np.inf)
         oob_total = np.zeros(len(raw))
         oob_count = np.zeros(len(raw))
-        members = []
         member_scores = []
         for member, (scaling, margin, prior, seed) in enumerate(plan):
             x = scale(raw.copy(), scaling)
@@ -436,19 +437,21 @@ def main() -> None:
                 unseen[pick] = False
             model = train_ocsdf(rows, settings, margin, domain, seed)
             scores = -np.asarray(model.score_samples(x)).reshape(-1)
-            members.append(round(100 * float(roc_auc_score(y, scores)), 2))
             if args.describe and member == len(plan) - 1:
                 negatives = locate_negatives(model, x, y)
             member_scores.append(scores)
-            total += scores
-            worst = np.maximum(worst, scores - np.median(scores))
             oob_total += np.where(unseen, scores, 0.0)
             oob_count += unseen
             del model
             tf.keras.backend.clear_session()
         # out of bag: each row scored by the members that did not train on it;
         # rows every member trained on keep the mean of all members
-        mean = total / len(plan)
+        stacked = np.stack(member_scores)
+        mean = stacked.sum(axis=0) / len(plan)
+        # the members' min of f, each shifted by its median on the rows (a
+        # min of 1-Lipschitz functions is 1-Lipschitz): as anomaly scores, the
+        # max of the members' centered scores
+        worst = (stacked - np.median(stacked, axis=1, keepdims=True)).max(axis=0)
         oob = np.where(oob_count > 0, oob_total / np.maximum(oob_count, 1), mean)
         auroc = {
             scoring: round(100 * float(roc_auc_score(y, scores)), 2)
@@ -465,7 +468,10 @@ def main() -> None:
             "auroc_out_of_bag": auroc["out_of_bag"],
             "auroc_min_of_centered": auroc["min_of_centered"],
             "rows_seen_by_every_member": int((oob_count == 0).sum()),
-            "member_auroc": members,
+            "member_auroc": [
+                round(100 * float(roc_auc_score(y, scores)), 2)
+                for scores in member_scores
+            ],
             "seconds": round(time.perf_counter() - start, 1),
         } | {k: v for k, v in vars(args).items() if k not in ("sets", "data_dir")}
         if args.describe:
@@ -473,9 +479,7 @@ def main() -> None:
         if args.save_scores:
             os.makedirs(args.save_scores, exist_ok=True)
             np.savez(
-                os.path.join(args.save_scores, f"{name}_seed{args.seed}.npz"),
-                y=y,
-                scores=np.stack(member_scores),
+                scores_path(args.save_scores, name, args.seed), y=y, scores=stacked
             )
         print(json.dumps(report), flush=True)
 
