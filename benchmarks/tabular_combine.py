@@ -14,8 +14,9 @@ for the ensemble), and prints one JSON object per data set with:
 * ``sparsity``: the label-free sparsity of the rows, ``s / r``: ``s`` the median
   distance from a row to its 10th nearest other row, ``r`` the median distance
   from a row to the rows' mean, both on the rows OCSDF saw under ``--scaling``
-  (:func:`sparsity`). Near 1, a row's 10th neighbour is as far as the bulk's
-  radius: the rows sample their support too thinly for its local shape;
+  (:func:`~kocc.experiments.tabular_benchmark.row_sparsity`). Near 1, a row's
+  10th neighbour is as far as the bulk's radius: the rows sample their support
+  too thinly for its local shape;
 * with ``--fallback DIR``: ``auroc_fallback``, the AUROC of the mean of that
   directory's members, and ``auroc_rule``: the ensemble's AUROC where
   ``sparsity <= --max-sparsity``, the fallback's elsewhere (``prior`` says which;
@@ -45,19 +46,7 @@ from sklearn.metrics import roc_auc_score
 from tabular_levers import scale, scores_path
 
 from kocc.datasets.tabular import load_tabular
-from kocc.experiments.tabular_benchmark import knn_scale_margin
-
-
-def sparsity(x: np.ndarray, n_neighbors: int = 10) -> float:
-    """``s / r``: the median distance from a row to its ``n_neighbors``-th nearest
-    other row (:func:`~kocc.experiments.tabular_benchmark.knn_scale_margin`'s
-    ``s``, on at most 2,000 seeded query rows) over the median distance from a row
-    to the rows' mean. Scale-free; labels unused."""
-    _, kth = knn_scale_margin(x, [1.0], n_neighbors=n_neighbors)
-    radius = float(np.median(np.linalg.norm(x - x.mean(axis=0), axis=1)))
-    if radius <= 0.0:
-        raise ValueError("sparsity needs rows that are not all equal.")
-    return kth / radius
+from kocc.experiments.tabular_benchmark import row_sparsity
 
 
 def load_members(
@@ -116,7 +105,7 @@ def main() -> None:
     ensemble = [d for d in args.ensemble.split(",") if d]
     for name in args.sets.split(","):
         raw, y = load_tabular(name, args.data_dir)
-        ratio = sparsity(scale(raw.copy(), args.scaling))
+        ratio = row_sparsity(scale(raw.copy(), args.scaling))
         use_ensemble = not args.fallback or ratio <= args.max_sparsity
         report = {"dataset": name, "seed": args.seed, "sparsity": round(ratio, 3)}
         # the ensemble's members are needed where the rule picks it; elsewhere

@@ -18,13 +18,17 @@ from kocc.experiments.tabular_benchmark import (
     PAPER_TABLE2,
     DatasetResult,
     OCSDFSettings,
+    SparsityRule,
     TabularBenchmarkConfig,
     _make_baseline,
     _split,
     average_ranks,
     curve_epochs,
     knn_scale_margin,
+    member_seeds,
     results_markdown,
+    row_sparsity,
+    rule_choice,
     run_tabular_benchmark,
     train_ocsdf,
 )
@@ -393,3 +397,139 @@ def test_ball_prior_reaches_ocsdf_with_its_own_default_pad(tmp_path):
     (toy,) = results.datasets
     assert toy.auroc["ocsdf"][0] == pytest.approx(by_hand, abs=1e-6)
     assert "prior ball (pad 0.0)" in results.markdown_path.read_text()
+
+
+# ------------------------------------------------------------- sparsity rule, members
+def test_row_sparsity_is_small_on_a_dense_sample_near_one_on_a_thin_one():
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(1500, 2))
+    # 15 rows in 40 dimensions: every row about as far from the others as
+    # from the mean (distances ~ sqrt(2) r), nothing local to learn.
+    thin = rng.normal(size=(15, 40))
+    assert row_sparsity(dense) < 0.2
+    assert row_sparsity(thin) > 1.0
+    # scale-free and shift-free
+    assert row_sparsity(7.0 * dense + 3.0) == pytest.approx(row_sparsity(dense))
+
+
+def test_row_sparsity_refuses_too_few_or_equal_rows():
+    with pytest.raises(ValueError, match="more than 10 rows"):
+        row_sparsity(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="not all equal"):
+        row_sparsity(np.ones((30, 3)))
+
+
+def test_rule_choice_box_and_tail_stretch_on_thin_rows_ball_heavy_tail_on_dense():
+    rng = np.random.default_rng(1)
+    dense = rng.normal(size=(1500, 2)).astype(np.float32)
+    thin = rng.normal(size=(15, 40)).astype(np.float32)
+    rule = SparsityRule()
+    kind, scaling, sparsity = rule_choice(thin, "auto", "auto", rule)
+    assert (kind, scaling) == ("box", "tail_stretch") and sparsity > 1.0
+    kind, scaling, sparsity = rule_choice(dense, "auto", "auto", rule)
+    assert (kind, scaling) == ("ball", "heavy_tail") and sparsity < 0.2
+    # each threshold decides its own setting; a setting that is not auto stays
+    between = SparsityRule(box_above=sparsity / 2, tail_stretch_above=sparsity * 2)
+    assert rule_choice(dense, "auto", "robust", between)[:2] == ("box", "robust")
+    assert rule_choice(dense, "gaussian", "auto", between)[:2] == (
+        "gaussian",
+        "heavy_tail",
+    )
+    # nothing measured when nothing is auto
+    assert rule_choice(dense, "box", "standard", rule) == ("box", "standard", None)
+
+
+def test_member_seeds_keep_one_network_seed_and_spread_several():
+    assert member_seeds(3, 1) == [3]
+    assert member_seeds(0, 3) == [0, 1, 2]
+    assert member_seeds(2, 2) == [2000, 2001]
+
+
+def test_members_score_is_the_mean_f_of_the_member_networks(tmp_path):
+    x, y = _cluster_with_far_outliers(seed=7)
+    np.savez(tmp_path / "94_toy.npz", X=x, y=y)
+    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1, "seed": 1}
+    config |= {"baselines": [], "paper_reference": False, "name": "toy"}
+    config |= {"model": {"widths": [16]}}
+    config |= {"training": {"steps": 30, "batch_size": 64, "members": 2}}
+    results = run_tabular_benchmark(config, tmp_path / "out", log=None)
+    standard = x.copy()
+    fit_standardizer(standard).transform(standard)
+    domain = tabular_prior(standard, "box", 2.0, 1.0)
+    f = [
+        np.asarray(
+            train_ocsdf(
+                standard, results.config.ocsdf, 0.2, domain, seed=s
+            ).score_samples(standard)
+        ).ravel()
+        for s in (1000, 1001)
+    ]
+    by_hand = roc_auc_score(y, -(f[0] + f[1]) / 2)
+    assert not np.allclose(f[0], f[1])  # two networks, not one twice
+    (toy,) = results.datasets
+    assert toy.auroc["ocsdf"][0] == pytest.approx(by_hand, abs=1e-6)
+    assert "the mean f of 2 networks" in results.markdown_path.read_text()
+
+
+def test_auto_prior_and_scaling_follow_the_sparsity_rule_and_are_reported(tmp_path):
+    # A dense cluster (s/r ~ 0.2): the covering ball on the heavy_tail rows,
+    # the same AUROC as a model trained by hand on them; the pick and s/r are in
+    # the CSV and the markdown.
+    x, y = _cluster_with_far_outliers(seed=8)
+    np.savez(tmp_path / "93_toy.npz", X=x, y=y)
+    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1}
+    config |= {"baselines": [], "paper_reference": False, "name": "toy"}
+    config |= {"model": {"widths": [16], "feature_scaling": "auto"}}
+    config |= {"domain": {"kind": "auto"}}
+    config |= {"training": {"steps": 30, "batch_size": 64}}
+    results = run_tabular_benchmark(config, tmp_path / "out", log=None)
+    assert results.config.prior_pad is None  # each picked kind's own pad
+    standard = x.copy()
+    fit_standardizer(standard).transform(standard)
+    sparsity = row_sparsity(scaled_rows(standard, None, "tail_stretch")[0])
+    assert sparsity < 0.6
+    scaled, _ = scaled_rows(standard, None, "heavy_tail")
+    domain = tabular_prior(scaled, "ball", 0.0, 1.0)
+    model = train_ocsdf(scaled, results.config.ocsdf, 0.2, domain, seed=0)
+    by_hand = roc_auc_score(y, -np.asarray(model.score_samples(scaled)).ravel())
+    (toy,) = results.datasets
+    assert toy.auroc["ocsdf"][0] == pytest.approx(by_hand, abs=1e-6)
+    assert toy.setting == f"ball, heavy_tail (s/r {sparsity:.3f})"
+    with results.csv_path.open() as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["setting"] == toy.setting
+    text = results.markdown_path.read_text()
+    assert f"| toy | {toy.setting} |" in text
+    assert "box where s/r > 0.7" in text and "tail_stretch where s/r > 0.6" in text
+
+
+@pytest.mark.parametrize(
+    "section, match",
+    [
+        ({"training": {"members": 0}}, "'training.members'"),
+        ({"domain": {"kind": "sometimes"}}, "'domain.kind'"),
+        ({"sparsity_rule": {"box_above": -1}}, "'sparsity_rule.box_above'"),
+        ({"sparsity_rule": {"cutoff": 0.5}}, "cutoff"),
+        (
+            {"training": {"members": 2, "score_shards": True}},
+            "'training.score_shards'.*members",
+        ),
+    ],
+)
+def test_bad_members_or_sparsity_rule_is_a_recipe_error(section, match):
+    with pytest.raises(RecipeError, match=match):
+        TabularBenchmarkConfig.from_dict({"datasets": ["wbc"], **section})
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ({"domain": {"kind": "auto"}}, "domain.kind"),
+        ({"training": {"members": 3}}, "training.members"),
+    ],
+)
+def test_shard_files_refuse_the_sparsity_rule_and_members(section, key):
+    config = {"datasets": ["big"], "baselines": []}
+    config |= {"shard_files": {"train": "t*", "normal": "n*", "anomalous": "a*"}}
+    with pytest.raises(RecipeError, match=f"'{key}'"):
+        TabularBenchmarkConfig.from_dict(config | section)

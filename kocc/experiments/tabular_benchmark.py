@@ -49,6 +49,21 @@ is {0.01, 0.05, 0.2, 1.0}) and one value per data set is reported, chosen by
 
 ``training.margin_per_dataset`` fixes the margin of a data set (only that margin is
 trained), which is how a known per-data-set choice is replayed.
+
+Sparsity rule (``domain.kind: auto``, ``model.feature_scaling: auto``): the prior
+and OCSDF's feature scaling are chosen per data set and run from the training
+rows alone, by their sparsity ``s / r`` (:func:`row_sparsity` on the
+``tail_stretch`` rows: the median distance from a row to its 10th nearest other
+row over the median distance from a row to the rows' mean). Near 1 the sample
+is too thin for the local shape of its support, which is what the covering
+ball's negatives teach, so ``auto`` keeps the box above ``box_above`` (0.7) and
+takes the covering ball elsewhere; ``auto`` scaling is ``tail_stretch`` above
+``tail_stretch_above`` (0.6) and ``heavy_tail`` elsewhere (thresholds set on
+the 18 ODDS sets, not per set: docs/tabular.md, "Sparsity rule").
+
+Members (``training.members = K > 1``): OCSDF's score is the mean of ``K``
+networks' ``f`` (seeds ``1000 * seed + k``). A mean of 1-Lipschitz functions is
+1-Lipschitz, so the certificate of one network holds for the mean.
 """
 
 from __future__ import annotations
@@ -118,6 +133,9 @@ from kocc.tabular_prior import PRIOR_KINDS, prior_from_statistics, tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
 
 PROTOCOLS = ("anomaly_detection", "one_class")
+#: ``domain.kind`` and ``model.feature_scaling`` value that leaves the choice to
+#: the recipe's ``sparsity_rule`` (:func:`rule_choice`).
+AUTO = "auto"
 MARGIN_SELECTIONS = ("best_auroc", "knn_scale")
 #: The recipe's ``domain.pad`` when it is not given, per prior kind (standard
 #: deviations): the box widened by 2 on each side; the covering ball as it is.
@@ -147,7 +165,10 @@ class TabularModelConfig:
     #: "robust" (those rows scaled by their median and interquartile range),
     #: "tail_stretch" (heavy-tailed features stretched at most 4-fold) or
     #: "heavy_tail" (only the features at tail_stretch's cap, stretched 4-fold)
-    feature_scaling: str = field(default="standard", metadata=one_of(*FEATURE_SCALINGS))
+    #: or "auto" (section sparsity_rule: tail_stretch or heavy_tail per data set)
+    feature_scaling: str = field(
+        default="standard", metadata=one_of(*FEATURE_SCALINGS, AUTO)
+    )
 
 
 @dataclass
@@ -155,11 +176,28 @@ class TabularDomainConfig:
     """Recipe section ``domain``: the negatives' prior on standardized features
     (:func:`kocc.tabular_prior.tabular_prior`)."""
 
-    kind: str = field(default="box", metadata=one_of(*PRIOR_KINDS))
+    #: box, ball, gaussian, or auto (section sparsity_rule: box or ball per data set)
+    kind: str = field(default="box", metadata=one_of(*PRIOR_KINDS, AUTO))
     #: box: added on each side of every feature; ball: added to the radius
-    #: (standard deviations); None: PRIOR_PADS[kind]
+    #: (standard deviations); None: PRIOR_PADS[kind] (of the kind auto picks)
     pad: float | None = field(default=None, metadata=non_negative())
     scale: float = field(default=1.0, metadata=positive())
+
+
+@dataclass
+class TabularSparsityRuleConfig:
+    """Recipe section ``sparsity_rule``: the label-free choice, per data set and
+    run, of the prior (``domain.kind: auto``) and of OCSDF's feature scaling
+    (``model.feature_scaling: auto``) from the rows' sparsity ``s / r``
+    (:func:`row_sparsity`); unused when neither is ``auto``."""
+
+    #: k of s / r: the distance to the k-th nearest other row
+    neighbors: int = field(default=10, metadata=at_least(1))
+    #: domain.kind auto: the box where s / r > box_above, the covering ball elsewhere
+    box_above: float = field(default=0.7, metadata=positive())
+    #: feature_scaling auto: tail_stretch where s / r > tail_stretch_above,
+    #: heavy_tail elsewhere
+    tail_stretch_above: float = field(default=0.6, metadata=positive())
 
 
 @dataclass
@@ -180,6 +218,8 @@ class TabularTrainingConfig:
     nr_steps: int = field(default=4, metadata=at_least(1))
     batch_size: int = field(default=256, metadata=at_least(1))
     steps: int = field(default=1000, metadata=at_least(1))
+    #: networks per run whose mean f is OCSDF's score (seeds 1000 * seed + k)
+    members: int = field(default=1, metadata=at_least(1))
     epochs: int = 1
     learning_rate: float = field(default=1e-3, metadata=positive())
     optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
@@ -202,6 +242,13 @@ class TabularTrainingConfig:
             )
         if isinstance(self.margins, list) and not self.margins:
             raise RecipeError(key=f"{key}.margins", expected="a margin", given=[])
+        if self.members > 1 and self.score_shards:
+            raise RecipeError(
+                key=f"{key}.score_shards",
+                expected="false with members > 1 (the score shards hold one "
+                "network's scores)",
+                given=self.score_shards,
+            )
         for name, margin in self.margin_per_dataset.items():
             Rule("a finite number > 0", _finite_positive).check(
                 margin, f"{key}.margin_per_dataset.{name}"
@@ -279,6 +326,19 @@ def _check_shard_files(recipe: TabularRecipe) -> None:
             "need the rows in memory)",
             given=recipe.model.feature_scaling,
         )
+    if recipe.domain.kind == AUTO:
+        raise RecipeError(
+            key="domain.kind",
+            expected="box, ball or gaussian with shard_files (auto measures the "
+            "rows' neighbour distances in memory)",
+            given=AUTO,
+        )
+    if recipe.training.members != 1:
+        raise RecipeError(
+            key="training.members",
+            expected="1 with shard_files (one network is streamed and scored)",
+            given=recipe.training.members,
+        )
     if recipe.training.shards:
         raise RecipeError(
             key="training.shards",
@@ -321,6 +381,9 @@ class TabularRecipe(Recipe):
     runs: int = field(default=3, metadata=at_least(1))
     model: TabularModelConfig = field(default_factory=TabularModelConfig)
     domain: TabularDomainConfig = field(default_factory=TabularDomainConfig)
+    sparsity_rule: TabularSparsityRuleConfig = field(
+        default_factory=TabularSparsityRuleConfig
+    )
     training: TabularTrainingConfig = field(default_factory=TabularTrainingConfig)
     #: the baselines fitted in the same run: a list of names or a mapping name ->
     #: options; isolation_forest, one_class_svm, local_outlier_factor, knn
@@ -364,7 +427,8 @@ class OCSDFSettings:
         activation: its activation (deel-lip name, e.g. ``"fullsort"``).
         feature_scaling: OCSDF's inputs, ``"standard"`` (the standardized rows),
             ``"robust"``, ``"tail_stretch"`` or ``"heavy_tail"``
-            (:func:`kocc.datasets.tabular.scaled_rows`).
+            (:func:`kocc.datasets.tabular.scaled_rows`), or ``"auto"``
+            (:func:`rule_choice`).
         margins: margin grid ``m`` of the HKR loss.
         margin_selection: ``"best_auroc"`` or ``"knn_scale"`` (module docstring).
         margin_per_dataset: fixed margin per data set, overriding the grid.
@@ -373,8 +437,12 @@ class OCSDFSettings:
         nr_steps: Newton-Raphson steps T of Algorithm 1.
         batch_size: rows per gradient step.
         steps: gradient steps per training.
+        members: networks per run; OCSDF's score is the mean of their ``f``
+            (:func:`member_seeds`).
         learning_rate: optimizer step size.
         optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
+        shards: TFRecord shards the training rows are streamed from (0: memory).
+        score_shards: AUROC from score shards on disk.
     """
 
     widths: tuple[int, ...] = (64, 64, 64)
@@ -388,10 +456,29 @@ class OCSDFSettings:
     nr_steps: int = 4
     batch_size: int = 256
     steps: int = 1000
+    members: int = 1
     learning_rate: float = 1e-3
     optimizer: str = "rmsprop"
     shards: int = 0
     score_shards: bool = False
+
+
+@dataclass(frozen=True)
+class SparsityRule:
+    """The thresholds of ``domain.kind: auto`` and ``model.feature_scaling: auto``
+    (recipe section ``sparsity_rule``, :func:`rule_choice`).
+
+    Attributes:
+        neighbors: ``k`` of :func:`row_sparsity`.
+        box_above: the box prior where ``s / r > box_above``, the covering
+            ball elsewhere.
+        tail_stretch_above: ``tail_stretch`` where ``s / r >
+            tail_stretch_above``, ``heavy_tail`` elsewhere.
+    """
+
+    neighbors: int = 10
+    box_above: float = 0.7
+    tail_stretch_above: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -406,9 +493,12 @@ class TabularBenchmarkConfig:
         runs: independent runs per data set (seeds ``seed .. seed + runs - 1``).
         seed: base seed.
         prior_kind: ``"box"``, ``"ball"`` or ``"gaussian"``
-            (:func:`kocc.tabular_prior.tabular_prior`).
-        prior_pad: box or ball padding in standardized units.
+            (:func:`kocc.tabular_prior.tabular_prior`), or ``"auto"``
+            (:func:`rule_choice`).
+        prior_pad: box or ball padding in standardized units; ``None`` (with
+            ``auto`` only): the picked kind's :data:`PRIOR_PADS` (:meth:`pad_of`).
         prior_scale: Gaussian std multiplier.
+        sparsity_rule: the thresholds of ``auto``.
         ocsdf: OCSDF settings.
         baselines: baseline name -> keyword arguments (``max_fit_rows`` for
             ``one_class_svm`` caps the rows it is fitted on; ``n_neighbors`` for
@@ -428,8 +518,9 @@ class TabularBenchmarkConfig:
     runs: int = 3
     seed: int = 0
     prior_kind: str = "box"
-    prior_pad: float = 2.0
+    prior_pad: float | None = 2.0
     prior_scale: float = 1.0
+    sparsity_rule: SparsityRule = field(default_factory=SparsityRule)
     ocsdf: OCSDFSettings = field(default_factory=OCSDFSettings)
     baselines: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {name: {} for name in BASELINES}
@@ -468,6 +559,7 @@ class TabularBenchmarkConfig:
             nr_steps=training.nr_steps,
             batch_size=training.batch_size,
             steps=training.steps,
+            members=training.members,
             learning_rate=training.learning_rate,
             optimizer=training.optimizer,
             shards=training.shards,
@@ -483,10 +575,15 @@ class TabularBenchmarkConfig:
             prior_kind=recipe.domain.kind,
             prior_pad=(
                 recipe.domain.pad
-                if recipe.domain.pad is not None
+                if recipe.domain.pad is not None or recipe.domain.kind == AUTO
                 else PRIOR_PADS.get(recipe.domain.kind, 0.0)
             ),
             prior_scale=recipe.domain.scale,
+            sparsity_rule=SparsityRule(
+                neighbors=recipe.sparsity_rule.neighbors,
+                box_above=recipe.sparsity_rule.box_above,
+                tail_stretch_above=recipe.sparsity_rule.tail_stretch_above,
+            ),
             ocsdf=ocsdf,
             baselines={
                 name: dict(recipe.baselines[name] or {})
@@ -498,6 +595,13 @@ class TabularBenchmarkConfig:
             distribute=recipe.distribute,
             l2_normalize=recipe.l2_normalize,
             shard_files=recipe.shard_files,
+        )
+
+    def pad_of(self, kind: str) -> float:
+        """The box or ball padding of prior ``kind``: the recipe's ``domain.pad``,
+        else :data:`PRIOR_PADS` (``kind`` is the one ``auto`` picked, if auto)."""
+        return (
+            self.prior_pad if self.prior_pad is not None else PRIOR_PADS.get(kind, 0.0)
         )
 
     @property
@@ -567,6 +671,84 @@ def knn_scale_margin(
     grid = np.asarray(margins, dtype=np.float64)
     target = max(scale / 4.0, 1e-12)
     return float(grid[np.argmin(np.abs(np.log(grid) - np.log(target)))]), scale
+
+
+def row_sparsity(
+    x: np.ndarray, n_neighbors: int = 10, max_queries: int = 2000, seed: int = 0
+) -> float:
+    """The rows' sparsity ``s / r``, scale-free and label-free.
+
+    ``s`` is :func:`knn_scale_margin`'s: the median distance from a row (at most
+    ``max_queries`` seeded query rows) to its ``n_neighbors``-th nearest other
+    row; ``r`` is the median distance from a row to the rows' mean. Near 1, a
+    row's ``k``-th neighbour is as far as the bulk's radius: the sample is too
+    thin to show the local shape of its support.
+
+    Args:
+        x: rows ``(n, d)``, ``n > n_neighbors``.
+        n_neighbors: ``k``.
+        max_queries: rows whose neighbour distance is measured.
+        seed: seed of the query subsample.
+
+    Returns:
+        ``s / r``.
+
+    Raises:
+        ValueError: if there are not more than ``k`` rows, or all rows are equal.
+    """
+    _, kth = knn_scale_margin(x, [1.0], n_neighbors, max_queries, seed)
+    radius = float(np.median(np.linalg.norm(x - x.mean(axis=0), axis=1)))
+    if radius <= 0.0:
+        raise ValueError("row_sparsity needs rows that are not all equal.")
+    return kth / radius
+
+
+def rule_choice(
+    x: np.ndarray,
+    prior_kind: str,
+    feature_scaling: str,
+    rule: SparsityRule,
+    seed: int = 0,
+) -> tuple[str, str, float | None]:
+    """The prior and feature scaling of one run, ``auto`` resolved by the sparsity
+    rule on the standardized training rows ``x`` (labels unused).
+
+    ``s / r`` (:func:`row_sparsity`) is measured on the ``tail_stretch`` rows.
+    ``auto`` prior: ``"box"`` where ``s / r > rule.box_above``, else ``"ball"``
+    (the covering ball). ``auto`` scaling: ``"tail_stretch"`` where ``s / r >
+    rule.tail_stretch_above``, else ``"heavy_tail"``.
+
+    Args:
+        x: standardized training rows ``(n, d)``.
+        prior_kind: the recipe's ``domain.kind``.
+        feature_scaling: the recipe's ``model.feature_scaling``.
+        rule: the thresholds.
+        seed: seed of :func:`row_sparsity`'s query rows.
+
+    Returns:
+        ``(prior_kind, feature_scaling, s / r)``; ``s / r`` is ``None`` when
+        neither setting is ``auto`` (nothing measured).
+    """
+    if AUTO not in (prior_kind, feature_scaling):
+        return prior_kind, feature_scaling, None
+    stretched, _ = scaled_rows(x, None, "tail_stretch")
+    sparsity = row_sparsity(stretched, rule.neighbors, seed=seed)
+    if prior_kind == AUTO:
+        prior_kind = "box" if sparsity > rule.box_above else "ball"
+    if feature_scaling == AUTO:
+        feature_scaling = (
+            "tail_stretch" if sparsity > rule.tail_stretch_above else "heavy_tail"
+        )
+    return prior_kind, feature_scaling, sparsity
+
+
+def member_seeds(seed: int, members: int) -> list[int]:
+    """The seeds of a run's networks: ``[seed]`` for one, ``1000 * seed + k``
+    (``k < members``) for several (the lever script's ensembles,
+    benchmarks/tabular_levers.py ``--members``)."""
+    if members == 1:
+        return [seed]
+    return [1000 * seed + k for k in range(members)]
 
 
 #: Points on a tabular run's training curve (Keras epochs per fit).
@@ -898,6 +1080,8 @@ class DatasetResult:
         ocsdf_by_margin: margin -> OCSDF AUROC per run.
         seconds: method -> total wall time over the runs (fit + score).
         deterministic: methods computed once and reused for every run.
+        setting: the prior and scaling the sparsity rule picked, with ``s / r``
+            (each distinct pick over the runs; empty without ``auto``).
     """
 
     dataset: str
@@ -910,6 +1094,7 @@ class DatasetResult:
     ocsdf_by_margin: dict[float, list[float]]
     seconds: dict[str, float]
     deterministic: list[str] = field(default_factory=list)
+    setting: str = ""
 
     def mean(self, method: str) -> float:
         """Mean AUROC of ``method`` over the runs."""
@@ -1027,14 +1212,25 @@ def _run_dataset(
     picks: list[float] = []
     scales: list[float] = []
     picked_auroc: list[float] = []
+    choices: list[str] = []
     for run in range(config.runs):
         if progress is not None:
             progress.start(f"{name} run {run + 1}/{config.runs}")
         seed = config.seed + run
         x_train, x_test, y_test, same_rows = _prepare(x, y, config, seed)
+        kind, scaling, sparsity = rule_choice(
+            x_train,
+            config.prior_kind,
+            settings.feature_scaling,
+            config.sparsity_rule,
+            seed,
+        )
+        if sparsity is not None:
+            choices.append(f"{kind}, {scaling} (s/r {sparsity:.3f})")
+            log(f"{name} run {run} sparsity s/r {sparsity:.4f}: {kind}, {scaling}")
         # OCSDF's own rows (robust / tail_stretch: new arrays; the baselines
         # keep theirs)
-        ocsdf_train, ocsdf_test = scaled_rows(x_train, x_test, settings.feature_scaling)
+        ocsdf_train, ocsdf_test = scaled_rows(x_train, x_test, scaling)
         margins = grid
         if label_free:
             pick, scale = knn_scale_margin(
@@ -1044,19 +1240,32 @@ def _run_dataset(
             scales.append(scale)
             margins = (pick,)
         domain = tabular_prior(
-            ocsdf_train, config.prior_kind, config.prior_pad, config.prior_scale
+            ocsdf_train, kind, config.pad_of(kind), config.prior_scale
         )
         for margin in margins:
             start = time.perf_counter()
-            model = train_ocsdf(
-                ocsdf_train, settings, margin, domain, seed, strategy, work_dir
-            )
-            if run == 0 and margin == margins[0] and work_dir is not None:
-                _plot_curves(model.history.history, Path(work_dir), name, log)
-            if settings.score_shards:
-                value = sharded_auroc(model, ocsdf_test, y_test, work_dir)
-            else:
-                scores = -np.asarray(model.score_samples(ocsdf_test)).reshape(-1)
+            scores = np.zeros(len(ocsdf_test))
+            for member, member_seed in enumerate(member_seeds(seed, settings.members)):
+                model = train_ocsdf(
+                    ocsdf_train,
+                    settings,
+                    margin,
+                    domain,
+                    member_seed,
+                    strategy,
+                    work_dir,
+                )
+                first = run == 0 and member == 0 and margin == margins[0]
+                if first and work_dir is not None:
+                    _plot_curves(model.history.history, Path(work_dir), name, log)
+                if settings.score_shards:  # one member (validated)
+                    value = sharded_auroc(model, ocsdf_test, y_test, work_dir)
+                else:
+                    scores -= np.asarray(model.score_samples(ocsdf_test)).reshape(-1)
+                del model
+                tf.keras.backend.clear_session()
+            if not settings.score_shards:
+                scores /= settings.members  # minus the members' mean f
                 value = float(roc_auc_score(y_test, scores))
             seconds["ocsdf"] += time.perf_counter() - start
             by_margin.setdefault(margin, []).append(value)
@@ -1067,8 +1276,6 @@ def _run_dataset(
                 | {"margin": margin, "auroc": value}
             )
             log(f"{name} run {run} OCSDF m={margin:g}: AUROC {value:.4f}")
-            del model
-            tf.keras.backend.clear_session()
         for method, baseline in baselines.items():
             fixed_scores = same_rows and not baseline.is_randomized(len(x_train))
             reuse = fixed_scores and method in cache
@@ -1116,6 +1323,7 @@ def _run_dataset(
         ocsdf_by_margin=by_margin,
         seconds=seconds,
         deterministic=deterministic,
+        setting="; ".join(dict.fromkeys(choices)),
     )
     return result, rows
 
@@ -1215,6 +1423,7 @@ def write_results_csv(
     """One row per data set: sizes, margin, mean/std/rank of every method (AUROC in
     [0, 1]), seconds, and the paper's Table 2 figures (%, empty when absent)."""
     header = ["dataset", "rows", "features", "anomalies", "runs", "margin", "rule"]
+    header += ["setting"]
     for m in methods:
         header += [f"{m}_mean", f"{m}_std", f"{m}_rank", f"{m}_seconds"]
     header += ["paper_ocsdf_percent", "paper_isolation_forest_percent"]
@@ -1225,7 +1434,7 @@ def write_results_csv(
             means = [r.mean(m) for m in methods]
             ranks = rankdata([-v for v in means], method="average")
             row: list[Any] = [r.dataset, r.n_rows, r.n_features, r.n_anomalies]
-            row += [config.runs, r.margin, r.margin_rule]
+            row += [config.runs, r.margin, r.margin_rule, r.setting]
             for m, mean, rank in zip(methods, means, ranks, strict=True):
                 row += [f"{mean:.6f}", f"{r.std(m):.6f}", rank, f"{r.seconds[m]:.2f}"]
             for m in ("ocsdf", "isolation_forest"):
@@ -1271,11 +1480,23 @@ def results_markdown(
         f"{config.seed + config.runs - 1}). AUROC in %, mean ± std over the runs.",
         f"OCSDF: widths {list(s.widths)}, {s.activation}, λ={s.lam}, T={s.nr_steps}, "
         f"batch {s.batch_size}, {s.steps} steps, {s.optimizer} lr={s.learning_rate}, "
-        f"{s.feature_scaling} feature scaling, prior {config.prior_kind}"
+        + (f"the mean f of {s.members} networks, " if s.members > 1 else "")
+        + f"{s.feature_scaling} feature scaling, prior {config.prior_kind}"
         + (
             f" (pad {config.prior_pad})"
             if config.prior_kind in ("box", "ball")
-            else f" (scale {config.prior_scale})"
+            else (
+                f" (scale {config.prior_scale})"
+                if config.prior_kind == "gaussian"
+                else " (sparsity rule: box where s/r > "
+                f"{config.sparsity_rule.box_above}, covering ball elsewhere)"
+            )
+        )
+        + (
+            f" (sparsity rule: tail_stretch where s/r > "
+            f"{config.sparsity_rule.tail_stretch_above}, heavy_tail elsewhere)"
+            if s.feature_scaling == AUTO
+            else ""
         )
         + (
             f", margin {s.margins[0]:g} for every data set (label-free)."
@@ -1352,6 +1573,15 @@ def results_markdown(
                 )
             cells.append(f"{r.margin:g} ({r.margin_rule})")
             lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if any(r.setting for r in results):
+        lines += [
+            "## OCSDF's prior and scaling, chosen by the sparsity rule (no labels)",
+            "",
+            "| data set | prior, scaling (s/r) |",
+            "|---|---|",
+        ]
+        lines += [f"| {r.dataset} | {r.setting} |" for r in results]
         lines.append("")
     lines += [
         "## Wall time (s, all runs, fit + score)",
