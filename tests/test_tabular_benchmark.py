@@ -500,7 +500,8 @@ def test_auto_prior_and_scaling_follow_the_sparsity_rule_and_are_reported(tmp_pa
     assert row["setting"] == toy.setting
     text = results.markdown_path.read_text()
     assert f"| toy | {toy.setting} |" in text
-    assert "box where s/r > 0.7" in text and "tail_stretch where s/r > 0.6" in text
+    assert "prior by the sparsity rule (box where s/r > 0.7, else" in text
+    assert "(tail_stretch where s/r > 0.6, else heavy_tail)" in text
 
 
 @pytest.mark.parametrize(

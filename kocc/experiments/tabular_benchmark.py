@@ -1453,6 +1453,33 @@ def write_runs_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+def _scaling_and_prior(config: TabularBenchmarkConfig) -> str:
+    """The report's words for OCSDF's feature scaling and prior (the sparsity
+    rule's thresholds where either is ``auto``)."""
+    rule = config.sparsity_rule
+    scaling = config.ocsdf.feature_scaling
+    kind = config.prior_kind
+    words = [
+        (
+            f"feature scaling by the sparsity rule (tail_stretch where s/r > "
+            f"{rule.tail_stretch_above}, else heavy_tail)"
+            if scaling == AUTO
+            else f"{scaling} feature scaling"
+        )
+    ]
+    if kind == AUTO:
+        words.append(
+            f"prior by the sparsity rule (box where s/r > {rule.box_above}, else "
+            "the covering ball)"
+            + ("" if config.prior_pad is None else f", pad {config.prior_pad}")
+        )
+    elif kind == "gaussian":
+        words.append(f"prior gaussian (scale {config.prior_scale})")
+    else:
+        words.append(f"prior {kind} (pad {config.prior_pad})")
+    return ", ".join(words)
+
+
 def results_markdown(
     results: Sequence[DatasetResult],
     methods: Sequence[str],
@@ -1481,23 +1508,7 @@ def results_markdown(
         f"OCSDF: widths {list(s.widths)}, {s.activation}, λ={s.lam}, T={s.nr_steps}, "
         f"batch {s.batch_size}, {s.steps} steps, {s.optimizer} lr={s.learning_rate}, "
         + (f"the mean f of {s.members} networks, " if s.members > 1 else "")
-        + f"{s.feature_scaling} feature scaling, prior {config.prior_kind}"
-        + (
-            f" (pad {config.prior_pad})"
-            if config.prior_kind in ("box", "ball")
-            else (
-                f" (scale {config.prior_scale})"
-                if config.prior_kind == "gaussian"
-                else " (sparsity rule: box where s/r > "
-                f"{config.sparsity_rule.box_above}, covering ball elsewhere)"
-            )
-        )
-        + (
-            f" (sparsity rule: tail_stretch where s/r > "
-            f"{config.sparsity_rule.tail_stretch_above}, heavy_tail elsewhere)"
-            if s.feature_scaling == AUTO
-            else ""
-        )
+        + _scaling_and_prior(config)
         + (
             f", margin {s.margins[0]:g} for every data set (label-free)."
             if len(s.margins) == 1
