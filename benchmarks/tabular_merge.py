@@ -13,9 +13,9 @@ from exactly one part, and the recipe's data sets must all be there. A
 baseline is marked deterministic for a data set when every run gave it the
 same AUROC (the benchmark computes those once). Usage::
 
-    kocc benchmark recipes/tabular_odds_sparsity_rule.yaml \\
+    kocc benchmark recipes/tabular_odds.yaml \\
         --set "datasets=[cardio,glass]" --out runs/part1     # and part2 ...
-    python benchmarks/tabular_merge.py recipes/tabular_odds_sparsity_rule.yaml \\
+    python benchmarks/tabular_merge.py recipes/tabular_odds.yaml \\
         runs/part1 runs/part2 --out runs/merged
 """
 

@@ -100,6 +100,7 @@ def test_benchmark_runs_a_small_tabular_recipe_end_to_end(tmp_path):
                 "datasets=[wbc]",
                 "runs=1",
                 "training.steps=30",
+                "training.members=1",
                 "training.margins=[0.2]",
                 "model.widths=[16]",
             ),

@@ -20,6 +20,7 @@ TINY = set_args(
     "datasets=[wbc]",
     "runs=1",
     "training.steps=60",
+    "training.members=1",
     "training.batch_size=64",
     "training.margins=[0.2]",
     "model.widths=[16]",

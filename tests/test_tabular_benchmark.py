@@ -35,6 +35,7 @@ from kocc.experiments.tabular_benchmark import (
 from kocc.tabular_prior import tabular_prior
 
 RECIPE = "recipes/tabular_odds.yaml"
+ONE_NETWORK = "recipes/tabular_odds_one_network.yaml"
 
 
 def test_shipped_recipe_is_valid_and_covers_the_18_table2_datasets():
@@ -46,27 +47,38 @@ def test_shipped_recipe_is_valid_and_covers_the_18_table2_datasets():
     assert config.methods == ("ocsdf", *BASELINES)
 
 
-def test_shipped_recipe_ocsdf_settings_are_the_label_free_schema_defaults():
+def test_shipped_recipes_ocsdf_settings_are_the_schema_defaults_but_the_rule():
     # One margin for every data set (nothing for a label-based rule to choose),
-    # and the recipe's OCSDF settings are the ones a recipe without them gets,
-    # but for the feature scaling (the schema's default stays "standard", which
-    # the other tabular recipes and shard_files runs use).
+    # and the recipes' OCSDF settings are the ones a recipe without them gets,
+    # but for what the sparsity rule and the members change (the default) or
+    # the feature scaling (the one-network recipe; the schema's default stays
+    # "standard", which the other tabular recipes and shard_files runs use).
     with open(RECIPE) as handle:
         shipped = TabularBenchmarkConfig.from_dict(yaml.safe_load(handle))
+    with open(ONE_NETWORK) as handle:
+        one = TabularBenchmarkConfig.from_dict(yaml.safe_load(handle))
     default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
     assert default.ocsdf == OCSDFSettings()
     assert default.ocsdf.feature_scaling == "standard"
-    assert shipped.ocsdf == replace(default.ocsdf, feature_scaling="tail_stretch")
-    assert shipped.ocsdf.margins == (0.2,) and shipped.ocsdf.lam == 3.0
-    assert shipped.ocsdf.widths == (64, 64, 64) and shipped.ocsdf.steps == 1000
-    assert (shipped.prior_kind, shipped.prior_pad) == ("box", 2.0)
-    assert shipped.runs == default.runs == 3
+    rule = replace(default.ocsdf, feature_scaling="auto", steps=3000, members=5)
+    assert shipped.ocsdf == rule
+    assert (shipped.prior_kind, shipped.prior_pad) == ("auto", None)
+    assert shipped.sparsity_rule == default.sparsity_rule == SparsityRule()
+    assert one.ocsdf == replace(default.ocsdf, feature_scaling="tail_stretch")
+    assert (one.prior_kind, one.prior_pad) == ("box", 2.0)
+    for recipe in (shipped, one):
+        assert recipe.ocsdf.margins == (0.2,) and recipe.ocsdf.lam == 3.0
+        assert recipe.ocsdf.widths == (64, 64, 64)
+        assert recipe.runs == default.runs == 3
+        assert recipe.datasets == shipped.datasets
+        assert recipe.baselines == shipped.baselines
 
 
 def test_default_ocsdf_scores_ignore_the_labels(tmp_path):
     # The labels enter only the AUROC: swapping normal and anomaly labels gives
-    # exactly 1 - AUROC with the default settings. A margin picked with the labels
-    # (best_auroc over a grid) would pick again for the swapped labels instead.
+    # exactly 1 - AUROC with the default settings (the sparsity rule's picks and
+    # a two-network mean included). A margin picked with the labels (best_auroc
+    # over a grid) would pick again for the swapped labels instead.
     x, y = _cluster_with_far_outliers(seed=4)
     np.savez(tmp_path / "97_toy.npz", X=x, y=y)
     np.savez(tmp_path / "98_swapped.npz", X=x, y=1 - y)
@@ -75,9 +87,10 @@ def test_default_ocsdf_scores_ignore_the_labels(tmp_path):
     config |= {"data_dir": str(tmp_path), "datasets": ["toy", "swapped"], "runs": 1}
     config |= {"baselines": ["knn"], "paper_reference": False}
     config["model"]["widths"] = [16]
-    config["training"] |= {"steps": 30, "batch_size": 64}
+    config["training"] |= {"steps": 30, "batch_size": 64, "members": 2}
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     toy, swapped = results.datasets
+    assert toy.setting == swapped.setting != ""
     assert toy.margin_rule == swapped.margin_rule == "single"
     assert toy.margin == swapped.margin == 0.2
     assert swapped.auroc["ocsdf"][0] == pytest.approx(
