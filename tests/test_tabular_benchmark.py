@@ -138,6 +138,19 @@ def _cluster_with_far_outliers(seed=0):
     return x, y
 
 
+def one_run_toy_config(folder, x, y, baselines=(), **sections):
+    """A one-run AD recipe on ``(x, y)`` saved as data set 'toy' in ``folder``:
+    a 16-wide network, 30 steps of 64 rows, the given baselines; ``sections``
+    (``model``, ``training``, ``domain``, ...) are merged over that."""
+    np.savez(folder / "90_toy.npz", X=x, y=y)
+    config = {"data_dir": str(folder), "datasets": ["toy"], "runs": 1}
+    config |= {"baselines": list(baselines), "paper_reference": False, "name": "toy"}
+    config |= {"model": {"widths": [16]}, "training": {"steps": 30, "batch_size": 64}}
+    for key, value in sections.items():
+        config[key] = config.get(key, {}) | value if isinstance(value, dict) else value
+    return config
+
+
 def toy_table_config(folder, **settings):
     """A one-class recipe on ``_cluster_with_far_outliers(seed=1)`` saved as 'toy'."""
     x, y = _cluster_with_far_outliers(seed=1)
@@ -355,11 +368,9 @@ def test_feature_scaling_reaches_ocsdf_only(tmp_path, scaling):
     # standardized rows.
     x, y = _cluster_with_far_outliers(seed=5)
     x[200:, 0] *= 30  # a heavy-tailed feature: std ~ 47 x IQR / 1.349
-    np.savez(tmp_path / "96_toy.npz", X=x, y=y)
-    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1}
-    config |= {"baselines": ["knn"], "paper_reference": False, "name": "toy"}
-    config |= {"model": {"widths": [16], "feature_scaling": scaling}}
-    config |= {"training": {"steps": 30, "batch_size": 64}}
+    config = one_run_toy_config(
+        tmp_path, x, y, ["knn"], model={"feature_scaling": scaling}
+    )
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     (toy,) = results.datasets
     standard = x.copy()
@@ -391,12 +402,13 @@ def test_ball_prior_reaches_ocsdf_with_its_own_default_pad(tmp_path):
     # PRIOR_PADS), built on OCSDF's scaled rows: the same AUROC as a model
     # trained by hand on that ball; box without a pad keeps its 2.
     x, y = _cluster_with_far_outliers(seed=6)
-    np.savez(tmp_path / "95_toy.npz", X=x, y=y)
-    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1}
-    config |= {"baselines": [], "paper_reference": False, "name": "toy"}
-    config |= {"model": {"widths": [16], "feature_scaling": "tail_stretch"}}
-    config |= {"training": {"steps": 30, "batch_size": 64}}
-    config |= {"domain": {"kind": "ball"}}
+    config = one_run_toy_config(
+        tmp_path,
+        x,
+        y,
+        model={"feature_scaling": "tail_stretch"},
+        domain={"kind": "ball"},
+    )
     assert TabularBenchmarkConfig.from_dict({"datasets": ["toy"]}).prior_pad == 2.0
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     assert (results.config.prior_kind, results.config.prior_pad) == ("ball", 0.0)
@@ -460,11 +472,7 @@ def test_member_seeds_keep_one_network_seed_and_spread_several():
 
 def test_members_score_is_the_mean_f_of_the_member_networks(tmp_path):
     x, y = _cluster_with_far_outliers(seed=7)
-    np.savez(tmp_path / "94_toy.npz", X=x, y=y)
-    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1, "seed": 1}
-    config |= {"baselines": [], "paper_reference": False, "name": "toy"}
-    config |= {"model": {"widths": [16]}}
-    config |= {"training": {"steps": 30, "batch_size": 64, "members": 2}}
+    config = one_run_toy_config(tmp_path, x, y, seed=1, training={"members": 2})
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     standard = x.copy()
     fit_standardizer(standard).transform(standard)
@@ -489,12 +497,9 @@ def test_auto_prior_and_scaling_follow_the_sparsity_rule_and_are_reported(tmp_pa
     # the same AUROC as a model trained by hand on them; the pick and s/r are in
     # the CSV and the markdown.
     x, y = _cluster_with_far_outliers(seed=8)
-    np.savez(tmp_path / "93_toy.npz", X=x, y=y)
-    config = {"data_dir": str(tmp_path), "datasets": ["toy"], "runs": 1}
-    config |= {"baselines": [], "paper_reference": False, "name": "toy"}
-    config |= {"model": {"widths": [16], "feature_scaling": "auto"}}
-    config |= {"domain": {"kind": "auto"}}
-    config |= {"training": {"steps": 30, "batch_size": 64}}
+    config = one_run_toy_config(
+        tmp_path, x, y, model={"feature_scaling": "auto"}, domain={"kind": "auto"}
+    )
     results = run_tabular_benchmark(config, tmp_path / "out", log=None)
     assert results.config.prior_pad is None  # each picked kind's own pad
     standard = x.copy()
