@@ -188,11 +188,12 @@ class TabularDomainConfig:
 
 
 @dataclass
-class TabularSparsityRuleConfig:
+class SparsityRule:
     """Recipe section ``sparsity_rule``: the label-free choice, per data set and
     run, of the prior (``domain.kind: auto``) and of OCSDF's feature scaling
     (``model.feature_scaling: auto``) from the rows' sparsity ``s / r``
-    (:func:`row_sparsity`); unused when neither is ``auto``."""
+    (:func:`row_sparsity`, :func:`rule_choice`); unused when neither is
+    ``auto``."""
 
     #: k of s / r: the distance to the k-th nearest other row
     neighbors: int = field(default=10, metadata=at_least(1))
@@ -384,9 +385,7 @@ class TabularRecipe(Recipe):
     runs: int = field(default=3, metadata=at_least(1))
     model: TabularModelConfig = field(default_factory=TabularModelConfig)
     domain: TabularDomainConfig = field(default_factory=TabularDomainConfig)
-    sparsity_rule: TabularSparsityRuleConfig = field(
-        default_factory=TabularSparsityRuleConfig
-    )
+    sparsity_rule: SparsityRule = field(default_factory=SparsityRule)
     training: TabularTrainingConfig = field(default_factory=TabularTrainingConfig)
     #: the baselines fitted in the same run: a list of names or a mapping name ->
     #: options; isolation_forest, one_class_svm, local_outlier_factor, knn
@@ -464,24 +463,6 @@ class OCSDFSettings:
     optimizer: str = "rmsprop"
     shards: int = 0
     score_shards: bool = False
-
-
-@dataclass(frozen=True)
-class SparsityRule:
-    """The thresholds of ``domain.kind: auto`` and ``model.feature_scaling: auto``
-    (recipe section ``sparsity_rule``, :func:`rule_choice`).
-
-    Attributes:
-        neighbors: ``k`` of :func:`row_sparsity`.
-        box_above: the box prior where ``s / r > box_above``, the covering
-            ball elsewhere.
-        tail_stretch_above: ``tail_stretch`` where ``s / r >
-            tail_stretch_above``, ``heavy_tail`` elsewhere.
-    """
-
-    neighbors: int = 10
-    box_above: float = 0.7
-    tail_stretch_above: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -582,11 +563,7 @@ class TabularBenchmarkConfig:
                 else PRIOR_PADS.get(recipe.domain.kind, 0.0)
             ),
             prior_scale=recipe.domain.scale,
-            sparsity_rule=SparsityRule(
-                neighbors=recipe.sparsity_rule.neighbors,
-                box_above=recipe.sparsity_rule.box_above,
-                tail_stretch_above=recipe.sparsity_rule.tail_stretch_above,
-            ),
+            sparsity_rule=recipe.sparsity_rule,
             ocsdf=ocsdf,
             baselines={
                 name: dict(recipe.baselines[name] or {})
