@@ -8,7 +8,9 @@ and ``<name>.md`` into ``--out`` with the benchmark's own writers
 (:func:`~kocc.experiments.tabular_benchmark.write_results_csv`,
 :func:`~kocc.experiments.tabular_benchmark.write_runs_csv`,
 :func:`~kocc.experiments.tabular_benchmark.results_markdown`), the average ranks
-recomputed over all data sets, in the recipe's order. Each data set must come
+recomputed over all data sets, in the recipe's order. Give the parts' own
+``--set`` overrides again (e.g. ``--set seed=3``), so that the report states
+what they ran. Each data set must come
 from exactly one part, and the recipe's data sets must all be there. A
 baseline is marked deterministic for a data set when every run gave it the
 same AUROC (the benchmark computes those once). Usage::
@@ -94,12 +96,27 @@ def main() -> None:
     parser.add_argument("recipe", help="the recipe every part ran")
     parser.add_argument("parts", nargs="+", help="the parts' output folders")
     parser.add_argument("--out", required=True, help="folder of the merged table")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the parts' recipe overrides but datasets, e.g. --set seed=3",
+    )
     args = parser.parse_args()
-    config = TabularBenchmarkConfig.from_dict(load_recipe_data(args.recipe))
+    data = load_recipe_data(args.recipe, args.overrides)
+    config = TabularBenchmarkConfig.from_dict(data)
     by_name: dict[str, DatasetResult] = {}
     rows: list[dict] = []
     for folder in args.parts:
         results, runs = read_part(Path(folder), config)
+        seeds = {int(r["seed"]) - int(r["run"]) for r in runs}
+        if seeds != {config.seed}:
+            raise ValueError(
+                f"{folder} ran with seed {sorted(seeds)}, the merge's recipe says "
+                f"{config.seed}: give the parts' --set seed=... to the merge too."
+            )
         for result in results:
             if result.dataset in by_name:
                 raise ValueError(f"{result.dataset} is in more than one part.")
