@@ -1,4 +1,5 @@
-"""benchmarks/tabular_seed_spread.py: two seed sets of one recipe, compared."""
+"""Tabular benchmark scripts: tabular_merge.py (parts into one table) and
+tabular_seed_spread.py (two seed sets of one recipe, compared)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from kocc.experiments.tabular_benchmark import (
 )
 
 ROOT = Path(__file__).parents[1]
-SCRIPT = ROOT / "benchmarks" / "tabular_seed_spread.py"
+BENCHMARKS = ROOT / "benchmarks"
 METHODS = ("ocsdf", "isolation_forest", "one_class_svm", "local_outlier_factor", "knn")
 
 
@@ -65,20 +66,21 @@ def _write(folder: Path, config, auroc: dict[str, dict[str, list[float]]], seed:
     write_runs_csv(rows, folder / f"{config.name}_runs.csv")
 
 
-def _spread(recipe: Path, folder: Path) -> subprocess.CompletedProcess:
-    """The script on the folders ``a`` and ``b`` under ``folder``."""
+def _script(name: str, *args: Path | str, cwd: Path) -> subprocess.CompletedProcess:
+    """benchmarks/``name`` run with ``args`` in a fresh interpreter."""
     return subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            str(recipe),
-            str(folder / "a"),
-            str(folder / "b"),
-        ],
+        [sys.executable, str(BENCHMARKS / name), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=folder,
+        cwd=cwd,
+    )
+
+
+def _spread(recipe: Path, folder: Path) -> subprocess.CompletedProcess:
+    """tabular_seed_spread.py on the folders ``a`` and ``b`` under ``folder``."""
+    return _script(
+        "tabular_seed_spread.py", recipe, folder / "a", folder / "b", cwd=folder
     )
 
 
@@ -136,3 +138,63 @@ def test_seed_spread_refuses_a_folder_without_every_data_set(tmp_path):
     done = _spread(recipe, tmp_path)
     assert done.returncode != 0
     assert "does not hold ['vertebral']" in done.stderr
+
+
+def test_merge_joins_parts_in_recipe_order_and_ranks_over_all_sets(tmp_path):
+    recipe, config = _recipe(tmp_path)
+    _write(tmp_path / "p1", config, {"vertebral": _aurocs([0.36, 0.38], 0.40)}, 0)
+    _write(tmp_path / "p2", config, {"glass": _aurocs([0.70, 0.72], 0.65)}, 0)
+    out = tmp_path / "merged"
+    done = _script(
+        "tabular_merge.py",
+        recipe,
+        tmp_path / "p1",
+        tmp_path / "p2",
+        "--out",
+        out,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = (out / f"{config.name}.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["glass", "vertebral"]
+    # OCSDF first on glass, last on vertebral: average rank 3 over the two sets
+    assert (
+        "| average rank |  |  |  |  | 3.00 |" in (out / f"{config.name}.md").read_text()
+    )
+
+
+def test_merge_refuses_a_set_in_two_parts_and_a_seed_the_parts_did_not_run(tmp_path):
+    recipe, config = _recipe(tmp_path)
+    _write(tmp_path / "p1", config, {"vertebral": _aurocs([0.36, 0.38], 0.4)}, 3)
+    _write(tmp_path / "p2", config, {"glass": _aurocs([0.70, 0.72], 0.65)}, 3)
+    _write(tmp_path / "p3", config, {"glass": _aurocs([0.70, 0.72], 0.65)}, 3)
+    parts = [tmp_path / "p1", tmp_path / "p2"]
+    out = tmp_path / "merged"
+    done = _script("tabular_merge.py", recipe, *parts, "--out", out, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "ran with seed [3], the merge's recipe says 0" in done.stderr
+    done = _script(
+        "tabular_merge.py",
+        recipe,
+        *parts,
+        "--out",
+        out,
+        "--set",
+        "seed=3",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(seeds 3..4)" in (out / f"{config.name}.md").read_text()
+    done = _script(
+        "tabular_merge.py",
+        recipe,
+        *parts,
+        tmp_path / "p3",
+        "--out",
+        out,
+        "--set",
+        "seed=3",
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert "glass is in more than one part" in done.stderr
