@@ -30,6 +30,7 @@ from pathlib import Path
 import kocc  # noqa: F401  (selects tf-keras before TensorFlow is imported)
 
 # isort: split
+from kocc.experiments.cli import add_overrides_arg
 from kocc.experiments.recipes import load_recipe_data
 from kocc.experiments.tabular_benchmark import (
     DatasetResult,
@@ -96,14 +97,7 @@ def main() -> None:
     parser.add_argument("recipe", help="the recipe every part ran")
     parser.add_argument("parts", nargs="+", help="the parts' output folders")
     parser.add_argument("--out", required=True, help="folder of the merged table")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="the parts' recipe overrides but datasets, e.g. --set seed=3",
-    )
+    add_overrides_arg(parser)  # the parts' overrides but datasets: --set seed=3
     args = parser.parse_args()
     data = load_recipe_data(args.recipe, args.overrides)
     config = TabularBenchmarkConfig.from_dict(data)

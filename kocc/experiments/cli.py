@@ -53,7 +53,9 @@ _NATIVE_LOG_LINE = re.compile(
 )
 
 
-def _add_overrides_arg(parser: argparse.ArgumentParser) -> None:
+def add_overrides_arg(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, as every command
+    that reads a recipe takes it (also the benchmark scripts that re-read one)."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -68,7 +70,7 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "recipe", help="a YAML recipe, e.g. recipes/toy2d_two_moons.yaml"
     )
-    _add_overrides_arg(parser)
+    add_overrides_arg(parser)
 
 
 def _add_overwrite_arg(parser: argparse.ArgumentParser, what: str) -> None:
@@ -190,7 +192,7 @@ def _add_surface_command(
         help="a kind: surface recipe (default: built-in defaults, see "
         "recipes/surface_modelnet.yaml)",
     )
-    _add_overrides_arg(surface)
+    add_overrides_arg(surface)
     _add_overwrite_arg(surface, "run directory")
 
 
