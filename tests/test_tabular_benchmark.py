@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 from conftest import assert_png
 from sklearn.metrics import roc_auc_score
@@ -115,6 +116,10 @@ def test_default_ocsdf_scores_ignore_the_labels(tmp_path):
         ({"training": {"margin_selection": "oracle"}}, "training.margin_selection"),
         ({"training": {"steps": 2.5}}, "'training.steps': expected an integer"),
         ({"training": {"learning_rate": float("nan")}}, "learning_rate': expected a"),
+        (
+            {"training": {"final_learning_rate": -1e-5}},
+            "'training.final_learning_rate': expected a finite number >= 0",
+        ),
         ({"training": {"steps": 10**8}}, "'training.steps': expected at most"),
         ({"baselines": {"svdd": {}}}, "'baselines.svdd': expected a known baseline"),
         ({"baselines": {"knn": {"n_neighbours": 3}}}, "'baselines.knn'"),
@@ -329,6 +334,41 @@ def test_splitting_the_fit_into_epochs_does_not_change_the_training():
     np.testing.assert_allclose(
         split.score_samples(x), one.score_samples(x), rtol=0, atol=1e-6
     )
+
+
+def test_final_learning_rate_decays_linearly_over_the_steps_of_every_epoch():
+    x, _ = _cluster_with_far_outliers(seed=2)
+    x = x[:200]
+    domain = tabular_prior(x, "box", 1.0, 1.0)
+    settings = OCSDFSettings(widths=(16,), steps=30, batch_size=64)
+    decayed = train_ocsdf(
+        x, replace(settings, final_learning_rate=1e-5), 0.05, domain, seed=3
+    )
+    assert decayed.optimizer.iterations.numpy() == 30  # 15 epochs of 2 steps
+    rate = tf.keras.optimizers.schedules.deserialize(
+        decayed.optimizer.get_config()["learning_rate"]
+    )
+    assert float(rate(0)) == pytest.approx(1e-3)
+    assert float(rate(15)) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert float(rate(30)) == pytest.approx(1e-5)
+    # the rate of the last update (step 29 of 0..29): nearly the final one
+    last = 1e-3 + (1e-5 - 1e-3) * 29 / 30
+    assert float(decayed.optimizer.learning_rate) == pytest.approx(last)
+    constant = train_ocsdf(x, settings, 0.05, domain, seed=3)
+    assert float(constant.optimizer.learning_rate) == pytest.approx(1e-3)
+    # the same start, a different end: the decay reached the updates
+    assert not np.allclose(decayed.score_samples(x), constant.score_samples(x))
+
+
+def test_recipe_final_learning_rate_reaches_the_settings_and_the_report(tmp_path):
+    x, y = _cluster_with_far_outliers(seed=4)
+    config = one_run_toy_config(tmp_path, x, y, training={"final_learning_rate": 0})
+    parsed = TabularBenchmarkConfig.from_dict(config)
+    assert parsed.ocsdf.final_learning_rate == 0.0
+    results = run_tabular_benchmark(config, tmp_path / "out")
+    assert "lr=0.001 decaying linearly to 0.0," in results.markdown_path.read_text()
+    default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
+    assert default.ocsdf.final_learning_rate is None
 
 
 @pytest.mark.slow

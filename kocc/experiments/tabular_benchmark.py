@@ -226,6 +226,9 @@ class TabularTrainingConfig:
     members: int = field(default=1, metadata=at_least(1))
     epochs: int = 1
     learning_rate: float = field(default=1e-3, metadata=positive())
+    #: None: a constant rate; a number: linear decay from ``learning_rate`` to it
+    #: over the ``steps`` updates (kocc.training.make_optimizer)
+    final_learning_rate: float | None = field(default=None, metadata=non_negative())
     optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
     allow_long_runs: bool = False
     #: 0: train from the rows in memory; N >= 1: write the training rows as N
@@ -441,7 +444,9 @@ class OCSDFSettings:
         steps: gradient steps per training.
         members: networks per run; OCSDF's score is the mean of their ``f``
             (:func:`member_seeds`).
-        learning_rate: optimizer step size.
+        learning_rate: optimizer step size (the first step's, with a decay).
+        final_learning_rate: ``None`` for a constant rate, else the rate the
+            step size decays to, linearly over the ``steps`` updates.
         optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
         shards: TFRecord shards the training rows are streamed from (0: memory).
         score_shards: AUROC from score shards on disk.
@@ -460,6 +465,7 @@ class OCSDFSettings:
     steps: int = 1000
     members: int = 1
     learning_rate: float = 1e-3
+    final_learning_rate: float | None = None
     optimizer: str = "rmsprop"
     shards: int = 0
     score_shards: bool = False
@@ -545,6 +551,7 @@ class TabularBenchmarkConfig:
             steps=training.steps,
             members=training.members,
             learning_rate=training.learning_rate,
+            final_learning_rate=training.final_learning_rate,
             optimizer=training.optimizer,
             shards=training.shards,
             score_shards=training.score_shards,
@@ -836,6 +843,8 @@ def fit_on_batches(
             nr_steps=settings.nr_steps,
             optimizer=settings.optimizer,
             learning_rate=settings.learning_rate,
+            final_learning_rate=settings.final_learning_rate,
+            decay_steps=settings.steps,
             seed=seed,
         )
     return model
@@ -1486,7 +1495,12 @@ def results_markdown(
         protocol + f"; {config.runs} run(s) per data set (seeds {config.seed}.."
         f"{config.seed + config.runs - 1}). AUROC in %, mean ± std over the runs.",
         f"OCSDF: widths {list(s.widths)}, {s.activation}, λ={s.lam}, T={s.nr_steps}, "
-        f"batch {s.batch_size}, {s.steps} steps, {s.optimizer} lr={s.learning_rate}, "
+        f"batch {s.batch_size}, {s.steps} steps, {s.optimizer} lr={s.learning_rate}"
+        + (
+            f" decaying linearly to {s.final_learning_rate}, "
+            if s.final_learning_rate is not None
+            else ", "
+        )
         + (f"the mean f of {s.members} networks, " if s.members > 1 else "")
         + _scaling_and_prior(config)
         + (
