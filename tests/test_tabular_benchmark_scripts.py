@@ -1,5 +1,6 @@
-"""Tabular benchmark scripts: tabular_merge.py (parts into one table) and
-tabular_seed_spread.py (two seed sets of one recipe, compared)."""
+"""Tabular benchmark scripts: tabular_merge.py (parts into one table),
+tabular_seed_spread.py (two seed sets of one recipe, compared) and
+tabular_width_cost.py (training cost per network width)."""
 
 from __future__ import annotations
 
@@ -198,3 +199,34 @@ def test_merge_refuses_a_set_in_two_parts_and_a_seed_the_parts_did_not_run(tmp_p
     )
     assert done.returncode != 0
     assert "glass is in more than one part" in done.stderr
+
+
+@pytest.mark.data
+def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
+    script = str(BENCHMARKS / "tabular_width_cost.py")
+    run = subprocess.run(
+        [sys.executable, script, "lympho", "--widths", "8", "64"]
+        + ["--steps", "5", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    # lympho is the thinnest of the 18 sets: the rule gives it the box
+    assert (report["prior"], report["scaling"]) == ("box", "tail_stretch")
+    assert report["sparsity"] > 0.7 and (report["rows"], report["features"]) == (
+        148,
+        18,
+    )
+    assert set(report["steps_per_second"]) == {"8", "64"}
+    assert all(len(r) == 2 and min(r) > 0 for r in report["rounds"].values())
+    ratios = report["time_per_network_vs_first_width"]
+    assert ratios["8"] == 1.0 and ratios["64"] > 0
+    bad = subprocess.run(
+        [sys.executable, script, "lympho", "--steps", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "--steps >= 2" in bad.stderr
