@@ -1,8 +1,10 @@
 """Training cost of one tabular OCSDF network per width, on a shared data set.
 
-Builds the default recipe's network for one ODDS/ADBench set (the rows
-standardized, the sparsity rule's scaling and prior, margin 0.2, λ = 3, T = 4,
-batches of 256, RMSprop) at each width of ``--widths`` (``--depth`` layers),
+Builds the network of a tabular recipe (``--recipe``, default the shipped
+``recipes/tabular_odds.yaml``) for one ODDS/ADBench set: the rows standardized,
+the recipe's scaling and prior (``auto``: the sparsity rule's pick), its
+activation, first margin, λ, T, batch size, optimizer and rate, at each width
+of ``--widths`` (as many layers as the recipe's ``model.widths``),
 and times the same ``fit`` loop in alternating rounds, so that every width sees
 the same machine load. The JSON gives each width's median steps/s
 (``_harness.FitRate.in_fit``, the loop's steady rate), its rounds, and each
@@ -11,7 +13,8 @@ width's time per network relative to the first width: the factor by which
 first (docs/tabular.md, "Seventh screen").
 
     KOCC_DATA_DIR=../shared/data python benchmarks/tabular_width_cost.py vowels \
-        [--widths 64 128] [--steps 300] [--rounds 5]
+        [--recipe recipes/tabular_odds.yaml] [--widths 64 128] [--steps 300] \
+        [--rounds 5]
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from kocc.datasets.tabular import (  # noqa: E402
     load_tabular,
     scaled_rows,
 )
+from kocc.experiments.recipes import load_recipe_data  # noqa: E402
 from kocc.experiments.tabular_benchmark import (  # noqa: E402
-    PRIOR_PADS,
-    SparsityRule,
+    TabularBenchmarkConfig,
     rule_choice,
     streamed_dataset,
 )
@@ -47,32 +50,45 @@ from kocc.training import compile_ocsdf  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="a kocc.datasets.tabular name, e.g. vowels")
+    parser.add_argument("--recipe", default="recipes/tabular_odds.yaml")
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--steps", type=int, default=300, help="steps per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.steps < 2 or args.rounds < 1 or args.depth < 1 or min(args.widths) < 1:
-        parser.error("--steps >= 2, --rounds >= 1, --depth >= 1, --widths >= 1")
+    if args.steps < 2 or args.rounds < 1 or min(args.widths) < 1:
+        parser.error("--steps >= 2, --rounds >= 1, --widths >= 1")
+    config = TabularBenchmarkConfig.from_dict(load_recipe_data(args.recipe))
+    settings = config.ocsdf
+    depth = len(settings.widths)
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
     x, _ = load_tabular(args.dataset)
     fit_standardizer(x).transform(x)
-    kind, scaling, sparsity = rule_choice(x, "auto", "auto", SparsityRule(), args.seed)
-    rows, _ = scaled_rows(x, x[:1], scaling)
-    domain = tabular_prior(rows, kind, PRIOR_PADS[kind], 1.0)
+    kind, scaling, sparsity = rule_choice(
+        x, config.prior_kind, settings.feature_scaling, config.sparsity_rule, args.seed
+    )
+    rows, _ = scaled_rows(x, None, scaling)
+    domain = tabular_prior(rows, kind, config.pad_of(kind), config.prior_scale)
     fits = {}
     for width in args.widths:
         tf.keras.utils.set_random_seed(args.seed)
         backbone = lipschitz_mlp(
-            rows.shape[1], widths=(width,) * args.depth, activation="fullsort"
+            rows.shape[1], widths=(width,) * depth, activation=settings.activation
         )
         model = compile_ocsdf(
-            backbone, domain, margin=0.2, lam=3.0, nr_steps=4, seed=args.seed
+            backbone,
+            domain,
+            margin=settings.margins[0],
+            lam=settings.lam,
+            nr_steps=settings.nr_steps,
+            optimizer=settings.optimizer,
+            learning_rate=settings.learning_rate,
+            seed=args.seed,
         )
-        data = streamed_dataset(rows, min(256, len(rows)), seed=args.seed)
+        batch = min(settings.batch_size, len(rows))
+        data = streamed_dataset(rows, batch, seed=args.seed)
         FitRate(model, data, 20)  # traces the step and warms up
         fits[width] = (model, data)
     rounds: dict[int, list[float]] = {width: [] for width in fits}
@@ -90,8 +106,9 @@ def main() -> None:
                 "features": int(rows.shape[1]),
                 "prior": kind,
                 "scaling": scaling,
-                "sparsity": round(float(sparsity), 4),
-                "depth": args.depth,
+                "sparsity": None if sparsity is None else round(float(sparsity), 4),
+                "recipe": args.recipe,
+                "depth": depth,
                 "steps_per_round": args.steps,
                 "steps_per_second": {str(w): round(v, 1) for w, v in median.items()},
                 "rounds": {

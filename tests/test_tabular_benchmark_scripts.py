@@ -174,44 +174,21 @@ def test_merge_refuses_a_set_in_two_parts_and_a_seed_the_parts_did_not_run(tmp_p
     done = _script("tabular_merge.py", recipe, *parts, "--out", out, cwd=tmp_path)
     assert done.returncode != 0
     assert "ran with seed [3], the merge's recipe says 0" in done.stderr
-    done = _script(
-        "tabular_merge.py",
-        recipe,
-        *parts,
-        "--out",
-        out,
-        "--set",
-        "seed=3",
-        cwd=tmp_path,
-    )
+    seeded = ("--out", out, "--set", "seed=3")
+    done = _script("tabular_merge.py", recipe, *parts, *seeded, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(seeds 3..4)" in (out / f"{config.name}.md").read_text()
-    done = _script(
-        "tabular_merge.py",
-        recipe,
-        *parts,
-        tmp_path / "p3",
-        "--out",
-        out,
-        "--set",
-        "seed=3",
-        cwd=tmp_path,
-    )
+    p3 = tmp_path / "p3"
+    done = _script("tabular_merge.py", recipe, *parts, p3, *seeded, cwd=tmp_path)
     assert done.returncode != 0
     assert "glass is in more than one part" in done.stderr
 
 
 @pytest.mark.data
 def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
-    script = str(BENCHMARKS / "tabular_width_cost.py")
-    run = subprocess.run(
-        [sys.executable, script, "lympho", "--widths", "8", "64"]
-        + ["--steps", "5", "--rounds", "2"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
+    args = ("lympho", "--widths", "8", "64", "--steps", "5", "--rounds", "2")
+    run = _script("tabular_width_cost.py", *args, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     # lympho is the thinnest of the 18 sets: the rule gives it the box
     assert (report["prior"], report["scaling"]) == ("box", "tail_stretch")
@@ -219,14 +196,10 @@ def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
         148,
         18,
     )
+    assert report["depth"] == 3  # the shipped recipe's three hidden layers
     assert set(report["steps_per_second"]) == {"8", "64"}
     assert all(len(r) == 2 and min(r) > 0 for r in report["rounds"].values())
     ratios = report["time_per_network_vs_first_width"]
     assert ratios["8"] == 1.0 and ratios["64"] > 0
-    bad = subprocess.run(
-        [sys.executable, script, "lympho", "--steps", "1"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    bad = _script("tabular_width_cost.py", "lympho", "--steps", "1", cwd=ROOT)
     assert bad.returncode == 2 and "--steps >= 2" in bad.stderr
