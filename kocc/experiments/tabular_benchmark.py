@@ -230,6 +230,8 @@ class TabularTrainingConfig:
     #: over the ``steps`` updates (kocc.training.make_optimizer)
     final_learning_rate: float | None = field(default=None, metadata=non_negative())
     optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
+    #: the whole training step as one XLA program (kocc.training.compile_ocsdf)
+    jit_compile: bool = False
     allow_long_runs: bool = False
     #: 0: train from the rows in memory; N >= 1: write the training rows as N
     #: TFRecord shards (a temporary folder in the run folder) and stream them
@@ -448,6 +450,8 @@ class OCSDFSettings:
         final_learning_rate: ``None`` for a constant rate, else the rate the
             step size decays to, linearly over the ``steps`` updates.
         optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
+        jit_compile: the whole training step compiled by XLA
+            (:func:`kocc.training.compile_ocsdf`).
         shards: TFRecord shards the training rows are streamed from (0: memory).
         score_shards: AUROC from score shards on disk.
     """
@@ -467,6 +471,7 @@ class OCSDFSettings:
     learning_rate: float = 1e-3
     final_learning_rate: float | None = None
     optimizer: str = "rmsprop"
+    jit_compile: bool = False
     shards: int = 0
     score_shards: bool = False
 
@@ -553,6 +558,7 @@ class TabularBenchmarkConfig:
             learning_rate=training.learning_rate,
             final_learning_rate=training.final_learning_rate,
             optimizer=training.optimizer,
+            jit_compile=training.jit_compile,
             shards=training.shards,
             score_shards=training.score_shards,
         )
@@ -845,6 +851,7 @@ def fit_on_batches(
             learning_rate=settings.learning_rate,
             final_learning_rate=settings.final_learning_rate,
             decay_steps=settings.steps,
+            jit_compile=settings.jit_compile,
             seed=seed,
         )
     return model
@@ -1501,6 +1508,7 @@ def results_markdown(
             if s.final_learning_rate is not None
             else ", "
         )
+        + ("the step XLA-compiled, " if s.jit_compile else "")
         + (f"the mean f of {s.members} networks, " if s.members > 1 else "")
         + _scaling_and_prior(config)
         + (
