@@ -263,7 +263,32 @@ class OCSDF(tf.keras.Model):
                 "compile()"
             )
         kwargs.pop("loss", None)
-        super().compile(optimizer=optimizer, **kwargs)
+        jit_compile = bool(kwargs.pop("jit_compile", None))
+        if jit_compile and self.distribute_strategy.num_replicas_in_sync > 1:
+            raise ValueError(
+                "jit_compile=True compiles one replica's update into one XLA "
+                "program, which cannot hold the cross-replica write of the "
+                f"orthogonal kernels; under a strategy of "
+                f"{self.distribute_strategy.num_replicas_in_sync} replicas, "
+                "compile with jit_compile=False"
+            )
+        # Keras would compile the whole train_step, where XLA drops the
+        # batch's NaN check (tf.debugging asserts are ignored under XLA); OCSDF
+        # compiles the update only (train_step), and records the choice in the
+        # compile config so that a reloaded model trains the same way
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
+        self._compile_config.config["jit_compile"] = jit_compile
+        self._xla_update = (
+            tf.function(self._update, jit_compile=True, reduce_retracing=True)
+            if jit_compile
+            else None
+        )
+
+    @property
+    def xla_update(self) -> bool:
+        """Whether :meth:`train_step` runs its update as one XLA program
+        (``compile(jit_compile=True)``)."""
+        return getattr(self, "_xla_update", None) is not None
 
     def compile_from_config(self, config: dict) -> None:
         """Re-compile from a saved compile config (``tf.keras.models.load_model``).
@@ -370,9 +395,18 @@ class OCSDF(tf.keras.Model):
 
     # ------------------------------------------------------------- training
     def train_step(self, data: Any) -> dict:
+        """One update (Algorithm 1's inner loop): negatives, loss, gradient step.
+
+        The batch is checked for NaN/inf here; the rest (:meth:`_update`) runs as
+        one XLA program when the model was compiled with ``jit_compile=True``.
+        """
         x = data[0] if isinstance(data, tuple) else data
         x = tf.cast(x, tf.float32)
         x = tf.debugging.assert_all_finite(x, "training batch contains NaN or inf")
+        update = getattr(self, "_xla_update", None) or self._update
+        return update(x)
+
+    def _update(self, x: tf.Tensor) -> dict:
         n_pos = tf.shape(x)[0]
         chain_rule = self.orthogonalization == CHAIN_RULE
 

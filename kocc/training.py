@@ -111,14 +111,16 @@ def compile_ocsdf(
             with the rate arguments) or a Keras optimizer.
         learning_rate, final_learning_rate, decay_steps: see
             :func:`make_optimizer`.
-        jit_compile: compile the whole training step (Newton-Raphson sampling,
-            loss, gradient and update) into one XLA program (Keras
-            ``compile(jit_compile=True)``). It removes TensorFlow's per-op
+        jit_compile: compile the update (Newton-Raphson sampling, loss,
+            gradient, optimizer step and retraction) into one XLA program
+            (:meth:`kocc.models.OCSDF.compile`). It removes TensorFlow's per-op
             dispatch, which dominates the step of a small network: 1.34 times
             the steps/s of the 3 x 64 FullSort tabular network, 1.14 times at
             width 128, and slower at width 512, where oneDNN's matrix products
-            beat XLA's (docs/performance.md). Same model and certificate; the
-            rounding, hence the trained weights, differ in the last bits.
+            beat XLA's (docs/performance.md). Same model, loss and certificate,
+            but XLA draws the seeded negatives from another random stream than
+            TensorFlow's kernels, so the run differs from the plain one (and
+            reproduces with the same seed). One replica only.
         **ocsdf_settings: the keyword arguments of :class:`OCSDF`, validated
             there: ``margin``, ``lam`` (hinge-KR margin m and weight lambda),
             ``nr_steps``, ``warmup_epochs`` (Newton-Raphson steps T, first
