@@ -246,6 +246,19 @@ def persistence() -> dict:
         }
 
 
+def xla_refused() -> dict:
+    """``compile(jit_compile=True)`` of a model built under two replicas."""
+    set_logical_cpus(2)
+    strategy = make_strategy("mirrored", ["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = OCSDF(lipschitz_mlp(2, (32, 32), seed=0), Ball(4.0, shape=(2,)))
+        try:
+            model.compile(optimizer="rmsprop", jit_compile=True)
+        except ValueError as error:
+            return {"error": str(error), "replicas": strategy.num_replicas_in_sync}
+    return {"error": None, "replicas": strategy.num_replicas_in_sync}
+
+
 def two_moons(out_dir: str, steps: str, shards: str = "0", *overrides: str) -> dict:
     """A short fit of the two-moons recipe, on one process or as a worker.
 
@@ -355,6 +368,7 @@ CASES = {
     "equivalence": equivalence,
     "replicas": replicas,
     "persistence": persistence,
+    "xla_refused": xla_refused,
     "two_moons": two_moons,
 }
 

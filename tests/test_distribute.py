@@ -57,6 +57,7 @@ def _one_process_cases(out: Path) -> dict[str, list[str]]:
         "test_mirrored_model_resumes_from_backup_and_reloads_from_keras_file": [
             "persistence"
         ],
+        "test_xla_update_is_refused_under_several_replicas": ["xla_refused"],
         # the one-process reference of the two workers
         "test_two_localhost_workers_train_two_moons_like_one_process": [
             "two_moons",
@@ -121,6 +122,13 @@ def test_mirrored_steps_equal_single_device_steps_on_the_same_samples(
     # the steps moved the weights, and other negatives give other weights
     assert result["moved"] > 1e-2
     assert result["other_negatives_diff"] > 1e-3
+
+
+def test_xla_update_is_refused_under_several_replicas(one_process, request):
+    result = case_result(one_process, request)
+    assert result["replicas"] == 2
+    assert "jit_compile=True compiles one replica's update" in result["error"]
+    assert "strategy of 2 replicas" in result["error"]
 
 
 def test_replicas_keep_identical_kernels_and_draw_their_own_negatives(

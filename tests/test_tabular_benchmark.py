@@ -121,6 +121,7 @@ def test_default_ocsdf_scores_ignore_the_labels(tmp_path):
             "'training.final_learning_rate': expected a finite number >= 0",
         ),
         ({"training": {"steps": 10**8}}, "'training.steps': expected at most"),
+        ({"training": {"jit_compile": "yes"}}, "'training.jit_compile': expected true"),
         ({"baselines": {"svdd": {}}}, "'baselines.svdd': expected a known baseline"),
         ({"baselines": {"knn": {"n_neighbours": 3}}}, "'baselines.knn'"),
         ({"baselines": {"local_outlier_factor": {"novelty": True}}}, "novelty"),
@@ -369,6 +370,26 @@ def test_recipe_final_learning_rate_reaches_the_settings_and_the_report(tmp_path
     assert "lr=0.001 decaying linearly to 0.0," in results.markdown_path.read_text()
     default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
     assert default.ocsdf.final_learning_rate is None
+
+
+def test_recipe_jit_compile_trains_with_the_xla_update_and_says_so(tmp_path):
+    x, y = _cluster_with_far_outliers(seed=4)
+    config = one_run_toy_config(tmp_path, x, y, training={"jit_compile": True})
+    parsed = TabularBenchmarkConfig.from_dict(config)
+    assert parsed.ocsdf.jit_compile is True
+    domain = tabular_prior(x[:200], "box", 1.0, 1.0)
+    settings = OCSDFSettings(widths=(16,), steps=10, batch_size=64)
+    compiled = train_ocsdf(
+        x[:200], replace(settings, jit_compile=True), 0.05, domain, 0
+    )
+    assert compiled.xla_update
+    assert not train_ocsdf(x[:200], settings, 0.05, domain, 0).xla_update
+    results = run_tabular_benchmark(config, tmp_path / "out")
+    assert "rmsprop lr=0.001, the step XLA-compiled," in (
+        results.markdown_path.read_text()
+    )
+    default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
+    assert default.ocsdf.jit_compile is False
 
 
 @pytest.mark.slow
