@@ -1,20 +1,25 @@
-"""Training cost of one tabular OCSDF network per width, on a shared data set.
+"""Training cost of one tabular OCSDF network per width (and per step
+compilation), on a shared data set.
 
 Builds the network of a tabular recipe (``--recipe``, default the shipped
 ``recipes/tabular_odds.yaml``) for one ODDS/ADBench set: the rows standardized,
 the recipe's scaling and prior (``auto``: the sparsity rule's pick), its
 activation, first margin, λ, T, batch size, optimizer and rate, at each width
 of ``--widths`` (as many layers as the recipe's ``model.widths``),
-and times the same ``fit`` loop in alternating rounds, so that every width sees
-the same machine load. The JSON gives each width's median steps/s
-(``_harness.FitRate.in_fit``, the loop's steady rate), its rounds, and each
-width's time per network relative to the first width: the factor by which
-``training.members`` networks of that width cost more than as many of the
-first (docs/tabular.md, "Seventh screen").
+and times the same ``fit`` loop in alternating rounds, so that every variant
+sees the same machine load. ``--xla`` picks the update's compilation: ``recipe``
+(the recipe's ``training.jit_compile``), ``off``, ``on``, or ``both`` (each
+width with TensorFlow's kernels and as one XLA program,
+``OCSDF.compile(jit_compile=True)``). The JSON gives each variant's median
+steps/s (``_harness.FitRate.in_fit``, the loop's steady rate), its rounds, and
+its time per network relative to the first variant: the factor by which
+``training.members`` networks of it cost more than as many of the first
+(docs/tabular.md, "Seventh screen"; docs/performance.md). Variants are named by
+their width, with ``+xla`` for the XLA update.
 
     KOCC_DATA_DIR=../shared/data python benchmarks/tabular_width_cost.py vowels \
         [--recipe recipes/tabular_odds.yaml] [--widths 64 128] [--steps 300] \
-        [--rounds 5]
+        [--rounds 5] [--xla recipe|off|on|both]
 """
 
 from __future__ import annotations
@@ -55,11 +60,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="steps per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--xla", choices=("recipe", "off", "on", "both"), default="recipe"
+    )
     args = parser.parse_args()
     if args.steps < 2 or args.rounds < 1 or min(args.widths) < 1:
         parser.error("--steps >= 2, --rounds >= 1, --widths >= 1")
     config = TabularBenchmarkConfig.from_dict(load_recipe_data(args.recipe))
     settings = config.ocsdf
+    compilations = {
+        "recipe": (settings.jit_compile,),
+        "off": (False,),
+        "on": (True,),
+        "both": (False, True),
+    }[args.xla]
     depth = len(settings.widths)
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -73,30 +87,32 @@ def main() -> None:
     domain = tabular_prior(rows, kind, config.pad_of(kind), config.prior_scale)
     fits = {}
     for width in args.widths:
-        tf.keras.utils.set_random_seed(args.seed)
-        backbone = lipschitz_mlp(
-            rows.shape[1], widths=(width,) * depth, activation=settings.activation
-        )
-        model = compile_ocsdf(
-            backbone,
-            domain,
-            margin=settings.margins[0],
-            lam=settings.lam,
-            nr_steps=settings.nr_steps,
-            optimizer=settings.optimizer,
-            learning_rate=settings.learning_rate,
-            seed=args.seed,
-        )
-        batch = min(settings.batch_size, len(rows))
-        data = streamed_dataset(rows, batch, seed=args.seed)
-        FitRate(model, data, 20)  # traces the step and warms up
-        fits[width] = (model, data)
-    rounds: dict[int, list[float]] = {width: [] for width in fits}
+        for jit_compile in compilations:
+            tf.keras.utils.set_random_seed(args.seed)
+            backbone = lipschitz_mlp(
+                rows.shape[1], widths=(width,) * depth, activation=settings.activation
+            )
+            model = compile_ocsdf(
+                backbone,
+                domain,
+                margin=settings.margins[0],
+                lam=settings.lam,
+                nr_steps=settings.nr_steps,
+                optimizer=settings.optimizer,
+                learning_rate=settings.learning_rate,
+                jit_compile=jit_compile,
+                seed=args.seed,
+            )
+            batch = min(settings.batch_size, len(rows))
+            data = streamed_dataset(rows, batch, seed=args.seed)
+            FitRate(model, data, 20)  # traces the step and warms up
+            fits[f"{width}+xla" if jit_compile else str(width)] = (model, data)
+    rounds: dict[str, list[float]] = {name: [] for name in fits}
     for _ in range(args.rounds):
-        for width, (model, data) in fits.items():
-            rounds[width].append(FitRate(model, data, args.steps).in_fit)
-    median = {width: float(np.median(values)) for width, values in rounds.items()}
-    first = args.widths[0]
+        for name, (model, data) in fits.items():
+            rounds[name].append(FitRate(model, data, args.steps).in_fit)
+    median = {name: float(np.median(values)) for name, values in rounds.items()}
+    first = next(iter(fits))
     print(
         json.dumps(
             {
@@ -110,13 +126,13 @@ def main() -> None:
                 "recipe": args.recipe,
                 "depth": depth,
                 "steps_per_round": args.steps,
-                "steps_per_second": {str(w): round(v, 1) for w, v in median.items()},
+                "xla": args.xla,
+                "steps_per_second": {n: round(v, 1) for n, v in median.items()},
                 "rounds": {
-                    str(w): [round(v, 1) for v in values]
-                    for w, values in rounds.items()
+                    n: [round(v, 1) for v in values] for n, values in rounds.items()
                 },
-                "time_per_network_vs_first_width": {
-                    str(w): round(median[first] / v, 3) for w, v in median.items()
+                "time_per_network_vs_first": {
+                    n: round(median[first] / v, 3) for n, v in median.items()
                 },
                 "cpu_count": os.cpu_count(),
                 "tensorflow": tf.__version__,

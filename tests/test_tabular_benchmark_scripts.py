@@ -1,6 +1,6 @@
 """Tabular benchmark scripts: tabular_merge.py (parts into one table),
 tabular_seed_spread.py (two seed sets of one recipe, compared) and
-tabular_width_cost.py (training cost per network width)."""
+tabular_width_cost.py (training cost per network width and compilation)."""
 
 from __future__ import annotations
 
@@ -187,6 +187,7 @@ def test_merge_refuses_a_set_in_two_parts_and_a_seed_the_parts_did_not_run(tmp_p
 @pytest.mark.data
 def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
     args = ("lympho", "--widths", "8", "64", "--steps", "5", "--rounds", "2")
+    args += ("--xla", "both")
     run = _script("tabular_width_cost.py", *args, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
@@ -197,9 +198,12 @@ def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
         18,
     )
     assert report["depth"] == 3  # the shipped recipe's three hidden layers
-    assert set(report["steps_per_second"]) == {"8", "64"}
+    # each width with TensorFlow's kernels and as one XLA program
+    assert set(report["steps_per_second"]) == {"8", "8+xla", "64", "64+xla"}
     assert all(len(r) == 2 and min(r) > 0 for r in report["rounds"].values())
-    ratios = report["time_per_network_vs_first_width"]
-    assert ratios["8"] == 1.0 and ratios["64"] > 0
+    ratios = report["time_per_network_vs_first"]
+    assert ratios["8"] == 1.0 and min(ratios.values()) > 0
     bad = _script("tabular_width_cost.py", "lympho", "--steps", "1", cwd=ROOT)
     assert bad.returncode == 2 and "--steps >= 2" in bad.stderr
+    bad = _script("tabular_width_cost.py", "lympho", "--xla", "yes", cwd=ROOT)
+    assert bad.returncode == 2 and "--xla: invalid choice: 'yes'" in bad.stderr
