@@ -252,9 +252,18 @@ class OCSDF(tf.keras.Model):
     def compile(self, optimizer: Any = "rmsprop", **kwargs: Any) -> None:
         """Keras ``compile``; the loss is the model's own (``OCSDF(loss=...)``).
 
+        ``jit_compile=True`` compiles the update of :meth:`train_step` (the
+        negatives, the loss, the gradient step, the retraction) into one XLA
+        program; the batch's NaN/inf check runs before it, outside XLA, which
+        drops assertions. It pays for small networks, whose step is mostly
+        TensorFlow's per-op dispatch (docs/training.md). XLA's stateless random
+        ops draw other numbers than TensorFlow's kernels for the same seed, so
+        the run differs from the plain step's and reproduces with its seed.
+
         Raises:
             ValueError: if a ``loss`` is given here (give ``loss=``, or
-                ``margin=`` and ``lam=``, to ``OCSDF(...)`` instead).
+                ``margin=`` and ``lam=``, to ``OCSDF(...)`` instead), or
+                ``jit_compile=True`` under a strategy of several replicas.
         """
         if kwargs.get("loss") is not None:
             raise ValueError(
