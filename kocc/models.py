@@ -404,7 +404,7 @@ class OCSDF(tf.keras.Model):
 
     # ------------------------------------------------------------- training
     def train_step(self, data: Any) -> dict:
-        """One update (Algorithm 1's inner loop): negatives, loss, gradient step.
+        """One update (the paper's Algorithm 3): negatives, loss, gradient step.
 
         The batch is checked for NaN/inf here; the rest (:meth:`_update`) runs as
         one XLA program when the model was compiled with ``jit_compile=True``.

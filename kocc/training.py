@@ -114,10 +114,10 @@ def compile_ocsdf(
         jit_compile: compile the update (Newton-Raphson sampling, loss,
             gradient, optimizer step and retraction) into one XLA program
             (:meth:`kocc.models.OCSDF.compile`). It removes TensorFlow's per-op
-            dispatch, which dominates the step of a small network: 1.34 times
-            the steps/s of the 3 x 64 FullSort tabular network, 1.14 times at
-            width 128, and slower at width 512, where oneDNN's matrix products
-            beat XLA's (docs/performance.md). Same model, loss and certificate,
+            dispatch, which dominates the step of a small network: faster for
+            the 3 x 64 FullSort tabular network, slower for a 4 x 512 one or a
+            convolutional one, whose matrix products and convolutions oneDNN
+            runs faster than XLA (docs/training.md). Same model, loss and certificate,
             but XLA draws the seeded negatives from another random stream than
             TensorFlow's kernels, so the run differs from the plain one (and
             reproduces with the same seed). One replica only.

@@ -385,7 +385,7 @@ def test_recipe_jit_compile_trains_with_the_xla_update_and_says_so(tmp_path):
     assert compiled.xla_update
     assert not train_ocsdf(x[:200], settings, 0.05, domain, 0).xla_update
     results = run_tabular_benchmark(config, tmp_path / "out")
-    assert "rmsprop lr=0.001, the step XLA-compiled," in (
+    assert "rmsprop lr=0.001, the update XLA-compiled," in (
         results.markdown_path.read_text()
     )
     default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})

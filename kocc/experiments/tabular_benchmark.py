@@ -230,7 +230,7 @@ class TabularTrainingConfig:
     #: over the ``steps`` updates (kocc.training.make_optimizer)
     final_learning_rate: float | None = field(default=None, metadata=non_negative())
     optimizer: str = field(default="rmsprop", metadata=one_of(*OPTIMIZER_CHOICES))
-    #: the whole training step as one XLA program (kocc.training.compile_ocsdf)
+    #: the update as one XLA program (kocc.models.OCSDF.compile(jit_compile=True))
     jit_compile: bool = False
     allow_long_runs: bool = False
     #: 0: train from the rows in memory; N >= 1: write the training rows as N
@@ -450,8 +450,8 @@ class OCSDFSettings:
         final_learning_rate: ``None`` for a constant rate, else the rate the
             step size decays to, linearly over the ``steps`` updates.
         optimizer: ``"rmsprop"``, ``"adam"`` or ``"sgd"``.
-        jit_compile: the whole training step compiled by XLA
-            (:func:`kocc.training.compile_ocsdf`).
+        jit_compile: the update as one XLA program
+            (:meth:`kocc.models.OCSDF.compile`).
         shards: TFRecord shards the training rows are streamed from (0: memory).
         score_shards: AUROC from score shards on disk.
     """
@@ -1508,7 +1508,7 @@ def results_markdown(
             if s.final_learning_rate is not None
             else ", "
         )
-        + ("the step XLA-compiled, " if s.jit_compile else "")
+        + ("the update XLA-compiled, " if s.jit_compile else "")
         + (f"the mean f of {s.members} networks, " if s.members > 1 else "")
         + _scaling_and_prior(config)
         + (
