@@ -256,10 +256,11 @@ class OCSDF(tf.keras.Model):
         negatives, the loss, the gradient step, the retraction) into one XLA
         program; the batch's NaN/inf check runs before it, outside XLA, which
         drops assertions. It pays for small networks, whose step is mostly
-        TensorFlow's per-op dispatch (docs/training.md, which also reports a
-        segmentation fault seen once in a long run with it). XLA's stateless random
-        ops draw other numbers than TensorFlow's kernels for the same seed, so
-        the run differs from the plain step's and reproduces with its seed.
+        TensorFlow's per-op dispatch (docs/training.md, which also reports
+        segmentation faults in two of four long runs with it). XLA's
+        stateless random ops draw other numbers than TensorFlow's kernels for
+        the same seed, so the run differs from the plain step's and
+        reproduces with its seed.
 
         Raises:
             ValueError: if a ``loss`` is given here (give ``loss=``, or
