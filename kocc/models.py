@@ -7,6 +7,7 @@ Networks", ICML 2023.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -181,6 +182,8 @@ class OCSDF(tf.keras.Model):
         # the epoch counter drives the warm-up; a callback added by fit() sets it
         self._epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
         self._negatives = None
+        # compile(jit_compile=True) sets it to the XLA-compiled _update
+        self._xla_update: Callable[[tf.Tensor], dict] | None = None
         if self.updates_per_sampling > 1:
             # one set per replica under a tf.distribute strategy
             self._negatives = tf.Variable(
@@ -299,7 +302,7 @@ class OCSDF(tf.keras.Model):
     def xla_update(self) -> bool:
         """Whether :meth:`train_step` runs its update as one XLA program
         (``compile(jit_compile=True)``)."""
-        return getattr(self, "_xla_update", None) is not None
+        return self._xla_update is not None
 
     def compile_from_config(self, config: dict) -> None:
         """Re-compile from a saved compile config (``tf.keras.models.load_model``).
@@ -414,7 +417,7 @@ class OCSDF(tf.keras.Model):
         x = data[0] if isinstance(data, tuple) else data
         x = tf.cast(x, tf.float32)
         x = tf.debugging.assert_all_finite(x, "training batch contains NaN or inf")
-        update = getattr(self, "_xla_update", None) or self._update
+        update = self._xla_update or self._update
         return update(x)
 
     def _update(self, x: tf.Tensor) -> dict:
