@@ -36,6 +36,47 @@ from kocc.orthogonalization import (
 from kocc.sampling import Domain, as_score_fn, draw_eta, newton_raphson_steps
 from kocc.validation import check_batch
 
+#: ``compile(jit_compile=True)`` refuses to build another XLA update when the
+#: process has fewer free memory maps than this (``vm.max_map_count`` minus
+#: the lines of ``/proc/self/maps``). XLA:CPU keeps every program it compiles
+#: until the process exits, each in mappings of its own: one update of the
+#: tabular network (3 x 64 FullSort) takes 400 to 1,000 maps. Compiling past
+#: the limit crashes the process: LLVM's allocation fails ("LLVM compilation
+#: error: Cannot allocate memory"), the failed object is unmapped with its
+#: unwind tables still registered, and the next C++ exception makes libgcc's
+#: unwinder read them (a segmentation fault in ``libgcc_s``; docs/training.md).
+XLA_MIN_FREE_MEMORY_MAPS = 8192
+
+
+def memory_map_headroom() -> int | None:
+    """Memory maps this process may still create: ``vm.max_map_count`` minus
+    its current maps, or None where ``/proc`` does not tell (not Linux)."""
+    try:
+        with open("/proc/sys/vm/max_map_count", "rb") as f:
+            limit = int(f.read())
+        with open("/proc/self/maps", "rb") as f:
+            used = sum(1 for _ in f)
+    except (OSError, ValueError):
+        return None
+    return limit - used
+
+
+def check_xla_memory_maps() -> None:
+    """Raise before an XLA program is built that could exhaust the process's
+    memory maps (:data:`XLA_MIN_FREE_MEMORY_MAPS`), which would crash it."""
+    headroom = memory_map_headroom()
+    if headroom is None or headroom >= XLA_MIN_FREE_MEMORY_MAPS:
+        return
+    raise RuntimeError(
+        f"jit_compile=True: this process has {headroom} free memory maps "
+        f"(vm.max_map_count), fewer than the {XLA_MIN_FREE_MEMORY_MAPS} kept for "
+        "another XLA program. XLA keeps every program it compiled (400 to 1,000 "
+        "maps per update of a small network) until the process exits, and "
+        "compiling past the limit crashes the process with a segmentation "
+        "fault. Train the remaining networks in a new process, raise "
+        "vm.max_map_count (sysctl), or compile with jit_compile=False"
+    )
+
 
 @tf.keras.utils.register_keras_serializable("kocc")
 class OCSDF(tf.keras.Model):
@@ -259,16 +300,22 @@ class OCSDF(tf.keras.Model):
         negatives, the loss, the gradient step, the retraction) into one XLA
         program; the batch's NaN/inf check runs before it, outside XLA, which
         drops assertions. It pays for small networks, whose step is mostly
-        TensorFlow's per-op dispatch (docs/training.md, which also reports
-        segmentation faults in two of four long runs with it). XLA's
+        TensorFlow's per-op dispatch (docs/training.md). XLA's
         stateless random ops draw other numbers than TensorFlow's kernels for
         the same seed, so the run differs from the plain step's and
-        reproduces with its seed.
+        reproduces with its seed. Every network's update is a program of its
+        own that XLA keeps until the process exits, in memory maps of its own:
+        a process can hold a few dozen such networks, and compiling past
+        ``vm.max_map_count`` would crash it, so ``jit_compile=True`` is
+        refused once fewer than :data:`XLA_MIN_FREE_MEMORY_MAPS` maps are
+        left (:func:`check_xla_memory_maps`).
 
         Raises:
             ValueError: if a ``loss`` is given here (give ``loss=``, or
                 ``margin=`` and ``lam=``, to ``OCSDF(...)`` instead), or
                 ``jit_compile=True`` under a strategy of several replicas.
+            RuntimeError: ``jit_compile=True`` with fewer than
+                :data:`XLA_MIN_FREE_MEMORY_MAPS` free memory maps.
         """
         if kwargs.get("loss") is not None:
             raise ValueError(
@@ -286,6 +333,8 @@ class OCSDF(tf.keras.Model):
                 f"{self.distribute_strategy.num_replicas_in_sync} replicas, "
                 "compile with jit_compile=False"
             )
+        if jit_compile:
+            check_xla_memory_maps()
         # Keras would compile the whole train_step, where XLA drops the
         # batch's NaN check (tf.debugging asserts are ignored under XLA); OCSDF
         # compiles the update only (train_step), and records the choice in the

@@ -1,13 +1,16 @@
 """The one training path (kocc.training): optimizer, compile, timed fit."""
 
 import math
+import mmap
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import kocc.models
 from kocc.architectures import lipschitz_mlp
-from kocc.models import OCSDF
+from kocc.models import OCSDF, XLA_MIN_FREE_MEMORY_MAPS, memory_map_headroom
 from kocc.sampling import Ball
 from kocc.training import (
     OPTIMIZERS,
@@ -149,3 +152,39 @@ def test_xla_update_keeps_the_nan_check_of_the_batch():
     data = tf.data.Dataset.from_tensor_slices(x).batch(64).repeat()
     with pytest.raises(tf.errors.InvalidArgumentError, match="contains NaN or inf"):
         model.fit(data, steps_per_epoch=2, verbose=0)
+
+
+def test_xla_update_is_refused_before_the_memory_maps_run_out(monkeypatch):
+    # XLA keeps every program it compiled until the process exits, each in
+    # memory maps of its own; compiling past vm.max_map_count crashed long
+    # benchmark processes in libgcc's unwinder (docs/training.md)
+    model = OCSDF(lipschitz_mlp(2, (8,), seed=0), Ball(3.0, shape=(2,)))
+    low = XLA_MIN_FREE_MEMORY_MAPS - 1
+    monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: low)
+    with pytest.raises(RuntimeError, match="vm.max_map_count"):
+        model.compile(optimizer="rmsprop", jit_compile=True)
+    model.compile(optimizer="rmsprop")  # the plain step is not refused
+    assert not model.xla_update
+    enough = XLA_MIN_FREE_MEMORY_MAPS
+    monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: enough)
+    model.compile(optimizer="rmsprop", jit_compile=True)
+    assert model.xla_update
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux only")
+def test_memory_map_headroom_counts_the_maps_of_the_process():
+    with open("/proc/sys/vm/max_map_count") as f:
+        limit = int(f.read())
+    before = memory_map_headroom()
+    assert 0 < before < limit
+    # alternate protections, so that the kernel cannot merge neighbours
+    writable = mmap.PROT_READ | mmap.PROT_WRITE
+    pages = [
+        mmap.mmap(-1, mmap.PAGESIZE, prot=writable if i % 2 else mmap.PROT_READ)
+        for i in range(64)
+    ]
+    try:
+        assert before - memory_map_headroom() >= 32
+    finally:
+        for page in pages:
+            page.close()
