@@ -7,6 +7,7 @@ Networks", ICML 2023.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,13 @@ from kocc.validation import check_batch
 #: unwinder read them (a segmentation fault in ``libgcc_s``; docs/training.md).
 XLA_MIN_FREE_MEMORY_MAPS = 8192
 
+#: An upper estimate of the memory maps one XLA-compiled update takes, with the
+#: programs of its network's scoring: measured 410 (a training loop) and 423
+#: to 890 (``kocc benchmark``) for the 3 x 64 tabular network. Used to tell,
+#: before a job starts, how many such networks a process can still compile
+#: (:func:`xla_updates_room`).
+XLA_MAPS_PER_UPDATE = 1000
+
 
 def memory_map_headroom() -> int | None:
     """Memory maps this process may still create: ``vm.max_map_count`` minus
@@ -61,20 +69,32 @@ def memory_map_headroom() -> int | None:
     return limit - used
 
 
+def xla_updates_room() -> int | None:
+    """How many more networks this process can compile with
+    ``jit_compile=True`` before :func:`check_xla_memory_maps` refuses:
+    ``(headroom - XLA_MIN_FREE_MEMORY_MAPS) // XLA_MAPS_PER_UPDATE``, at least
+    0, or None where the headroom is unknown (:func:`memory_map_headroom`)."""
+    headroom = memory_map_headroom()
+    if headroom is None:
+        return None
+    return max(0, (headroom - XLA_MIN_FREE_MEMORY_MAPS) // XLA_MAPS_PER_UPDATE)
+
+
 def check_xla_memory_maps() -> None:
     """Raise before an XLA program is built that could exhaust the process's
     memory maps (:data:`XLA_MIN_FREE_MEMORY_MAPS`), which would crash it."""
     headroom = memory_map_headroom()
     if headroom is None or headroom >= XLA_MIN_FREE_MEMORY_MAPS:
         return
-    raise RuntimeError(
+    raise OSError(
+        errno.ENOMEM,
         f"jit_compile=True: this process has {headroom} free memory maps "
         f"(vm.max_map_count), fewer than the {XLA_MIN_FREE_MEMORY_MAPS} kept for "
         "another XLA program. XLA keeps every program it compiled (400 to 1,000 "
         "maps per update of a small network) until the process exits, and "
         "compiling past the limit crashes the process with a segmentation "
         "fault. Train the remaining networks in a new process, raise "
-        "vm.max_map_count (sysctl), or compile with jit_compile=False"
+        "vm.max_map_count (sysctl), or compile with jit_compile=False",
     )
 
 
@@ -314,7 +334,7 @@ class OCSDF(tf.keras.Model):
             ValueError: if a ``loss`` is given here (give ``loss=``, or
                 ``margin=`` and ``lam=``, to ``OCSDF(...)`` instead), or
                 ``jit_compile=True`` under a strategy of several replicas.
-            RuntimeError: ``jit_compile=True`` with fewer than
+            OSError: (``ENOMEM``) ``jit_compile=True`` with fewer than
                 :data:`XLA_MIN_FREE_MEMORY_MAPS` free memory maps.
         """
         if kwargs.get("loss") is not None:

@@ -12,6 +12,7 @@ import yaml
 from conftest import assert_png
 from sklearn.metrics import roc_auc_score
 
+import kocc.models
 from kocc.datasets.tabular import fit_standardizer, scaled_rows
 from kocc.experiments.recipes import RecipeError
 from kocc.experiments.tabular_benchmark import (
@@ -24,15 +25,18 @@ from kocc.experiments.tabular_benchmark import (
     _make_baseline,
     _split,
     average_ranks,
+    check_xla_room,
     curve_epochs,
     knn_scale_margin,
     member_seeds,
+    ocsdf_networks,
     results_markdown,
     row_sparsity,
     rule_choice,
     run_tabular_benchmark,
     train_ocsdf,
 )
+from kocc.models import XLA_MAPS_PER_UPDATE, XLA_MIN_FREE_MEMORY_MAPS
 from kocc.tabular_prior import tabular_prior
 
 RECIPE = "recipes/tabular_odds.yaml"
@@ -390,6 +394,45 @@ def test_recipe_jit_compile_trains_with_the_xla_update_and_says_so(tmp_path):
     )
     default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
     assert default.ocsdf.jit_compile is False
+
+
+def test_ocsdf_networks_counts_runs_members_and_trained_margins():
+    grid = {"datasets": ["wbc", "wine"], "runs": 2}
+    grid |= {"training": {"margins": [0.1, 0.2, 0.4], "members": 1}}
+    assert ocsdf_networks(TabularBenchmarkConfig.from_dict(grid)) == 12
+    fixed = grid | {"training": grid["training"] | {"margin_per_dataset": {"wbc": 0.2}}}
+    assert ocsdf_networks(TabularBenchmarkConfig.from_dict(fixed)) == 3 * 2 + 1 * 2
+    picked = grid | {"training": grid["training"] | {"margin_selection": "knn_scale"}}
+    assert ocsdf_networks(TabularBenchmarkConfig.from_dict(picked)) == 4
+    members = {"datasets": ["wbc"], "runs": 3, "training": {"members": 5}}
+    assert ocsdf_networks(TabularBenchmarkConfig.from_dict(members)) == 15
+
+
+def test_xla_run_larger_than_the_process_can_compile_is_refused_before_training(
+    tmp_path, monkeypatch
+):
+    # XLA keeps every network's program until the process exits; a run that
+    # would exhaust the memory maps must fail at once, not after hours of
+    # training with its output lost (docs/training.md)
+    x, y = _cluster_with_far_outliers(seed=4)
+    config = one_run_toy_config(
+        tmp_path, x, y, training={"jit_compile": True, "members": 3}
+    )
+    room_for_two = XLA_MIN_FREE_MEMORY_MAPS + 2 * XLA_MAPS_PER_UPDATE
+    monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: room_for_two)
+    with pytest.raises(ValueError, match="trains 3 OCSDF networks") as refused:
+        run_tabular_benchmark(config, tmp_path / "out")
+    assert "room for about 2" in str(refused.value)
+    assert "fewer runs or members per process" in str(refused.value)
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+    parsed = TabularBenchmarkConfig.from_dict(config)
+    check_xla_room(replace(parsed, runs=1, ocsdf=replace(parsed.ocsdf, members=2)))
+    no_xla = replace(parsed, ocsdf=replace(parsed.ocsdf, jit_compile=False))
+    monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: 0)
+    assert ocsdf_networks(no_xla) == 3
+    run_tabular_benchmark(  # the plain step does not need the room
+        replace(no_xla, ocsdf=replace(no_xla.ocsdf, steps=5)), tmp_path / "plain"
+    )
 
 
 @pytest.mark.slow

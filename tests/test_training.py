@@ -1,5 +1,6 @@
 """The one training path (kocc.training): optimizer, compile, timed fit."""
 
+import errno
 import math
 import mmap
 import os
@@ -161,8 +162,9 @@ def test_xla_update_is_refused_before_the_memory_maps_run_out(monkeypatch):
     model = OCSDF(lipschitz_mlp(2, (8,), seed=0), Ball(3.0, shape=(2,)))
     low = XLA_MIN_FREE_MEMORY_MAPS - 1
     monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: low)
-    with pytest.raises(RuntimeError, match="vm.max_map_count"):
+    with pytest.raises(OSError, match="vm.max_map_count") as refused:
         model.compile(optimizer="rmsprop", jit_compile=True)
+    assert refused.value.errno == errno.ENOMEM  # the CLI reports it in one line
     model.compile(optimizer="rmsprop")  # the plain step is not refused
     assert not model.xla_update
     enough = XLA_MIN_FREE_MEMORY_MAPS

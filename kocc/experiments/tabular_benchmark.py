@@ -131,6 +131,7 @@ from kocc.experiments.training import (
     run_directory,
     strategy_of,
 )
+from kocc.models import XLA_MAPS_PER_UPDATE, xla_updates_room
 from kocc.score_shards import certified_auroc_from_shards, write_score_shards
 from kocc.tabular_prior import PRIOR_KINDS, prior_from_statistics, tabular_prior
 from kocc.training import train_ocsdf as train_ocsdf_on
@@ -1324,6 +1325,47 @@ def _run_dataset(
     return result, rows
 
 
+def ocsdf_networks(config: TabularBenchmarkConfig) -> int:
+    """OCSDF networks a run of ``config`` trains: per data set, ``runs`` x
+    ``members`` x the margins it trains (one when fixed by
+    ``margin_per_dataset`` or picked by the ``knn_scale`` rule)."""
+    settings = config.ocsdf
+    total = 0
+    for name in config.datasets:
+        margins = len(settings.margins)
+        if name in settings.margin_per_dataset or (
+            settings.margin_selection == "knn_scale"
+        ):
+            margins = 1
+        total += config.runs * settings.members * margins
+    return total
+
+
+def check_xla_room(config: TabularBenchmarkConfig) -> None:
+    """Refuse, before any training, a ``training.jit_compile`` run that would
+    train more networks than this process can compile under XLA
+    (:func:`kocc.models.xla_updates_room`): past that, ``OCSDF.compile`` would
+    refuse mid-run and the run's output would be lost."""
+    room = xla_updates_room()
+    needed = ocsdf_networks(config)
+    if room is None or needed <= room:
+        return
+    sets = int(room // (needed / max(1, len(config.datasets))))
+    split = (
+        f"the datasets key: at most {sets} data sets of this run each"
+        if sets >= 1
+        else "fewer runs or members per process"
+    )
+    raise ValueError(
+        f"training.jit_compile: this run trains {needed} OCSDF networks, and "
+        "XLA keeps each one's program until the process exits (up to "
+        f"{XLA_MAPS_PER_UPDATE:,} memory maps each, vm.max_map_count); this "
+        f"process has room for about {room}. Split the run over several "
+        f"processes ({split}) and merge them with benchmarks/tabular_merge.py, "
+        "or set training.jit_compile=false"
+    )
+
+
 def run_tabular_benchmark(
     config: Mapping[str, Any] | TabularBenchmarkConfig,
     out_dir: str | os.PathLike,
@@ -1350,6 +1392,8 @@ def run_tabular_benchmark(
     """
     if not isinstance(config, TabularBenchmarkConfig):
         config = TabularBenchmarkConfig.from_dict(config)
+    if config.ocsdf.jit_compile:
+        check_xla_room(config)
     log = log or (lambda message: None)
     strategy = strategy_of(config.distribute)
     out = run_directory(strategy, out_dir)
