@@ -41,7 +41,7 @@ from kocc.validation import check_batch
 #: process has fewer free memory maps than this (``vm.max_map_count`` minus
 #: the lines of ``/proc/self/maps``). XLA:CPU keeps every program it compiles
 #: until the process exits, each in mappings of its own: one update of the
-#: tabular network (3 x 64 FullSort) takes 400 to 1,000 maps. Compiling past
+#: tabular network (3 x 64 FullSort) takes about 400 to 820 maps. Compiling past
 #: the limit crashes the process: LLVM's allocation fails ("LLVM compilation
 #: error: Cannot allocate memory"), the failed object is unmapped with its
 #: unwind tables still registered, and the next C++ exception makes libgcc's
@@ -50,7 +50,7 @@ XLA_MIN_FREE_MEMORY_MAPS = 8192
 
 #: An upper estimate of the memory maps one XLA-compiled update takes, with the
 #: programs of its network's scoring: measured 410 (a training loop) and 423
-#: to 890 (``kocc benchmark``) for the 3 x 64 tabular network. Used to tell,
+#: to 819 (``kocc benchmark``) for the 3 x 64 tabular network. Used to tell,
 #: before a job starts, how many such networks a process can still compile
 #: (:func:`xla_updates_room`).
 XLA_MAPS_PER_UPDATE = 1000
@@ -90,7 +90,7 @@ def check_xla_memory_maps() -> None:
         errno.ENOMEM,
         f"jit_compile=True: this process has {headroom} free memory maps "
         f"(vm.max_map_count), fewer than the {XLA_MIN_FREE_MEMORY_MAPS} kept for "
-        "another XLA program. XLA keeps every program it compiled (400 to 1,000 "
+        "another XLA program. XLA keeps every program it compiled (about 400 to 820 "
         "maps per update of a small network) until the process exits, and "
         "compiling past the limit crashes the process with a segmentation "
         "fault. Train the remaining networks in a new process, raise "
