@@ -325,7 +325,8 @@ class OCSDF(tf.keras.Model):
         the same seed, so the run differs from the plain step's and
         reproduces with its seed. Every network's update is a program of its
         own that XLA keeps until the process exits, in memory maps of its own:
-        a process can hold a few dozen such networks, and compiling past
+        a process holds about 70 to 150 networks of the tabular recipe's size
+        (docs/training.md), and compiling past
         ``vm.max_map_count`` would crash it, so ``jit_compile=True`` is
         refused once fewer than :data:`XLA_MIN_FREE_MEMORY_MAPS` maps are
         left (:func:`check_xla_memory_maps`).

@@ -476,6 +476,17 @@ class OCSDFSettings:
     shards: int = 0
     score_shards: bool = False
 
+    def margin_grid(self, dataset: str) -> tuple[float, ...]:
+        """The margins OCSDF trains on ``dataset``: its ``margin_per_dataset``
+        entry alone, else the grid."""
+        fixed = self.margin_per_dataset.get(dataset)
+        return (fixed,) if fixed is not None else self.margins
+
+    def picks_margin(self, grid: Sequence[float]) -> bool:
+        """Whether the ``knn_scale`` rule picks one margin of ``grid`` per run
+        (label-free), so that each run trains that one only."""
+        return self.margin_selection == "knn_scale" and len(grid) > 1
+
 
 @dataclass(frozen=True)
 class TabularBenchmarkConfig:
@@ -1009,7 +1020,7 @@ def _run_shard_files(
     )
     settings = config.ocsdf
     fixed = settings.margin_per_dataset.get(name)
-    grid = (fixed,) if fixed is not None else settings.margins
+    grid = settings.margin_grid(name)
     batch_size = min(settings.batch_size, statistics.count)
     by_margin: dict[float, list[float]] = {}
     rows: list[dict[str, Any]] = []
@@ -1197,8 +1208,8 @@ def _run_dataset(
         fit_standardizer(x).transform(x)  # once, in place: no second copy
     settings = config.ocsdf
     fixed = settings.margin_per_dataset.get(name)
-    grid = (fixed,) if fixed is not None else settings.margins
-    label_free = settings.margin_selection == "knn_scale" and len(grid) > 1
+    grid = settings.margin_grid(name)
+    label_free = settings.picks_margin(grid)
     baselines = {n: _make_baseline(n, o) for n, o in config.baselines.items()}
     by_margin: dict[float, list[float]] = {}
     auroc: dict[str, list[float]] = {n: [] for n in baselines}
@@ -1332,11 +1343,8 @@ def ocsdf_networks(config: TabularBenchmarkConfig) -> int:
     settings = config.ocsdf
     total = 0
     for name in config.datasets:
-        margins = len(settings.margins)
-        if name in settings.margin_per_dataset or (
-            settings.margin_selection == "knn_scale"
-        ):
-            margins = 1
+        grid = settings.margin_grid(name)
+        margins = 1 if settings.picks_margin(grid) else len(grid)
         total += config.runs * settings.members * margins
     return total
 
