@@ -49,10 +49,10 @@ from kocc.validation import check_batch
 XLA_MIN_FREE_MEMORY_MAPS = 8192
 
 #: An upper estimate of the memory maps one XLA-compiled update takes, with the
-#: programs of its network's scoring: measured 410 (a training loop) and 423
-#: to 819 (``kocc benchmark``) for the 3 x 64 tabular network. Used to tell,
-#: before a job starts, how many such networks a process can still compile
-#: (:func:`xla_updates_room`).
+#: programs of its network's scoring: measured 406 to 409 (a training loop)
+#: and 423 to 819 (``kocc benchmark``) for the 3 x 64 tabular network. Used to
+#: tell, before a job starts, how many such networks a process can still
+#: compile (:func:`xla_updates_room`).
 XLA_MAPS_PER_UPDATE = 1000
 
 
