@@ -486,6 +486,48 @@ def test_an_interrupted_training_exits_130_and_leaves_the_old_run(tmp_path, sig)
     assert [p.name for p in out.iterdir()] == ["metrics.json"]
 
 
+def test_an_interrupt_a_dependency_turned_into_another_error_still_exits_130(
+    monkeypatch, tmp_path, capsys
+):
+    """A SIGTERM landing while TensorFlow traces a graph leaves pybind11 as a
+    RuntimeError ("MISMATCH of original and normalized active exception
+    types ... KeyboardInterrupt: signal SIGTERM"), seen once in CI: still exit
+    130 with one line, the partial output removed. Without a signal the same
+    RuntimeError is not taken for an interrupt."""
+    from kocc.experiments import cli
+
+    out = tmp_path / "run"
+
+    def train(args, *, signal_first: bool):
+        with output_directory(out, False, ()) as work:
+            (work / "kocc.log").write_text("half a run")
+            try:
+                if signal_first:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)  # the handler raises here
+                raise RuntimeError("no signal")
+            except KeyboardInterrupt as err:  # what pybind11 does to it
+                raise RuntimeError(
+                    "pybind11::error_already_set: MISMATCH of original and "
+                    f"normalized active exception types: {err!r}"
+                ) from None
+
+    monkeypatch.setitem(
+        cli._COMMANDS, "train", lambda args: train(args, signal_first=True)
+    )
+    assert main(["train", T, "--out", str(out)]) == EXIT_INTERRUPTED
+    assert _error_line(capsys) == (
+        "kocc train: interrupted (signal SIGTERM); the partial output was removed"
+    )
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setitem(
+        cli._COMMANDS, "train", lambda args: train(args, signal_first=False)
+    )
+    with pytest.raises(RuntimeError, match="no signal"):
+        main(["train", T, "--out", str(out)])
+    assert list(tmp_path.iterdir()) == []
+
+
 def _best_walls(commands: list[list[str]], repeats: int) -> list[float]:
     """Best wall time of each command over ``repeats`` interleaved runs (load
     from other processes hits both alike)."""

@@ -767,8 +767,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     _quiet_environment(args.verbose)
-    from kocc.safe_output import terminate_as_interrupt
+    from kocc.safe_output import interrupts_received, terminate_as_interrupt
 
+    signals_before, _ = interrupts_received()
     try:
         with (
             warnings.catch_warnings(),
@@ -780,16 +781,34 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.showwarning = _warning_line(args.command)
             return _COMMANDS[args.command](args)
     except KeyboardInterrupt as err:
-        cause = str(err) or "Ctrl-C"
-        print(
-            f"kocc {args.command}: interrupted ({cause}); the partial output was "
-            "removed",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    except (ValueError, OSError) as err:  # RecipeError, OutputError: ValueErrors
-        print(f"kocc {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return _error_code(err)
+        return _interrupted(args.command, str(err))
+    except Exception as err:
+        signals_after, cause = interrupts_received()
+        if signals_after != signals_before:
+            # The signal's KeyboardInterrupt was replaced on its way out: a
+            # SIGTERM that lands while TensorFlow traces a graph comes out of
+            # pybind11 as "RuntimeError: ... MISMATCH of original and
+            # normalized active exception types". It is still an interrupt.
+            return _interrupted(args.command, cause)
+        if isinstance(err, (ValueError, OSError)):  # RecipeError, OutputError
+            print(f"kocc {args.command}: error: {_one_line(err)}", file=sys.stderr)
+            return _error_code(err)
+        raise
+
+
+def _interrupted(command: str, cause: str) -> int:
+    """Report an interrupt (Ctrl-C or ``SIGTERM``) in one line; exit code 130.
+
+    The output folders' clean-up has run by then:
+    :func:`kocc.safe_output.atomic_path` and
+    :func:`kocc.safe_output.output_directory` unwind on any exception.
+    """
+    print(
+        f"kocc {command}: interrupted ({cause or 'Ctrl-C'}); the partial output "
+        "was removed",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
