@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import signal
+import subprocess
 from dataclasses import replace
 
 import numpy as np
@@ -33,6 +35,7 @@ from kocc.experiments.tabular_benchmark import (
     results_markdown,
     row_sparsity,
     rule_choice,
+    run_dataset,
     run_tabular_benchmark,
     train_ocsdf,
 )
@@ -408,31 +411,117 @@ def test_ocsdf_networks_counts_runs_members_and_trained_margins():
     assert ocsdf_networks(TabularBenchmarkConfig.from_dict(members)) == 15
 
 
-def test_xla_run_larger_than_the_process_can_compile_is_refused_before_training(
+def test_xla_data_set_larger_than_a_process_can_compile_is_refused_before_training(
     tmp_path, monkeypatch
 ):
-    # XLA keeps every network's program until the process exits; a run that
-    # would exhaust the memory maps must fail at once, not after hours of
-    # training with its output lost (docs/training.md)
+    # XLA keeps every network's program until the process exits; each data set
+    # trains in a process of its own, and one that would exhaust the memory
+    # maps must fail at once, not after hours of training with its output lost
+    # (docs/training.md)
     x, y = _cluster_with_far_outliers(seed=4)
     config = one_run_toy_config(
         tmp_path, x, y, training={"jit_compile": True, "members": 3}
     )
     room_for_two = XLA_MIN_FREE_MEMORY_MAPS + 2 * XLA_MAPS_PER_UPDATE
     monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: room_for_two)
-    with pytest.raises(ValueError, match="trains 3 OCSDF networks") as refused:
+    with pytest.raises(ValueError, match="'toy' trains 3 OCSDF networks") as refused:
         run_tabular_benchmark(config, tmp_path / "out")
     assert "room for about 2" in str(refused.value)
-    assert "fewer runs or members per process" in str(refused.value)
+    assert "Lower runs, training.members or the margins" in str(refused.value)
     assert not (tmp_path / "out").exists()  # refused before anything ran
     parsed = TabularBenchmarkConfig.from_dict(config)
-    check_xla_room(replace(parsed, runs=1, ocsdf=replace(parsed.ocsdf, members=2)))
+    two_sets = replace(parsed, datasets=("toy", "toy"))
+    two_each = replace(two_sets, ocsdf=replace(parsed.ocsdf, members=2))
+    assert ocsdf_networks(two_each) == 4 and ocsdf_networks(two_each, "toy") == 2
+    check_xla_room(two_each)  # 4 networks in all, 2 per process: it fits
     no_xla = replace(parsed, ocsdf=replace(parsed.ocsdf, jit_compile=False))
     monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: 0)
     assert ocsdf_networks(no_xla) == 3
     run_tabular_benchmark(  # the plain step does not need the room
         replace(no_xla, ocsdf=replace(no_xla.ocsdf, steps=5)), tmp_path / "plain"
     )
+
+
+def _two_set_xla_config(folder, nan_in_second=False):
+    """A one-run XLA recipe over data sets 'toy' and 'toy2' (the second with a
+    NaN feature when asked), one 16-wide network of 30 steps each."""
+    x, y = _cluster_with_far_outliers(seed=4)
+    config = one_run_toy_config(folder, x, y, training={"jit_compile": True})
+    x2, y2 = _cluster_with_far_outliers(seed=5)
+    if nan_in_second:
+        x2[3, 1] = np.nan
+    np.savez(folder / "91_toy2.npz", X=x2, y=y2)
+    return config | {"datasets": ["toy", "toy2"]}
+
+
+def test_an_xla_run_trains_each_data_set_in_a_process_of_its_own(tmp_path):
+    # XLA keeps every network's program until its process exits: each data set
+    # trains in a child, which gives the figures training here would give, its
+    # log lines pass through, and this process compiles no XLA update.
+    config = _two_set_xla_config(tmp_path)
+    lines = []
+    headroom = kocc.models.memory_map_headroom()
+    results = run_tabular_benchmark(config, tmp_path / "out", log=lines.append)
+    spent = headroom - kocc.models.memory_map_headroom()
+    assert spent < 300, spent  # one XLA network here costs 400 or more maps
+    assert [r.dataset for r in results.datasets] == ["toy", "toy2"]
+    for name in ("toy", "toy2"):
+        assert any(line.startswith(f"{name} run 0 OCSDF") for line in lines)
+    parsed = TabularBenchmarkConfig.from_dict(config)
+    for child in results.datasets:
+        here, _ = run_dataset(child.dataset, parsed, lambda _: None, tmp_path)
+        assert here.auroc["ocsdf"] == child.auroc["ocsdf"]
+        assert 0.5 < child.mean("ocsdf") <= 1.0
+
+
+def test_an_error_in_a_data_set_process_is_raised_as_its_own(tmp_path):
+    # the data set's own error (here from loading it), not a generic one
+    config = _two_set_xla_config(tmp_path, nan_in_second=True)
+    config["datasets"] = ["toy2", "toy"]
+    with pytest.raises(ValueError, match="91_toy2.npz: X holds 1 non-finite"):
+        run_tabular_benchmark(config, tmp_path / "out", log=None)
+
+
+@pytest.fixture
+def data_set_processes(monkeypatch):
+    """The processes the tabular worker starts, recorded as they start."""
+    from kocc.experiments import tabular_worker
+
+    children = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            children.append(self)
+
+    monkeypatch.setattr(tabular_worker.subprocess, "Popen", Recorded)
+    return children
+
+
+def test_a_data_set_process_that_dies_is_named_with_its_signal(
+    tmp_path, data_set_processes
+):
+    def kill_on_first_line(line):
+        data_set_processes[-1].send_signal(signal.SIGKILL)
+
+    config = _two_set_xla_config(tmp_path)
+    with pytest.raises(RuntimeError, match="'toy' was killed by SIGKILL before"):
+        run_tabular_benchmark(config, tmp_path / "out", log=kill_on_first_line)
+    assert [p.returncode for p in data_set_processes] == [-signal.SIGKILL]
+
+
+def test_an_interrupted_benchmark_leaves_no_data_set_process_running(
+    tmp_path, data_set_processes
+):
+    # Ctrl-C or SIGTERM reach the benchmark as KeyboardInterrupt (the CLI's
+    # terminate_as_interrupt) while it waits on its child: the child is killed
+    def interrupt_on_first_line(line):
+        raise KeyboardInterrupt
+
+    config = _two_set_xla_config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_tabular_benchmark(config, tmp_path / "out", log=interrupt_on_first_line)
+    assert [p.returncode for p in data_set_processes] == [-signal.SIGKILL]
 
 
 @pytest.mark.slow

@@ -686,11 +686,22 @@ class _QuietTensorFlowImport:
             sys.meta_path.remove(self)
 
 
+#: Set to ``"1"`` by :func:`quiet_tensorflow_import` for the processes a
+#: command starts (:mod:`kocc.experiments.tabular_worker`): they import
+#: TensorFlow as quietly as the command does.
+QUIET_TENSORFLOW_IMPORT_ENV = "KOCC_QUIET_TENSORFLOW_IMPORT"
+
+
 @contextlib.contextmanager
-def _quiet_tensorflow_import(verbose: bool) -> Iterator[None]:
+def quiet_tensorflow_import(verbose: bool) -> Iterator[None]:
     """While the block runs, a first ``import tensorflow`` drops TensorFlow's
-    native start-up lines (unless ``verbose``)."""
-    if verbose or "tensorflow" in sys.modules:
+    native start-up lines (unless ``verbose``); so does the first import of
+    the child processes started meanwhile (:data:`QUIET_TENSORFLOW_IMPORT_ENV`)."""
+    if verbose:
+        yield
+        return
+    os.environ[QUIET_TENSORFLOW_IMPORT_ENV] = "1"
+    if "tensorflow" in sys.modules:
         yield
         return
     hook = _QuietTensorFlowImport()
@@ -774,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         with (
             warnings.catch_warnings(),
             terminate_as_interrupt(),
-            _quiet_tensorflow_import(args.verbose or _user_set_tf_log_level()),
+            quiet_tensorflow_import(args.verbose or _user_set_tf_log_level()),
         ):
             if not args.verbose:
                 _filter_dependency_warnings()

@@ -126,6 +126,7 @@ from kocc.experiments.recipes import (
     open_fraction,
     positive,
 )
+from kocc.experiments.tabular_worker import run_dataset_in_process
 from kocc.experiments.training import (
     certified_auroc_on_disk,
     run_directory,
@@ -1336,13 +1337,14 @@ def _run_dataset(
     return result, rows
 
 
-def ocsdf_networks(config: TabularBenchmarkConfig) -> int:
-    """OCSDF networks a run of ``config`` trains: per data set, ``runs`` x
-    ``members`` x the margins it trains (one when fixed by
-    ``margin_per_dataset`` or picked by the ``knn_scale`` rule)."""
+def ocsdf_networks(config: TabularBenchmarkConfig, dataset: str | None = None) -> int:
+    """OCSDF networks a run of ``config`` trains (on ``dataset`` alone, when
+    given): per data set, ``runs`` x ``members`` x the margins it trains (one
+    when fixed by ``margin_per_dataset`` or picked by the ``knn_scale``
+    rule)."""
     settings = config.ocsdf
     total = 0
-    for name in config.datasets:
+    for name in config.datasets if dataset is None else [dataset]:
         grid = settings.margin_grid(name)
         margins = 1 if settings.picks_margin(grid) else len(grid)
         total += config.runs * settings.members * margins
@@ -1350,28 +1352,61 @@ def ocsdf_networks(config: TabularBenchmarkConfig) -> int:
 
 
 def check_xla_room(config: TabularBenchmarkConfig) -> None:
-    """Refuse, before any training, a ``training.jit_compile`` run that would
-    train more networks than this process can compile under XLA
-    (:func:`kocc.models.xla_updates_room`): past that, ``OCSDF.compile`` would
-    refuse mid-run and the run's output would be lost."""
+    """Refuse, before any training, a ``training.jit_compile`` run whose
+    largest data set trains more networks than one process can compile under
+    XLA (:func:`kocc.models.xla_updates_room`, measured in this process, whose
+    children start alike).
+
+    Each data set of such a run trains in a process of its own
+    (:mod:`kocc.experiments.tabular_worker`), so the number of data sets does
+    not count; past the room, ``OCSDF.compile`` would refuse mid-run and the
+    run's output would be lost.
+    """
     room = xla_updates_room()
-    needed = ocsdf_networks(config)
-    if room is None or needed <= room:
+    if room is None:
         return
-    sets = int(room // (needed / max(1, len(config.datasets))))
-    split = (
-        f"the datasets key: at most {sets} data sets of this run each"
-        if sets >= 1
-        else "fewer runs or members per process"
-    )
+    name = max(config.datasets, key=lambda d: ocsdf_networks(config, d))
+    needed = ocsdf_networks(config, name)
+    if needed <= room:
+        return
     raise ValueError(
-        f"training.jit_compile: this run trains {needed} OCSDF networks, and "
-        "XLA keeps each one's program until the process exits (up to "
-        f"{XLA_MAPS_PER_UPDATE:,} memory maps each, vm.max_map_count); this "
-        f"process has room for about {room}. Split the run over several "
-        f"processes ({split}) and merge them with benchmarks/tabular_merge.py, "
-        "or set training.jit_compile=false"
+        f"training.jit_compile: data set {name!r} trains {needed} OCSDF networks "
+        "in one process, and XLA keeps each one's program until the process "
+        f"exits (up to {XLA_MAPS_PER_UPDATE:,} memory maps each, "
+        f"vm.max_map_count); a process has room for about {room}. Lower runs, "
+        "training.members or the margins of that data set, or set "
+        "training.jit_compile=false"
     )
+
+
+def run_dataset(
+    name: str,
+    config: TabularBenchmarkConfig,
+    log: Callable[[str], None],
+    out_dir: Path,
+    progress: Progress | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[DatasetResult, list[dict[str, Any]]]:
+    """Train and score every method on data set ``name`` of ``config``, in
+    this process (the rows from memory, or streamed from TFRecord shards with
+    ``shard_files``).
+
+    Args:
+        name: the data set (one of ``config.datasets``).
+        config: the validated recipe.
+        log: receives the progress lines.
+        out_dir: the run's folder (training curves).
+        progress: advanced once per finished run.
+        strategy: the run's ``tf.distribute`` strategy (default: made from
+            ``config.distribute``; a process makes it once).
+
+    Returns:
+        The data set's :class:`DatasetResult` and its rows for
+        ``<name>_runs.csv`` (one per method and run).
+    """
+    strategy = strategy or strategy_of(config.distribute)
+    run = _run_shard_files if config.shard_files.enabled else _run_dataset
+    return run(name, config, log, strategy, out_dir, progress)
 
 
 def run_tabular_benchmark(
@@ -1412,9 +1447,13 @@ def run_tabular_benchmark(
     runs_path = out / f"{config.name}_runs.csv"
     md_path = out / f"{config.name}.md"
     progress = Progress("tabular", len(config.datasets) * config.runs)
-    run_dataset = _run_shard_files if config.shard_files.enabled else _run_dataset
     for name in config.datasets:
-        result, rows = run_dataset(name, config, log, strategy, out, progress)
+        if config.ocsdf.jit_compile:
+            # XLA keeps every network's program until its process exits: each
+            # data set trains in a fresh process (kocc.experiments.tabular_worker)
+            result, rows = run_dataset_in_process(name, config, log, out, progress)
+        else:
+            result, rows = run_dataset(name, config, log, out, progress, strategy)
         results.append(result)
         all_rows.extend(rows)
         # Rewritten after every data set: a long run leaves its finished part.
