@@ -528,6 +528,44 @@ def test_an_interrupt_a_dependency_turned_into_another_error_still_exits_130(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_xla_benchmark_keeps_the_terminal_clean(tmp_path):
+    """Each data set of a jit_compile run trains in a child process: the
+    child's TensorFlow start-up lines stay hidden, and so do TensorFlow's
+    Python warnings of either process (six networks, six predict functions:
+    "triggered tf.function retracing"); the report comes through."""
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(120, 3)), np.full((4, 3), 8.0)])
+    np.savez(
+        tmp_path / "90_toy.npz", X=x.astype(np.float32), y=np.r_[[0] * 120, [1] * 4]
+    )
+    recipe = tmp_path / "xla.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "tabular",
+                "name": "toy",
+                "data_dir": str(tmp_path),
+                "datasets": ["toy"],
+                "runs": 1,
+                "baselines": [],
+                "paper_reference": False,
+                "model": {"widths": [8]},
+                "training": {
+                    "steps": 4,
+                    "batch_size": 32,
+                    "members": 6,
+                    "jit_compile": True,
+                },
+            }
+        )
+    )
+    proc = _cli("benchmark", str(recipe), "--out", str(tmp_path / "out"))
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert stderr.strip() == ""
+    assert "toy run 0 OCSDF m=0.2: AUROC" in stdout
+
+
 def _best_walls(commands: list[list[str]], repeats: int) -> list[float]:
     """Best wall time of each command over ``repeats`` interleaved runs (load
     from other processes hits both alike)."""

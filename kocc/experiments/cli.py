@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import logging
 import os
 import re
 import shlex
@@ -721,7 +722,12 @@ def _user_set_tf_log_level() -> bool:
 def _quiet_environment(verbose: bool) -> None:
     """TensorFlow's native logging: everything with ``--verbose``; else only
     fatal errors. A ``TF_CPP_MIN_LOG_LEVEL`` the user set is left alone (and
-    TensorFlow's start-up lines are then not filtered either)."""
+    TensorFlow's start-up lines are then not filtered either). TensorFlow's
+    Python logger shows errors only, unless ``--verbose``: its warnings are
+    about its own internals (a benchmark's predict functions, one per
+    network built, "triggered tf.function retracing")."""
+    if not verbose:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if _user_set_tf_log_level():
         return
     if verbose:

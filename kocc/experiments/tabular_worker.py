@@ -10,19 +10,20 @@ exits, and a run of any number of data sets holds at most one data set's
 programs at a time.
 
 The child is ``python -m kocc.experiments.tabular_worker``. It reads the job
-(the data set, the validated recipe, the output folder and the parent's
-warning filters) as one pickle on its standard input and answers on its
-standard output, which it keeps for that channel alone (anything printed goes
-to standard error), with length-prefixed pickles: log lines, progress,
-warnings, and last the data set's result or the error that stopped it. The
-parent passes each on (its log, its progress, its warnings) and raises the
-child's error as its own, so a recipe error reads the same as in one process.
-Seeds are per run and per network, so the figures equal those of training in
-the parent.
+(the data set, the validated recipe, the output folder, the parent's warning
+filters and TensorFlow's log level) as one pickle on its standard input, and
+answers on its standard output, which it keeps for that channel alone
+(anything printed goes to standard error), with length-prefixed pickles: log
+lines, progress, warnings, and last the data set's result or the error that
+stopped it. The parent passes each on (its log, its progress, its warnings)
+and raises the child's error as its own, so a recipe error reads the same as
+in one process. Seeds are per run and per network, so the figures equal
+those of training in the parent.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -98,7 +99,8 @@ def run_dataset_in_process(
         RuntimeError: the child died before it reported (a signal, a crash):
             the message names the data set and how the process ended.
     """
-    job = (name, config, str(out_dir), list(warnings.filters))
+    tf_log_level = logging.getLogger("tensorflow").level
+    job = (name, config, str(out_dir), list(warnings.filters), tf_log_level)
     child = subprocess.Popen(
         [sys.executable, "-m", __name__],
         stdin=subprocess.PIPE,
@@ -178,9 +180,10 @@ def main() -> int:
         with quiet_tensorflow_import(
             os.environ.get(QUIET_TENSORFLOW_IMPORT_ENV) != "1"
         ):
-            name, config, out_dir, filters = pickle.load(sys.stdin.buffer)
+            name, config, out_dir, filters, tf_log_level = pickle.load(sys.stdin.buffer)
             from kocc.experiments.tabular_benchmark import run_dataset
         warnings.filters[:] = filters
+        logging.getLogger("tensorflow").setLevel(tf_log_level)
         warnings.showwarning = forward
         result = run_dataset(
             name,
