@@ -129,6 +129,13 @@ def test_default_ocsdf_scores_ignore_the_labels(tmp_path):
         ),
         ({"training": {"steps": 10**8}}, "'training.steps': expected at most"),
         ({"training": {"jit_compile": "yes"}}, "'training.jit_compile': expected true"),
+        (
+            {
+                "training": {"jit_compile": True},
+                "distribute": {"strategy": "multi_worker"},
+            },
+            "'training.jit_compile': expected false under distribute.strategy multi",
+        ),
         ({"baselines": {"svdd": {}}}, "'baselines.svdd': expected a known baseline"),
         ({"baselines": {"knn": {"n_neighbours": 3}}}, "'baselines.knn'"),
         ({"baselines": {"local_outlier_factor": {"novelty": True}}}, "novelty"),

@@ -425,6 +425,14 @@ class TabularRecipe(Recipe):
             self.baselines, BASELINE_CHOICES, _make_baseline
         )
         _check_shard_files(self)
+        if self.training.jit_compile and self.distribute.strategy == "multi_worker":
+            # each data set trains in a child process, which cannot join the
+            # parent's cluster (and the XLA update compiles one replica's)
+            raise RecipeError(
+                key="training.jit_compile",
+                expected="false under distribute.strategy multi_worker",
+                given=True,
+            )
 
 
 @dataclass(frozen=True)
