@@ -9,7 +9,7 @@ trains each data set of such a run in a fresh Python process
 exits, and a run of any number of data sets holds at most one data set's
 programs at a time.
 
-The child is ``python -m kocc.experiments.tabular_worker``. It reads the job
+The child runs :func:`main` of this module in the same Python. It reads the job
 (the data set, the validated recipe, the output folder, the parent's warning
 filters and TensorFlow's log level) as one pickle on its standard input, and
 answers on its standard output, which it keeps for that channel alone
@@ -94,15 +94,19 @@ def run_dataset_in_process(
         the data set's result and its rows for ``<name>_runs.csv``.
 
     Raises:
-        The child's error, as raised there (a recipe or data error is a
-        ``ValueError`` or an ``OSError``, as in one process).
+        Exception: the child's error, as raised there (a recipe or data error
+            is a ``ValueError`` or an ``OSError``, as in one process).
         RuntimeError: the child died before it reported (a signal, a crash):
             the message names the data set and how the process ended.
     """
     tf_log_level = logging.getLogger("tensorflow").level
     job = (name, config, str(out_dir), list(warnings.filters), tf_log_level)
+    # kocc as installed, else from where this process imported it (appended:
+    # nothing of the interpreter's own path is shadowed)
+    source = str(Path(__file__).resolve().parents[2])
+    start = f"import sys; sys.path.append({source!r}); from {__name__} import main"
     child = subprocess.Popen(
-        [sys.executable, "-m", __name__],
+        [sys.executable, "-c", f"{start}; sys.exit(main())"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
