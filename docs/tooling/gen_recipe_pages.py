@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the kocc of this checkout, installed or not
     sys.path.insert(0, str(ROOT))
 
-from kocc.experiments.cli import _quiet_tensorflow_import  # noqa: E402
+from kocc.experiments.cli import quiet_tensorflow_import  # noqa: E402
 
 
 def main() -> None:
-    with _quiet_tensorflow_import(verbose=False), warnings.catch_warnings():
+    with quiet_tensorflow_import(verbose=False), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kocc.experiments.recipe_reference import kinds, render_page
 
