@@ -203,7 +203,3 @@ def main() -> int:
         return 1
     finally:
         channel.close()
-
-
-if __name__ == "__main__":  # pragma: no cover - the child's entry point
-    sys.exit(main())
