@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the kocc of this checkout, installed or not
     sys.path.insert(0, str(ROOT))
 
-from kocc.experiments.cli import quiet_tensorflow_import  # noqa: E402
+from kocc.experiments.quiet_tensorflow import quiet_tensorflow_import  # noqa: E402
 
 
 def main() -> None:

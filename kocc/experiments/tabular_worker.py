@@ -168,7 +168,7 @@ def _picklable(err: BaseException) -> BaseException:
 def main() -> int:
     """The child: run the pickled job of standard input, answer on standard
     output (see the module's docstring)."""
-    from kocc.experiments.cli import (
+    from kocc.experiments.quiet_tensorflow import (
         QUIET_TENSORFLOW_IMPORT_ENV,
         quiet_tensorflow_import,
     )
