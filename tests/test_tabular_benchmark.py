@@ -58,7 +58,7 @@ def test_shipped_recipe_is_valid_and_covers_the_18_table2_datasets():
 def test_shipped_recipes_ocsdf_settings_are_the_schema_defaults_but_the_rule():
     # One margin for every data set (nothing for a label-based rule to choose),
     # and the recipes' OCSDF settings are the ones a recipe without them gets,
-    # but for what the sparsity rule and the members change (the default) or
+    # but for what the sparsity rule, the members and λ change (the default) or
     # the feature scaling (the one-network recipe; the schema's default stays
     # "standard", which the other tabular recipes and shard_files runs use).
     with open(RECIPE) as handle:
@@ -68,14 +68,17 @@ def test_shipped_recipes_ocsdf_settings_are_the_schema_defaults_but_the_rule():
     default = TabularBenchmarkConfig.from_dict({"datasets": ["wbc"]})
     assert default.ocsdf == OCSDFSettings()
     assert default.ocsdf.feature_scaling == "standard"
-    rule = replace(default.ocsdf, feature_scaling="auto", steps=3000, members=5)
+    rule = replace(
+        default.ocsdf, feature_scaling="auto", steps=3000, members=5, lam=1.0
+    )
     assert shipped.ocsdf == rule
     assert (shipped.prior_kind, shipped.prior_pad) == ("auto", None)
     assert shipped.sparsity_rule == default.sparsity_rule == SparsityRule()
     assert one.ocsdf == replace(default.ocsdf, feature_scaling="tail_stretch")
     assert (one.prior_kind, one.prior_pad) == ("box", 2.0)
+    assert (shipped.ocsdf.lam, one.ocsdf.lam) == (1.0, 3.0)
     for recipe in (shipped, one):
-        assert recipe.ocsdf.margins == (0.2,) and recipe.ocsdf.lam == 3.0
+        assert recipe.ocsdf.margins == (0.2,)
         assert recipe.ocsdf.widths == (64, 64, 64)
         assert recipe.runs == default.runs == 3
         assert recipe.datasets == shipped.datasets
