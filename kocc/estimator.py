@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 import kocc
 from kocc.architectures import lipschitz_activation, lipschitz_mlp
+from kocc.datasets.pipelines import without_autotuning
 from kocc.export import (
     LOAD_ERRORS,
     CertificateError,
@@ -53,7 +54,7 @@ from kocc.export import (
 )
 from kocc.safe_output import output_directory
 from kocc.sampling import Ball, Box, Domain
-from kocc.training import train_ocsdf, without_autotuning
+from kocc.training import train_ocsdf
 
 #: Files of a saved estimator directory.
 PARAMS_FILE = "params.json"

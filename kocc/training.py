@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from kocc.datasets.pipelines import without_autotuning
 from kocc.models import OCSDF
 from kocc.sampling import Domain
 
@@ -137,22 +138,6 @@ def compile_ocsdf(
         )
     model.compile(optimizer=optimizer, jit_compile=bool(jit_compile))
     return model
-
-
-def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """``dataset`` with tf.data's autotuning switched off.
-
-    For pipelines over arrays already in memory, which have nothing to tune.
-    With autotuning on (tf.data's default), deleting the iterator at the end of
-    a ``fit`` call can wait for the autotuning thread, whose period doubles from
-    10 ms while the iterator lives: measured on this project's machine (TF
-    2.21), 1.6-3.6 s after ``on_train_end`` in 5 of 11 calls of 20-40 steps of
-    the 4 x 512 FullSort benchmark network, the calls pinned at 5.1 s or 10.3 s
-    whatever their steps took; none in 7 calls with autotuning off.
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
 
 
 def repeated_batches(x: np.ndarray, batch_size: int, seed: int = 0) -> tf.data.Dataset:

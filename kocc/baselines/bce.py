@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from kocc.datasets.pipelines import without_autotuning
 from kocc.models import OCSDF
 from kocc.sampling import Domain
-from kocc.training import without_autotuning
 from kocc.validation import check_batch
 
 __all__ = ["OneClassBCE", "bce_network", "fit_bce_network"]

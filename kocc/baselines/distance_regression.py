@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.spatial import cKDTree
 
+from kocc.datasets.pipelines import without_autotuning
 from kocc.implicit_surface import (
     ImplicitSurface,
     IsotropicStandardization,
@@ -41,7 +42,6 @@ from kocc.implicit_surface import (
     padded_bounds,
 )
 from kocc.meshes import check_points
-from kocc.training import without_autotuning
 from kocc.validation import check_non_negative, check_positive
 
 

@@ -1,0 +1,139 @@
+"""One tabular network's fit with the row stream's tf.data autotuning on and off.
+
+Trains the network of a tabular recipe (``--recipe``, default the shipped
+``recipes/tabular_odds.yaml``: its scaling and prior as the sparsity rule picks
+them, width, activation, first margin, λ, T, batch, optimizer, rate, steps and
+``training.jit_compile``; ``--xla`` for the XLA update, as in the tables of
+docs/tabular.md) on one ODDS/ADBench set through the benchmark's own path,
+:func:`kocc.experiments.tabular_benchmark.fit_on_batches` fed by
+:func:`kocc.datasets.tabular.streamed_dataset`, as ``kocc benchmark`` trains
+each member. Variant ``off`` is the stream as kocc builds it (autotuning off,
+:func:`kocc.datasets.pipelines.without_autotuning`), ``on`` the same stream
+with tf.data's autotuning switched back on (the pipeline before the change).
+The two alternate, ``--rounds`` times each, every round a new network from the
+same seed: the time is the whole call (build, XLA compilation, the steps, and
+the end of ``fit``), what a member costs. The JSON gives the median seconds,
+the rounds, the ratio on/off, and the largest score difference between the two
+variants' networks (0: the switch does not change the training)::
+
+    KOCC_DATA_DIR=../shared/data TF_NUM_INTRAOP_THREADS=1 \\
+        TF_NUM_INTEROP_THREADS=1 taskset -c 0 \\
+        python benchmarks/tabular_stream_autotuning.py cardio [--rounds 3] \\
+        [--steps 3000] [--xla] [--recipe recipes/tabular_odds.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kocc.datasets.tabular import (  # noqa: E402
+    fit_standardizer,
+    load_tabular,
+    scaled_rows,
+    streamed_dataset,
+)
+from kocc.experiments.recipes import load_recipe_data  # noqa: E402
+from kocc.experiments.tabular_benchmark import (  # noqa: E402
+    TabularBenchmarkConfig,
+    fit_on_batches,
+    rule_choice,
+)
+from kocc.tabular_prior import tabular_prior  # noqa: E402
+
+
+def with_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` with tf.data's autotuning switched back on."""
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    return dataset.with_options(options)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", help="a kocc.datasets.tabular name, e.g. cardio")
+    parser.add_argument("--recipe", default="recipes/tabular_odds.yaml")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="default: recipe's")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--xla", action="store_true", help="training.jit_compile=true (the tables')"
+    )
+    args = parser.parse_args()
+    if args.rounds < 1 or (args.steps is not None and args.steps < 1):
+        parser.error("--rounds >= 1, --steps >= 1")
+    data = load_recipe_data(args.recipe)
+    if args.steps is not None:
+        data["training"]["steps"] = args.steps
+    if args.xla:
+        data["training"]["jit_compile"] = True
+    config = TabularBenchmarkConfig.from_dict(data)
+    settings = config.ocsdf
+    x, _ = load_tabular(args.dataset)
+    fit_standardizer(x).transform(x)
+    kind, scaling, _ = rule_choice(
+        x, config.prior_kind, settings.feature_scaling, config.sparsity_rule, args.seed
+    )
+    rows, _ = scaled_rows(x, None, scaling)
+    domain = tabular_prior(rows, kind, config.pad_of(kind), config.prior_scale)
+    batch = min(settings.batch_size, len(rows))
+    pipelines = {
+        "off": lambda: streamed_dataset(rows, batch, seed=args.seed),
+        "on": lambda: with_autotuning(streamed_dataset(rows, batch, seed=args.seed)),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in pipelines}
+    scores: dict[str, np.ndarray] = {}
+    for _ in range(args.rounds):
+        for name, pipeline in pipelines.items():
+            start = time.perf_counter()
+            model = fit_on_batches(
+                pipeline(),
+                rows.shape[1],
+                settings,
+                settings.margins[0],
+                domain,
+                args.seed,
+            )
+            seconds[name].append(time.perf_counter() - start)
+            scores[name] = np.asarray(model.score_samples(rows))
+            del model
+            tf.keras.backend.clear_session()
+    median = {name: float(np.median(values)) for name, values in seconds.items()}
+    print(
+        json.dumps(
+            {
+                "benchmark": "tabular_stream_autotuning",
+                "dataset": args.dataset,
+                "rows": int(rows.shape[0]),
+                "features": int(rows.shape[1]),
+                "prior": kind,
+                "scaling": scaling,
+                "steps": settings.steps,
+                "jit_compile": settings.jit_compile,
+                "recipe": args.recipe,
+                "fit_seconds": {n: round(v, 2) for n, v in median.items()},
+                "rounds": {
+                    n: [round(v, 2) for v in values] for n, values in seconds.items()
+                },
+                "on_over_off": round(median["on"] / median["off"], 3),
+                "max_score_difference": float(
+                    np.abs(scores["on"] - scores["off"]).max()
+                ),
+                "cpu_count": os.cpu_count(),
+                "tensorflow": tf.__version__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
