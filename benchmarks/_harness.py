@@ -83,3 +83,40 @@ def _batch_end_callback(on_batch_end):
             on_batch_end()
 
     return _BatchEnd()
+
+
+def tabular_rows(config, dataset: str, seed: int = 0):
+    """One ODDS/ADBench set as a tabular recipe's OCSDF trains on it.
+
+    The rows of ``dataset`` standardized, then scaled and given a prior as
+    ``config`` (a :class:`kocc.experiments.tabular_benchmark.
+    TabularBenchmarkConfig`) picks them: the sparsity rule, for ``auto``.
+
+    Returns:
+        ``(rows, domain, description)``: the float32 rows the networks train
+        on, their negatives' prior, and the JSON fields naming them
+        (``dataset``, ``rows``, ``features``, ``prior``, ``scaling``,
+        ``sparsity``).
+    """
+    # here: the scripts import kocc (tf-keras) first
+    from kocc.datasets.tabular import fit_standardizer, load_tabular, scaled_rows
+    from kocc.experiments.tabular_benchmark import rule_choice
+    from kocc.tabular_prior import tabular_prior
+
+    x, _ = load_tabular(dataset)
+    fit_standardizer(x).transform(x)
+    settings = config.ocsdf
+    kind, scaling, sparsity = rule_choice(
+        x, config.prior_kind, settings.feature_scaling, config.sparsity_rule, seed
+    )
+    rows, _ = scaled_rows(x, None, scaling)
+    domain = tabular_prior(rows, kind, config.pad_of(kind), config.prior_scale)
+    description = {
+        "dataset": dataset,
+        "rows": int(rows.shape[0]),
+        "features": int(rows.shape[1]),
+        "prior": kind,
+        "scaling": scaling,
+        "sparsity": None if sparsity is None else round(float(sparsity), 4),
+    }
+    return rows, domain, description

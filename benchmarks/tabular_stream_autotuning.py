@@ -35,20 +35,14 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _harness import tabular_rows  # noqa: E402
 
-from kocc.datasets.tabular import (  # noqa: E402
-    fit_standardizer,
-    load_tabular,
-    scaled_rows,
-    streamed_dataset,
-)
+from kocc.datasets.tabular import streamed_dataset  # noqa: E402
 from kocc.experiments.recipes import load_recipe_data  # noqa: E402
 from kocc.experiments.tabular_benchmark import (  # noqa: E402
     TabularBenchmarkConfig,
     fit_on_batches,
-    rule_choice,
 )
-from kocc.tabular_prior import tabular_prior  # noqa: E402
 
 
 def with_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -78,13 +72,7 @@ def main() -> None:
         data["training"]["jit_compile"] = True
     config = TabularBenchmarkConfig.from_dict(data)
     settings = config.ocsdf
-    x, _ = load_tabular(args.dataset)
-    fit_standardizer(x).transform(x)
-    kind, scaling, _ = rule_choice(
-        x, config.prior_kind, settings.feature_scaling, config.sparsity_rule, args.seed
-    )
-    rows, _ = scaled_rows(x, None, scaling)
-    domain = tabular_prior(rows, kind, config.pad_of(kind), config.prior_scale)
+    rows, domain, description = tabular_rows(config, args.dataset, args.seed)
     batch = min(settings.batch_size, len(rows))
     pipelines = {
         "off": lambda: streamed_dataset(rows, batch, seed=args.seed),
@@ -112,11 +100,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "tabular_stream_autotuning",
-                "dataset": args.dataset,
-                "rows": int(rows.shape[0]),
-                "features": int(rows.shape[1]),
-                "prior": kind,
-                "scaling": scaling,
+                **description,
                 "steps": settings.steps,
                 "jit_compile": settings.jit_compile,
                 "recipe": args.recipe,

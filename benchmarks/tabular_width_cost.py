@@ -34,21 +34,12 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _harness import FitRate  # noqa: E402
+from _harness import FitRate, tabular_rows  # noqa: E402
 
 from kocc.architectures import lipschitz_mlp  # noqa: E402
-from kocc.datasets.tabular import (  # noqa: E402
-    fit_standardizer,
-    load_tabular,
-    scaled_rows,
-)
+from kocc.datasets.tabular import streamed_dataset  # noqa: E402
 from kocc.experiments.recipes import load_recipe_data  # noqa: E402
-from kocc.experiments.tabular_benchmark import (  # noqa: E402
-    TabularBenchmarkConfig,
-    rule_choice,
-    streamed_dataset,
-)
-from kocc.tabular_prior import tabular_prior  # noqa: E402
+from kocc.experiments.tabular_benchmark import TabularBenchmarkConfig  # noqa: E402
 from kocc.training import compile_ocsdf  # noqa: E402
 
 
@@ -78,13 +69,7 @@ def main() -> None:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
-    x, _ = load_tabular(args.dataset)
-    fit_standardizer(x).transform(x)
-    kind, scaling, sparsity = rule_choice(
-        x, config.prior_kind, settings.feature_scaling, config.sparsity_rule, args.seed
-    )
-    rows, _ = scaled_rows(x, None, scaling)
-    domain = tabular_prior(rows, kind, config.pad_of(kind), config.prior_scale)
+    rows, domain, description = tabular_rows(config, args.dataset, args.seed)
     fits = {}
     for width in args.widths:
         for jit_compile in compilations:
@@ -117,12 +102,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "tabular_width_cost",
-                "dataset": args.dataset,
-                "rows": int(rows.shape[0]),
-                "features": int(rows.shape[1]),
-                "prior": kind,
-                "scaling": scaling,
-                "sparsity": None if sparsity is None else round(float(sparsity), 4),
+                **description,
                 "recipe": args.recipe,
                 "depth": depth,
                 "steps_per_round": args.steps,
