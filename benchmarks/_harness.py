@@ -56,7 +56,7 @@ class FitRate:
     the data iterator and, after the last step, tearing it down. With tf.data's
     autotuning on, that teardown waited up to 3.6 s for the autotuning thread
     in about half of the calls on this project's machine; kocc's pipelines
-    switch it off (:func:`kocc.training.without_autotuning`), and the
+    switch it off (:func:`kocc.datasets.pipelines.without_autotuning`), and the
     benchmarks feed ``fit`` with :func:`kocc.training.repeated_batches`.
     """
 
