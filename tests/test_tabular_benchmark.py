@@ -69,7 +69,7 @@ def test_shipped_recipes_ocsdf_settings_are_the_schema_defaults_but_the_rule():
     assert default.ocsdf == OCSDFSettings()
     assert default.ocsdf.feature_scaling == "standard"
     rule = replace(
-        default.ocsdf, feature_scaling="auto", steps=3000, members=5, lam=1.0
+        default.ocsdf, feature_scaling="auto", steps=6000, members=5, lam=1.0
     )
     assert shipped.ocsdf == rule
     assert (shipped.prior_kind, shipped.prior_pad) == ("auto", None)

@@ -19,7 +19,7 @@ Protocols (recipe key ``protocol``):
 
 Label-free defaults: no OCSDF setting of the default recipe
 (``recipes/tabular_odds.yaml``) is chosen by looking at the labels. One margin
-``m = 0.2`` for every data set, λ = 1, 3 x 64 FullSort networks of 3,000 steps,
+``m = 0.2`` for every data set, λ = 1, 3 x 64 FullSort networks of 6,000 steps,
 the mean ``f`` of five of them; the prior and the feature scaling are picked
 per data set by the sparsity rule below from the rows alone (measured in
 docs/tabular.md, "Sparsity rule"; ``recipes/tabular_odds_one_network.yaml``
