@@ -85,6 +85,25 @@ def _batch_end_callback(on_batch_end):
     return _BatchEnd()
 
 
+def tabular_config(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The tabular recipe ``args.recipe`` with ``args.overrides`` (``--set``).
+
+    A bad recipe or override (unknown key, bad value, missing file) is a usage
+    error naming it (``parser.error``, exit status 2), as in ``kocc benchmark``.
+
+    Returns:
+        The :class:`kocc.experiments.tabular_benchmark.TabularBenchmarkConfig`.
+    """
+    from kocc.experiments.recipes import RecipeError, load_recipe_data
+    from kocc.experiments.tabular_benchmark import TabularBenchmarkConfig
+
+    try:
+        data = load_recipe_data(args.recipe, args.overrides)
+        return TabularBenchmarkConfig.from_dict(data)
+    except RecipeError as err:
+        parser.error(str(err))
+
+
 def tabular_rows(config, dataset: str, seed: int = 0):
     """One ODDS/ADBench set as a tabular recipe's OCSDF trains on it.
 

@@ -2,10 +2,11 @@
 
 Trains the network of a tabular recipe (``--recipe``, default the shipped
 ``recipes/tabular_odds.yaml``: its scaling and prior as the sparsity rule picks
-them, width, activation, first margin, λ, T, batch, optimizer, rate, steps and
-``training.jit_compile``; ``--xla`` for the XLA update, as in the tables of
-docs/tabular.md) on one ODDS/ADBench set through the benchmark's own path,
-:func:`kocc.experiments.tabular_benchmark.fit_on_batches` fed by
+them, width, activation, first margin, λ, T, batch, optimizer, rate, steps,
+``training.jit_compile`` and seed, each open to ``--set KEY=VALUE`` as in
+``kocc benchmark``; ``--set training.jit_compile=true`` for the XLA update of
+the tables of docs/tabular.md) on one ODDS/ADBench set through the benchmark's
+own path, :func:`kocc.experiments.tabular_benchmark.fit_on_batches` fed by
 :func:`kocc.datasets.tabular.streamed_dataset`, as ``kocc benchmark`` trains
 each member. Variant ``off`` is the stream as kocc builds it (autotuning off,
 :func:`kocc.datasets.pipelines.without_autotuning`), ``on`` the same stream
@@ -19,7 +20,8 @@ variants' networks (0: the switch does not change the training)::
     KOCC_DATA_DIR=../shared/data TF_NUM_INTRAOP_THREADS=1 \\
         TF_NUM_INTEROP_THREADS=1 taskset -c 0 \\
         python benchmarks/tabular_stream_autotuning.py cardio [--rounds 3] \\
-        [--steps 3000] [--xla] [--recipe recipes/tabular_odds.yaml]
+        [--recipe recipes/tabular_odds.yaml] [--set training.jit_compile=true] \\
+        [--set training.steps=3000] [--set seed=0]
 """
 
 from __future__ import annotations
@@ -35,12 +37,11 @@ import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _harness import tabular_rows  # noqa: E402
+from _harness import tabular_config, tabular_rows  # noqa: E402
 
 from kocc.datasets.tabular import streamed_dataset  # noqa: E402
-from kocc.experiments.recipes import load_recipe_data  # noqa: E402
+from kocc.experiments.cli import add_overrides_arg  # noqa: E402
 from kocc.experiments.tabular_benchmark import (  # noqa: E402
-    TabularBenchmarkConfig,
     fit_on_batches,
 )
 
@@ -57,26 +58,17 @@ def main() -> None:
     parser.add_argument("dataset", help="a kocc.datasets.tabular name, e.g. cardio")
     parser.add_argument("--recipe", default="recipes/tabular_odds.yaml")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None, help="default: recipe's")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--xla", action="store_true", help="training.jit_compile=true (the tables')"
-    )
+    add_overrides_arg(parser)
     args = parser.parse_args()
-    if args.rounds < 1 or (args.steps is not None and args.steps < 1):
-        parser.error("--rounds >= 1, --steps >= 1")
-    data = load_recipe_data(args.recipe)
-    if args.steps is not None:
-        data["training"]["steps"] = args.steps
-    if args.xla:
-        data["training"]["jit_compile"] = True
-    config = TabularBenchmarkConfig.from_dict(data)
-    settings = config.ocsdf
-    rows, domain, description = tabular_rows(config, args.dataset, args.seed)
+    if args.rounds < 1:
+        parser.error("--rounds >= 1")
+    config = tabular_config(parser, args)
+    settings, seed = config.ocsdf, config.seed
+    rows, domain, description = tabular_rows(config, args.dataset, seed)
     batch = min(settings.batch_size, len(rows))
     pipelines = {
-        "off": lambda: streamed_dataset(rows, batch, seed=args.seed),
-        "on": lambda: with_autotuning(streamed_dataset(rows, batch, seed=args.seed)),
+        "off": lambda: streamed_dataset(rows, batch, seed=seed),
+        "on": lambda: with_autotuning(streamed_dataset(rows, batch, seed=seed)),
     }
     seconds: dict[str, list[float]] = {name: [] for name in pipelines}
     scores: dict[str, np.ndarray] = {}
@@ -89,7 +81,7 @@ def main() -> None:
                 settings,
                 settings.margins[0],
                 domain,
-                args.seed,
+                seed,
             )
             seconds[name].append(time.perf_counter() - start)
             scores[name] = np.asarray(model.score_samples(rows))
@@ -103,7 +95,9 @@ def main() -> None:
                 **description,
                 "steps": settings.steps,
                 "jit_compile": settings.jit_compile,
+                "seed": seed,
                 "recipe": args.recipe,
+                "overrides": args.overrides,
                 "fit_seconds": {n: round(v, 2) for n, v in median.items()},
                 "rounds": {
                     n: [round(v, 2) for v in values] for n, values in seconds.items()

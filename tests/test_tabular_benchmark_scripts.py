@@ -1,6 +1,8 @@
 """Tabular benchmark scripts: tabular_merge.py (parts into one table),
-tabular_seed_spread.py (two seed sets of one recipe, compared) and
-tabular_width_cost.py (training cost per network width and compilation)."""
+tabular_seed_spread.py (two seed sets of one recipe, compared),
+tabular_width_cost.py (training cost per network width and compilation) and
+tabular_stream_autotuning.py (one member's fit, the row stream's autotuning on
+and off)."""
 
 from __future__ import annotations
 
@@ -187,7 +189,7 @@ def test_merge_refuses_a_set_in_two_parts_and_a_seed_the_parts_did_not_run(tmp_p
 @pytest.mark.data
 def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
     args = ("lympho", "--widths", "8", "64", "--steps", "5", "--rounds", "2")
-    args += ("--xla", "both")
+    args += ("--xla", "both", "--set", "seed=2")
     run = _script("tabular_width_cost.py", *args, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
@@ -198,6 +200,7 @@ def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
         18,
     )
     assert report["depth"] == 3  # the shipped recipe's three hidden layers
+    assert report["seed"] == 2 and report["overrides"] == ["seed=2"]
     # each width with TensorFlow's kernels and as one XLA program
     assert set(report["steps_per_second"]) == {"8", "8+xla", "64", "64+xla"}
     assert all(len(r) == 2 and min(r) > 0 for r in report["rounds"].values())
@@ -207,3 +210,28 @@ def test_width_cost_times_the_default_recipes_network_on_the_rules_prior():
     assert bad.returncode == 2 and "--steps >= 2" in bad.stderr
     bad = _script("tabular_width_cost.py", "lympho", "--xla", "yes", cwd=ROOT)
     assert bad.returncode == 2 and "--xla: invalid choice: 'yes'" in bad.stderr
+    bad = _script(
+        "tabular_width_cost.py", "lympho", "--set", "model.widthz=8", cwd=ROOT
+    )
+    assert bad.returncode == 2 and "recipe key 'model.widthz'" in bad.stderr
+
+
+@pytest.mark.data
+def test_stream_autotuning_switch_times_two_equal_networks_of_the_recipe():
+    args = ("lympho", "--rounds", "1", "--set", "training.steps=12")
+    args += ("--set", "seed=1", "--set", "training.jit_compile=false")
+    run = _script("tabular_stream_autotuning.py", *args, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    # the overrides reach the network: 12 steps, seed 1, TensorFlow's kernels
+    assert (report["steps"], report["seed"], report["jit_compile"]) == (12, 1, False)
+    assert (report["prior"], report["rows"]) == ("box", 148)
+    assert {n: len(r) for n, r in report["rounds"].items()} == {"off": 1, "on": 1}
+    assert min(report["fit_seconds"].values()) > 0 and report["on_over_off"] > 0
+    # autotuning changes when tf.data works, not what it yields: same network
+    assert report["max_score_difference"] == 0.0
+    bad = _script("tabular_stream_autotuning.py", "lympho", "--rounds", "0", cwd=ROOT)
+    assert bad.returncode == 2 and "--rounds >= 1" in bad.stderr
+    bad = ("lympho", "--set", "training.stepz=5")
+    bad = _script("tabular_stream_autotuning.py", *bad, cwd=ROOT)
+    assert bad.returncode == 2 and "recipe key 'training.stepz'" in bad.stderr
