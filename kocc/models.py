@@ -51,8 +51,9 @@ XLA_MIN_FREE_MEMORY_MAPS = 8192
 #: An upper estimate of the memory maps one XLA-compiled update takes, with the
 #: programs of its network's scoring: measured 406 to 409 (a training loop)
 #: and 423 to 819 (``kocc benchmark``) for the 3 x 64 tabular network. Used to
-#: tell, before a job starts, how many such networks a process can still
-#: compile (:func:`xla_updates_room`).
+#: tell, before a job starts, how many such updates (models built and
+#: compiled; :meth:`OCSDF.restart` compiles none) a process can still compile
+#: (:func:`xla_updates_room`).
 XLA_MAPS_PER_UPDATE = 1000
 
 
@@ -235,7 +236,6 @@ class OCSDF(tf.keras.Model):
         self.negatives_per_batch = (
             None if negatives_per_batch is None else int(negatives_per_batch)
         )
-        self.seed = int(seed)
         self.feature_shape = tuple(int(s) for s in backbone.input_shape[1:])
         self.domain.resolve_shape(self.feature_shape)  # fail early on a mismatch
         self._constrained = constrained_layers(backbone)
@@ -243,6 +243,8 @@ class OCSDF(tf.keras.Model):
         # the epoch counter drives the warm-up; a callback added by fit() sets it
         self._epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
         self._negatives = None
+        # the optimizer's variables before its first update (restart())
+        self._optimizer_start: list[np.ndarray] | None = None
         # compile(jit_compile=True) sets it to the XLA-compiled _update
         self._xla_update: Callable[[tf.Tensor], dict] | None = None
         if self.updates_per_sampling > 1:
@@ -254,6 +256,12 @@ class OCSDF(tf.keras.Model):
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
+        # a variable, not a constant of the traced update: restart() gives the
+        # compiled model a new network's seed without tracing it again. Created
+        # last: a file saved before it existed holds the others in their order
+        self._seed = tf.Variable(
+            int(seed), trainable=False, dtype=tf.int64, name="seed"
+        )
         self.loss_tracker = ReplicaMean(name="loss")
         self.f_pos_tracker = ReplicaMean(name="f_pos")
         self.f_neg_tracker = ReplicaMean(name="f_neg")
@@ -261,6 +269,11 @@ class OCSDF(tf.keras.Model):
         self.build((None, *self.feature_shape))
 
     # ------------------------------------------------------------------ config
+    @property
+    def seed(self) -> int:
+        """Seed of the negatives' draws (:meth:`restart` sets a new one)."""
+        return int(self._seed.numpy())
+
     @property
     def margin(self) -> float | None:
         """The loss's margin (``None`` for a loss without one)."""
@@ -323,10 +336,11 @@ class OCSDF(tf.keras.Model):
         TensorFlow's per-op dispatch (docs/training.md). XLA's
         stateless random ops draw other numbers than TensorFlow's kernels for
         the same seed, so the run differs from the plain step's and
-        reproduces with its seed. Every network's update is a program of its
-        own that XLA keeps until the process exits, in memory maps of its own:
-        a process holds about 70 to 150 networks of the tabular recipe's size
-        (docs/training.md), and compiling past
+        reproduces with its seed. Every compiled model's update is a program
+        of its own that XLA keeps until the process exits, in memory maps of
+        its own: a process holds about 70 to 150 of the tabular recipe's size
+        (docs/training.md); networks trained on one model in turn
+        (:meth:`restart`) share its program. Compiling past
         ``vm.max_map_count`` would crash it, so ``jit_compile=True`` is
         refused once fewer than :data:`XLA_MIN_FREE_MEMORY_MAPS` maps are
         left (:func:`check_xla_memory_maps`).
@@ -434,6 +448,76 @@ class OCSDF(tf.keras.Model):
         # the start of fit: deel-lip's own normalization, from any kernel
         retract(self._constrained, warm=False)
 
+    def load_own_variables(self, store: Any) -> None:
+        """Keras loading of the model's own variables (epoch, kept negatives,
+        seed); a file saved before the seed was a variable lacks the last one,
+        and the seed stays the config's (the same value)."""
+        own = self._trainable_weights + self._non_trainable_weights
+        if own and own[-1] is self._seed and len(store.keys()) == len(own) - 1:
+            for index, variable in enumerate(own[:-1]):
+                variable.assign(store[f"{index}"])
+            return
+        super().load_own_variables(store)
+
+    # --------------------------------------------------------------- restart
+    def _record_optimizer_start(self) -> None:
+        if self._optimizer_start is None and int(self.optimizer.iterations) == 0:
+            self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
+
+    def restart(self, backbone_weights: list[np.ndarray], seed: int) -> None:
+        """Start over as a new network, keeping the compiled update.
+
+        The model takes the state a new ``OCSDF`` of the same backbone
+        architecture, settings and domain, built with ``seed`` and compiled with
+        the same optimizer, has before its first step: the backbone's weights
+        become ``backbone_weights`` (a new backbone's ``get_weights()``, the
+        orthogonal kernels' cached values included), the negatives' seed
+        ``seed``, the epoch counter 0, the kept negatives (``updates_per_sampling
+        > 1``) zero, and the optimizer's variables (step counter, slots) their
+        values before its first update. The traced update and, with
+        ``jit_compile=True``, its XLA programs are kept: the next ``fit`` does not
+        trace or compile again, and trains as the new model would, to the bit
+        (tested). An ensemble of networks of one architecture (the tabular
+        benchmark's ``training.members``) thus pays for one compilation, and
+        keeps one XLA program instead of one per network.
+
+        Args:
+            backbone_weights: the new backbone's weights, in ``get_weights()``
+                order.
+            seed: the new network's seed of the negatives.
+
+        Raises:
+            ValueError: if the weights do not match the backbone (count or
+                shapes), or the optimizer has taken steps without its start
+                being recorded (a model loaded mid-training: build a new one).
+        """
+        current = self.backbone.get_weights()
+        shapes = [tuple(w.shape) for w in current]
+        given = [tuple(np.shape(w)) for w in backbone_weights]
+        if given != shapes:
+            raise ValueError(
+                f"restart needs weights of the backbone's shapes {shapes}, got "
+                f"{given}"
+            )
+        optimizer = self.optimizer
+        if optimizer is not None and self._optimizer_start is None:
+            if optimizer.variables and int(optimizer.iterations) > 0:
+                raise ValueError(
+                    "restart cannot reset an optimizer that took steps before its "
+                    "start was recorded (e.g. a reloaded model): build a new OCSDF"
+                )
+        with self.distribute_strategy.scope():
+            self.backbone.set_weights(backbone_weights)
+            self._seed.assign(int(seed))
+            self._epoch.assign(0)
+            if self._negatives is not None:
+                self._negatives.assign(tf.zeros_like(self._negatives))
+            if self._optimizer_start is not None:
+                for variable, value in zip(
+                    optimizer.variables, self._optimizer_start, strict=True
+                ):
+                    variable.assign(value)
+
     # ------------------------------------------------------------ negatives
     def sample_negatives(self, n: int | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """Draw ``n`` negatives: uniform in the domain, then Newton-Raphson.
@@ -462,7 +546,7 @@ class OCSDF(tf.keras.Model):
 
     def _step_seed(self) -> tf.Tensor:
         # (seed, step) on one device; (seed, step * R + replica) on R replicas
-        return current_replica_seed(self.seed, self.optimizer.iterations)
+        return current_replica_seed(self._seed, self.optimizer.iterations)
 
     def _negatives_for_step(self, n_pos: tf.Tensor) -> tf.Tensor:
         if self._negatives is None:
@@ -615,6 +699,7 @@ class OCSDF(tf.keras.Model):
                 # slots in optimized_variables() order, before BackupAndRestore
                 # restores them (saved optimizer state is matched by position)
                 self.optimizer.build(self.optimized_variables())
+                self._record_optimizer_start()
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(_EpochCounter(self._epoch))
         try:

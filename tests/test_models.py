@@ -347,3 +347,76 @@ def test_loss_is_a_constructor_argument_saved_with_the_model(tmp_path):
         OCSDF(
             lipschitz_mlp(2, widths=(8,)), Ball(5.0, shape=(2,)), orthogonalization="x"
         )
+
+
+def _restart_case(jit_compile: bool, seed: int) -> OCSDF:
+    """A small tabular-like OCSDF: Adam with a decaying rate (optimizer slots and
+    a schedule of the step), batches of 32 over 70 rows (a smaller last batch)."""
+    tf.keras.utils.set_random_seed(seed)
+    model = OCSDF(
+        lipschitz_mlp(3, widths=(16, 16)),
+        Box(-3.0, 3.0, shape=(3,)),
+        margin=0.3,
+        lam=1.0,
+        nr_steps=2,
+        seed=seed,
+    )
+    rate = tf.keras.optimizers.schedules.PolynomialDecay(1e-2, 12, 1e-3)
+    model.compile(tf.keras.optimizers.Adam(rate), jit_compile=jit_compile)
+    return model
+
+
+def _fit_rows(model: OCSDF, seed: int) -> None:
+    x = np.random.default_rng(3).normal(size=(70, 3)).astype(np.float32)
+    data = (
+        tf.data.Dataset.from_tensor_slices(x)
+        .shuffle(70, seed=seed)
+        .repeat()
+        .batch(32)  # 32, 32, 6: the last batch of a pass is smaller
+    )
+    model.fit(data, epochs=2, steps_per_epoch=6, verbose=0)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_restart_trains_the_network_a_new_model_would_without_tracing_again(
+    jit_compile,
+):
+    model = _restart_case(jit_compile, seed=1)
+    _fit_rows(model, seed=1)
+    step = model._xla_update or model.train_function
+    traces = step.experimental_get_tracing_count()
+    tf.keras.utils.set_random_seed(2)
+    model.restart(lipschitz_mlp(3, widths=(16, 16)).get_weights(), seed=2)
+    assert (model.seed, int(model.optimizer.iterations)) == (2, 0)
+    _fit_rows(model, seed=2)
+    new = _restart_case(jit_compile, seed=2)
+    _fit_rows(new, seed=2)
+    # every weight (backbone, seed, epoch) and optimizer slot equal to the bit
+    for a, b in zip(model.get_weights(), new.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.optimizer.variables, new.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    x = np.random.default_rng(4).normal(size=(50, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.score_samples(x), new.score_samples(x))
+    # the update was neither traced nor (XLA) compiled again for the new network
+    assert step.experimental_get_tracing_count() == traces
+    assert int(model.optimizer.iterations) == 12 and model.get_config()["seed"] == 2
+
+
+def test_restart_rejects_weights_of_another_backbone():
+    model = _restart_case(False, seed=1)
+    other = lipschitz_mlp(3, widths=(16, 8)).get_weights()
+    with pytest.raises(ValueError, match="restart needs weights of the backbone's"):
+        model.restart(other, seed=2)
+    assert model.seed == 1  # nothing changed
+
+
+def test_file_saved_before_the_seed_was_a_variable_still_loads():
+    # such a file holds the model's own variables without the last one, the seed
+    model = _restart_case(False, seed=7)
+    model.load_own_variables({"0": np.int64(3)})  # epoch only
+    assert int(model._epoch.numpy()) == 3 and model.seed == 7
+    model.load_own_variables({"0": np.int64(4), "1": np.int64(9)})  # epoch, seed
+    assert int(model._epoch.numpy()) == 4 and model.seed == 9
+    with pytest.raises(ValueError, match="expected 2 variables"):
+        model.load_own_variables({})

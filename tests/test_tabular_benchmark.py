@@ -31,6 +31,7 @@ from kocc.experiments.tabular_benchmark import (
     curve_epochs,
     knn_scale_margin,
     member_seeds,
+    ocsdf_compiled_updates,
     ocsdf_networks,
     results_markdown,
     row_sparsity,
@@ -430,23 +431,26 @@ def test_xla_data_set_larger_than_a_process_can_compile_is_refused_before_traini
     # (docs/training.md)
     x, y = _cluster_with_far_outliers(seed=4)
     config = one_run_toy_config(
-        tmp_path, x, y, training={"jit_compile": True, "members": 3}
+        tmp_path, x, y, runs=3, training={"jit_compile": True, "members": 2}
     )
     room_for_two = XLA_MIN_FREE_MEMORY_MAPS + 2 * XLA_MAPS_PER_UPDATE
     monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: room_for_two)
-    with pytest.raises(ValueError, match="'toy' trains 3 OCSDF networks") as refused:
+    # 3 runs of 2 members: 6 networks, 3 compiled updates (members share one)
+    with pytest.raises(ValueError, match="'toy' compiles 3 OCSDF updates") as refused:
         run_tabular_benchmark(config, tmp_path / "out")
     assert "room for about 2" in str(refused.value)
-    assert "Lower runs, training.members or the margins" in str(refused.value)
+    assert "Lower runs or the margins" in str(refused.value)
     assert not (tmp_path / "out").exists()  # refused before anything ran
     parsed = TabularBenchmarkConfig.from_dict(config)
-    two_sets = replace(parsed, datasets=("toy", "toy"))
-    two_each = replace(two_sets, ocsdf=replace(parsed.ocsdf, members=2))
-    assert ocsdf_networks(two_each) == 4 and ocsdf_networks(two_each, "toy") == 2
-    check_xla_room(two_each)  # 4 networks in all, 2 per process: it fits
-    no_xla = replace(parsed, ocsdf=replace(parsed.ocsdf, jit_compile=False))
+    assert ocsdf_networks(parsed) == 6 and ocsdf_compiled_updates(parsed) == 3
+    two_sets = replace(parsed, datasets=("toy", "toy"), runs=2)
+    five_each = replace(two_sets, ocsdf=replace(parsed.ocsdf, members=5))
+    assert ocsdf_networks(five_each, "toy") == 10
+    assert ocsdf_compiled_updates(five_each) == 4
+    check_xla_room(five_each)  # 2 compiled updates per process: it fits
+    no_xla = replace(parsed, runs=1, ocsdf=replace(parsed.ocsdf, jit_compile=False))
     monkeypatch.setattr(kocc.models, "memory_map_headroom", lambda: 0)
-    assert ocsdf_networks(no_xla) == 3
+    assert ocsdf_networks(no_xla) == 2
     run_tabular_benchmark(  # the plain step does not need the room
         replace(no_xla, ocsdf=replace(no_xla.ocsdf, steps=5)), tmp_path / "plain"
     )

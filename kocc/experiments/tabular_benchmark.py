@@ -135,6 +135,7 @@ from kocc.experiments.training import (
 from kocc.models import XLA_MAPS_PER_UPDATE, xla_updates_room
 from kocc.score_shards import certified_auroc_from_shards, write_score_shards
 from kocc.tabular_prior import PRIOR_KINDS, prior_from_statistics, tabular_prior
+from kocc.training import fit_ocsdf
 from kocc.training import train_ocsdf as train_ocsdf_on
 
 PROTOCOLS = ("anomaly_detection", "one_class")
@@ -784,6 +785,7 @@ def train_ocsdf(
     strategy: tf.distribute.Strategy | None = None,
     work_dir: str | os.PathLike | None = None,
     curve_points: int = CURVE_POINTS,
+    model: Any = None,
 ):
     """Train OCSDF on standardized rows streamed by :func:`streamed_dataset`.
 
@@ -810,9 +812,12 @@ def train_ocsdf(
         work_dir: where the shards' temporary folder goes (default: the
             system's temporary directory).
         curve_points: at most this many points on the training curve.
+        model: an OCSDF an earlier call returned for the same rows' width,
+            settings, margin and domain, to train the new network on
+            (:func:`fit_on_batches`): no new tracing or compilation.
 
     Returns:
-        The trained :class:`kocc.models.OCSDF`.
+        The trained :class:`kocc.models.OCSDF` (``model`` when given).
     """
     tf.keras.utils.set_random_seed(seed)
     strategy = strategy or tf.distribute.get_strategy()
@@ -836,6 +841,7 @@ def train_ocsdf(
             seed,
             strategy,
             curve_points,
+            model,
         )
 
 
@@ -848,23 +854,44 @@ def fit_on_batches(
     seed: int,
     strategy: tf.distribute.Strategy | None = None,
     curve_points: int = CURVE_POINTS,
+    model: Any = None,
 ):
     """Build OCSDF in ``strategy.scope()`` and fit it on an endless stream of
     batches for ``settings.steps`` updates (:func:`curve_epochs` epochs): the
-    one training path of the in-memory, sharded and ``shard_files`` runs."""
+    one training path of the in-memory, sharded and ``shard_files`` runs.
+
+    With ``model`` (an OCSDF an earlier call returned, for the same
+    ``n_features``, ``settings``, ``margin``, ``domain`` and strategy), the
+    new network is trained on it (:meth:`kocc.models.OCSDF.restart`: a new
+    backbone's weights and ``seed``): the same network to the bit as a new
+    model's, without tracing and compiling the update again.
+    """
     tf.keras.utils.set_random_seed(seed)
     strategy = strategy or tf.distribute.get_strategy()
+    epochs = curve_epochs(settings.steps, curve_points)
     with strategy.scope():
         backbone = lipschitz_mlp(
             n_features, widths=settings.widths, activation=settings.activation
         )
+        if model is not None:
+            if model.margin != margin or model.domain is not domain:
+                raise ValueError(
+                    f"fit_on_batches(model=...) restarts a model of the same "
+                    f"margin and domain: the model has m={model.margin}, the "
+                    f"call m={margin}"
+                    + ("" if model.domain is domain else " and another domain")
+                )
+            model.restart(backbone.get_weights(), seed)
+            fit_ocsdf(
+                model, data, epochs=epochs, steps_per_epoch=settings.steps // epochs
+            )
+            return model
         model, _ = train_ocsdf_on(
             backbone,
             domain,
             data,
-            epochs=curve_epochs(settings.steps, curve_points),
-            steps_per_epoch=settings.steps
-            // curve_epochs(settings.steps, curve_points),
+            epochs=epochs,
+            steps_per_epoch=settings.steps // epochs,
             margin=margin,
             lam=settings.lam,
             nr_steps=settings.nr_steps,
@@ -1262,6 +1289,9 @@ def _run_dataset(
         for margin in margins:
             start = time.perf_counter()
             scores = np.zeros(len(ocsdf_test))
+            # the members share one compiled model (OCSDF.restart): one trace
+            # and one XLA compilation per run and margin, not per network
+            model = None
             for member, member_seed in enumerate(member_seeds(seed, settings.members)):
                 model = train_ocsdf(
                     ocsdf_train,
@@ -1271,6 +1301,7 @@ def _run_dataset(
                     member_seed,
                     strategy,
                     work_dir,
+                    model=model,
                 )
                 first = run == 0 and member == 0 and margin == margins[0]
                 if first and work_dir is not None:
@@ -1279,8 +1310,8 @@ def _run_dataset(
                     value = sharded_auroc(model, ocsdf_test, y_test, work_dir)
                 else:
                     scores -= np.asarray(model.score_samples(ocsdf_test)).reshape(-1)
-                del model
-                tf.keras.backend.clear_session()
+            del model
+            tf.keras.backend.clear_session()
             if not settings.score_shards:
                 scores /= settings.members  # minus the members' mean f
                 value = float(roc_auc_score(y_test, scores))
@@ -1359,11 +1390,22 @@ def ocsdf_networks(config: TabularBenchmarkConfig, dataset: str | None = None) -
     return total
 
 
+def ocsdf_compiled_updates(
+    config: TabularBenchmarkConfig, dataset: str | None = None
+) -> int:
+    """OCSDF updates a run of ``config`` traces and compiles (as XLA programs,
+    with ``training.jit_compile``), on ``dataset`` alone when given: one per
+    run and trained margin, the ``members`` of a run sharing one compiled
+    model (:meth:`kocc.models.OCSDF.restart`): :func:`ocsdf_networks` over
+    ``members``."""
+    return ocsdf_networks(config, dataset) // config.ocsdf.members
+
+
 def check_xla_room(config: TabularBenchmarkConfig) -> None:
     """Refuse, before any training, a ``training.jit_compile`` run whose
-    largest data set trains more networks than one process can compile under
-    XLA (:func:`kocc.models.xla_updates_room`, measured in this process, whose
-    children start alike).
+    largest data set compiles more updates (:func:`ocsdf_compiled_updates`)
+    than one process can hold under XLA (:func:`kocc.models.xla_updates_room`,
+    measured in this process, whose children start alike).
 
     Each data set of such a run trains in a process of its own
     (:mod:`kocc.experiments.tabular_worker`), so the number of data sets does
@@ -1373,17 +1415,17 @@ def check_xla_room(config: TabularBenchmarkConfig) -> None:
     room = xla_updates_room()
     if room is None:
         return
-    name = max(config.datasets, key=lambda d: ocsdf_networks(config, d))
-    needed = ocsdf_networks(config, name)
+    name = max(config.datasets, key=lambda d: ocsdf_compiled_updates(config, d))
+    needed = ocsdf_compiled_updates(config, name)
     if needed <= room:
         return
     raise ValueError(
-        f"training.jit_compile: data set {name!r} trains {needed} OCSDF networks "
-        "in one process, and XLA keeps each one's program until the process "
-        f"exits (up to {XLA_MAPS_PER_UPDATE:,} memory maps each, "
-        f"vm.max_map_count); a process has room for about {room}. Lower runs, "
-        "training.members or the margins of that data set, or set "
-        "training.jit_compile=false"
+        f"training.jit_compile: data set {name!r} compiles {needed} OCSDF "
+        "updates in one process (one per run and margin; a run's members share "
+        "one), and XLA keeps each one's program until the process exits (up to "
+        f"{XLA_MAPS_PER_UPDATE:,} memory maps each, vm.max_map_count); a process "
+        f"has room for about {room}. Lower runs or the margins of that data set, "
+        "or set training.jit_compile=false"
     )
 
 
