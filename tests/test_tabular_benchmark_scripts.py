@@ -1,8 +1,8 @@
 """Tabular benchmark scripts: tabular_merge.py (parts into one table),
 tabular_seed_spread.py (two seed sets of one recipe, compared),
-tabular_width_cost.py (training cost per network width and compilation) and
+tabular_width_cost.py (training cost per network width and compilation),
 tabular_stream_autotuning.py (one member's fit, the row stream's autotuning on
-and off)."""
+and off) and tabular_member_reuse.py (a run's members on one compiled model)."""
 
 from __future__ import annotations
 
@@ -235,3 +235,20 @@ def test_stream_autotuning_switch_times_two_equal_networks_of_the_recipe():
     bad = ("lympho", "--set", "training.stepz=5")
     bad = _script("tabular_stream_autotuning.py", *bad, cwd=ROOT)
     assert bad.returncode == 2 and "recipe key 'training.stepz'" in bad.stderr
+
+
+@pytest.mark.data
+def test_member_reuse_trains_the_same_members_on_one_compiled_model():
+    args = ("lympho", "--rounds", "1", "--set", "training.steps=12")
+    args += ("--set", "training.members=2", "--set", "seed=1")
+    run = _script("tabular_member_reuse.py", *args, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (report["members"], report["steps"], report["seed"]) == (2, 12, 1)
+    assert {n: len(r) for n, r in report["rounds"].items()} == {"new": 1, "restart": 1}
+    assert min(report["run_seconds"].values()) > 0
+    # OCSDF.restart trains the networks a new model per member would, to the bit
+    assert report["max_score_difference"] == 0.0
+    one = ("lympho", "--set", "training.members=1")
+    bad = _script("tabular_member_reuse.py", *one, cwd=ROOT)
+    assert bad.returncode == 2 and "training.members >= 2" in bad.stderr
