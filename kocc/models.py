@@ -461,7 +461,7 @@ class OCSDF(tf.keras.Model):
 
     # --------------------------------------------------------------- restart
     def _record_optimizer_start(self) -> None:
-        if self._optimizer_start is None and int(self.optimizer.iterations) == 0:
+        if self._optimizer_start is None and int(self.optimizer.iterations.numpy()) == 0:
             self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
 
     def restart(self, backbone_weights: list[np.ndarray], seed: int) -> None:
@@ -501,7 +501,7 @@ class OCSDF(tf.keras.Model):
             )
         optimizer = self.optimizer
         if optimizer is not None and self._optimizer_start is None:
-            if optimizer.variables and int(optimizer.iterations) > 0:
+            if optimizer.variables and int(optimizer.iterations.numpy()) > 0:
                 raise ValueError(
                     "restart cannot reset an optimizer that took steps before its "
                     "start was recorded (e.g. a reloaded model): build a new OCSDF"

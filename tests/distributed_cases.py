@@ -259,6 +259,45 @@ def xla_refused() -> dict:
     return {"error": None, "replicas": strategy.num_replicas_in_sync}
 
 
+def restart() -> dict:
+    """Under two replicas, a model restarted as the network of another seed
+    (``OCSDF.restart``) against a new model of that seed, five steps each.
+
+    The other cases' network (2 x 32): the cases share a process, and
+    TensorFlow's collectives of a new strategy there expect the shapes of the
+    earlier strategies' (a mismatch aborts them)."""
+    set_logical_cpus(2)
+    strategy = make_strategy("mirrored", ["/cpu:0", "/cpu:1"])
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+
+    def data(seed: int) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(x).shuffle(64, seed=seed).repeat()
+
+    def new(seed: int) -> OCSDF:
+        with strategy.scope():
+            model = OCSDF(
+                lipschitz_mlp(2, (32, 32), seed=seed), Ball(4.0, shape=(2,)), seed=seed
+            )
+            model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+        return model
+
+    restarted = new(1)
+    restarted.fit(data(1).batch(16), epochs=1, steps_per_epoch=5, verbose=0)
+    with strategy.scope():
+        weights = lipschitz_mlp(2, (32, 32), seed=2).get_weights()
+    restarted.restart(weights, seed=2)
+    restarted.fit(data(2).batch(16), epochs=1, steps_per_epoch=5, verbose=0)
+    fresh = new(2)
+    fresh.fit(data(2).batch(16), epochs=1, steps_per_epoch=5, verbose=0)
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "seed": restarted.seed,
+        "steps": int(restarted.optimizer.iterations.numpy()),
+        "max_diff": _max_diff(_state(restarted), _state(fresh)),
+        "moved": _max_diff(restarted.backbone.get_weights(), weights),
+    }
+
+
 def two_moons(out_dir: str, steps: str, shards: str = "0", *overrides: str) -> dict:
     """A short fit of the two-moons recipe, on one process or as a worker.
 
@@ -369,6 +408,7 @@ CASES = {
     "replicas": replicas,
     "persistence": persistence,
     "xla_refused": xla_refused,
+    "restart": restart,
     "two_moons": two_moons,
 }
 

@@ -58,6 +58,7 @@ def _one_process_cases(out: Path) -> dict[str, list[str]]:
             "persistence"
         ],
         "test_xla_update_is_refused_under_several_replicas": ["xla_refused"],
+        "test_restart_under_two_replicas_trains_the_new_models_network": ["restart"],
         # the one-process reference of the two workers
         "test_two_localhost_workers_train_two_moons_like_one_process": [
             "two_moons",
@@ -122,6 +123,15 @@ def test_mirrored_steps_equal_single_device_steps_on_the_same_samples(
     # the steps moved the weights, and other negatives give other weights
     assert result["moved"] > 1e-2
     assert result["other_negatives_diff"] > 1e-3
+
+
+def test_restart_under_two_replicas_trains_the_new_models_network(one_process, request):
+    # OCSDF.restart writes the mirrored weights, seed and optimizer slots of
+    # both replicas: five steps after it equal five steps of a new model
+    result = case_result(one_process, request)
+    assert (result["replicas"], result["seed"], result["steps"]) == (2, 2, 5)
+    assert result["max_diff"] == 0.0
+    assert result["moved"] > 1e-3  # the steps did train the restarted model
 
 
 def test_xla_update_is_refused_under_several_replicas(one_process, request):
