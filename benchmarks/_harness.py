@@ -9,6 +9,7 @@ description ``--help`` prints) and takes ``--name N`` options with defaults::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 #: The options of a benchmark that times OCSDF training in alternating rounds:
@@ -139,3 +140,80 @@ def tabular_rows(config, dataset: str, seed: int = 0):
         "sparsity": None if sparsity is None else round(float(sparsity), 4),
     }
     return rows, domain, description
+
+
+def compare_tabular_variants(
+    doc: str,
+    benchmark: str,
+    variants: dict,
+    rounds: int = 3,
+    check=None,
+    fields=None,
+) -> None:
+    """The command line and JSON of a benchmark that times two ways of training
+    one tabular recipe's OCSDF, kocc's and the one it replaced, on the same set.
+
+    Takes ``DATASET [--recipe R] [--rounds N] [--set KEY=VALUE ...]``
+    (:func:`tabular_config`; :func:`tabular_rows`), then runs the two
+    variants, ``--rounds`` times each, alternating, so that both see the same
+    machine load. Prints one JSON line: the median and every round's seconds,
+    ``<before>_over_<kocc>`` (the second variant's median over the first's),
+    and the largest difference between the two variants' scores (0.0: the
+    same networks).
+
+    Args:
+        doc: the script's module docstring (its first line is ``--help``'s).
+        benchmark: the JSON's ``benchmark`` name.
+        variants: ``{name: run}``, kocc's first; ``run(settings, rows, domain,
+            seed)`` trains and returns scores (an array).
+        rounds: the default of ``--rounds``.
+        check: ``check(config)`` returns a usage error message or None.
+        fields: ``fields(settings)`` returns more JSON fields.
+    """
+    import os
+
+    import numpy as np
+    import tensorflow as tf
+
+    from kocc.experiments.cli import add_overrides_arg
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("dataset", help="a kocc.datasets.tabular name, e.g. cardio")
+    parser.add_argument("--recipe", default="recipes/tabular_odds.yaml")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    add_overrides_arg(parser)
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds >= 1")
+    config = tabular_config(parser, args)
+    problem = check(config) if check is not None else None
+    if problem:
+        parser.error(problem)
+    settings, seed = config.ocsdf, config.seed
+    rows, domain, description = tabular_rows(config, args.dataset, seed)
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    scores: dict[str, np.ndarray] = {}
+    for _ in range(args.rounds):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            scores[name] = np.asarray(run(settings, rows, domain, seed))
+            seconds[name].append(time.perf_counter() - start)
+    median = {name: float(np.median(values)) for name, values in seconds.items()}
+    kocc_way, before = variants
+    report = {
+        "benchmark": benchmark,
+        **description,
+        "steps": settings.steps,
+        "jit_compile": settings.jit_compile,
+        "seed": seed,
+        **(fields(settings) if fields is not None else {}),
+        "recipe": args.recipe,
+        "overrides": args.overrides,
+        "seconds": {n: round(v, 2) for n, v in median.items()},
+        "rounds": {n: [round(v, 2) for v in values] for n, values in seconds.items()},
+        f"{before}_over_{kocc_way}": round(median[before] / median[kocc_way], 3),
+        "max_score_difference": float(np.abs(scores[before] - scores[kocc_way]).max()),
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+    }
+    print(json.dumps(report))

@@ -15,7 +15,8 @@ The two alternate, ``--rounds`` times each, every round a new network from the
 same seed: the time is the whole call (build, XLA compilation, the steps, and
 the end of ``fit``), what a member costs. The JSON gives the median seconds,
 the rounds, the ratio on/off, and the largest score difference between the two
-variants' networks (0: the switch does not change the training)::
+variants' networks (0: the switch does not change the training;
+``_harness.compare_tabular_variants``)::
 
     KOCC_DATA_DIR=../shared/data TF_NUM_INTRAOP_THREADS=1 \\
         TF_NUM_INTEROP_THREADS=1 taskset -c 0 \\
@@ -26,24 +27,17 @@ variants' networks (0: the switch does not change the training)::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kocc  # noqa: E402,F401  isort: skip  (first: selects tf-keras)
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _harness import tabular_config, tabular_rows  # noqa: E402
+from _harness import compare_tabular_variants  # noqa: E402
 
 from kocc.datasets.tabular import streamed_dataset  # noqa: E402
-from kocc.experiments.cli import add_overrides_arg  # noqa: E402
-from kocc.experiments.tabular_benchmark import (  # noqa: E402
-    fit_on_batches,
-)
+from kocc.experiments.tabular_benchmark import fit_on_batches  # noqa: E402
 
 
 def with_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -53,65 +47,26 @@ def with_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", help="a kocc.datasets.tabular name, e.g. cardio")
-    parser.add_argument("--recipe", default="recipes/tabular_odds.yaml")
-    parser.add_argument("--rounds", type=int, default=3)
-    add_overrides_arg(parser)
-    args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds >= 1")
-    config = tabular_config(parser, args)
-    settings, seed = config.ocsdf, config.seed
-    rows, domain, description = tabular_rows(config, args.dataset, seed)
-    batch = min(settings.batch_size, len(rows))
-    pipelines = {
-        "off": lambda: streamed_dataset(rows, batch, seed=seed),
-        "on": lambda: with_autotuning(streamed_dataset(rows, batch, seed=seed)),
-    }
-    seconds: dict[str, list[float]] = {name: [] for name in pipelines}
-    scores: dict[str, np.ndarray] = {}
-    for _ in range(args.rounds):
-        for name, pipeline in pipelines.items():
-            start = time.perf_counter()
-            model = fit_on_batches(
-                pipeline(),
-                rows.shape[1],
-                settings,
-                settings.margins[0],
-                domain,
-                seed,
-            )
-            seconds[name].append(time.perf_counter() - start)
-            scores[name] = np.asarray(model.score_samples(rows))
-            del model
-            tf.keras.backend.clear_session()
-    median = {name: float(np.median(values)) for name, values in seconds.items()}
-    print(
-        json.dumps(
-            {
-                "benchmark": "tabular_stream_autotuning",
-                **description,
-                "steps": settings.steps,
-                "jit_compile": settings.jit_compile,
-                "seed": seed,
-                "recipe": args.recipe,
-                "overrides": args.overrides,
-                "fit_seconds": {n: round(v, 2) for n, v in median.items()},
-                "rounds": {
-                    n: [round(v, 2) for v in values] for n, values in seconds.items()
-                },
-                "on_over_off": round(median["on"] / median["off"], 3),
-                "max_score_difference": float(
-                    np.abs(scores["on"] - scores["off"]).max()
-                ),
-                "cpu_count": os.cpu_count(),
-                "tensorflow": tf.__version__,
-            }
-        )
+def fitted_scores(settings, rows, domain, seed: int, autotuning: bool):
+    """One member's scores on ``rows``, fitted on the stream as ``kocc
+    benchmark`` builds it, with tf.data's autotuning on or (kocc's) off."""
+    data = streamed_dataset(rows, min(settings.batch_size, len(rows)), seed=seed)
+    data = with_autotuning(data) if autotuning else data
+    model = fit_on_batches(
+        data, rows.shape[1], settings, settings.margins[0], domain, seed
     )
+    scores = model.score_samples(rows)
+    del model
+    tf.keras.backend.clear_session()
+    return scores
 
 
 if __name__ == "__main__":
-    main()
+    compare_tabular_variants(
+        __doc__,
+        "tabular_stream_autotuning",
+        {
+            "off": lambda *a: fitted_scores(*a, autotuning=False),
+            "on": lambda *a: fitted_scores(*a, autotuning=True),
+        },
+    )
