@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 #: The options of a benchmark that times OCSDF training in alternating rounds:
@@ -156,7 +157,8 @@ def compare_tabular_variants(
     Takes ``DATASET [--recipe R] [--rounds N] [--set KEY=VALUE ...]``
     (:func:`tabular_config`; :func:`tabular_rows`), then runs the two
     variants, ``--rounds`` times each, alternating, so that both see the same
-    machine load. Prints one JSON line: the median and every round's seconds,
+    machine load; the Keras session is cleared after each run, so that every
+    run starts alike. Prints one JSON line: the median and every round's seconds,
     ``<before>_over_<kocc>`` (the second variant's median over the first's),
     and the largest difference between the two variants' scores (0.0: the
     same networks).
@@ -170,8 +172,6 @@ def compare_tabular_variants(
         check: ``check(config)`` returns a usage error message or None.
         fields: ``fields(settings)`` returns more JSON fields.
     """
-    import os
-
     import numpy as np
     import tensorflow as tf
 
@@ -197,6 +197,7 @@ def compare_tabular_variants(
         for name, run in variants.items():
             start = time.perf_counter()
             scores[name] = np.asarray(run(settings, rows, domain, seed))
+            tf.keras.backend.clear_session()
             seconds[name].append(time.perf_counter() - start)
     median = {name: float(np.median(values)) for name, values in seconds.items()}
     kocc_way, before = variants

@@ -49,12 +49,9 @@ def members_scores(settings, rows, domain, seed: int, restart: bool) -> np.ndarr
             rows, settings, settings.margins[0], domain, member_seed, model=reuse
         )
         scores.append(np.asarray(model.score_samples(rows)).reshape(-1))
-        if not restart:
-            del model
+        if not restart:  # as the benchmark did: a new session per network
             model = None
             tf.keras.backend.clear_session()
-    del model
-    tf.keras.backend.clear_session()
     return np.stack(scores)
 
 

@@ -55,10 +55,7 @@ def fitted_scores(settings, rows, domain, seed: int, autotuning: bool):
     model = fit_on_batches(
         data, rows.shape[1], settings, settings.margins[0], domain, seed
     )
-    scores = model.score_samples(rows)
-    del model
-    tf.keras.backend.clear_session()
-    return scores
+    return model.score_samples(rows)
 
 
 if __name__ == "__main__":

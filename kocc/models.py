@@ -461,7 +461,10 @@ class OCSDF(tf.keras.Model):
 
     # --------------------------------------------------------------- restart
     def _record_optimizer_start(self) -> None:
-        if self._optimizer_start is None and int(self.optimizer.iterations.numpy()) == 0:
+        if (
+            self._optimizer_start is None
+            and int(self.optimizer.iterations.numpy()) == 0
+        ):
             self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
 
     def restart(self, backbone_weights: list[np.ndarray], seed: int) -> None:
@@ -491,8 +494,7 @@ class OCSDF(tf.keras.Model):
                 shapes), or the optimizer has taken steps without its start
                 being recorded (a model loaded mid-training: build a new one).
         """
-        current = self.backbone.get_weights()
-        shapes = [tuple(w.shape) for w in current]
+        shapes = [tuple(w.shape) for w in self.backbone.weights]
         given = [tuple(np.shape(w)) for w in backbone_weights]
         if given != shapes:
             raise ValueError(
